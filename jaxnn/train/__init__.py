@@ -1,0 +1,25 @@
+"""The training engine: pure steps, a data-parallel loop, checkpoints, metrics.
+
+Methods build on three layers:
+- `FunctionalModel` (`from_nnx`, `from_function`): any model as pure functions.
+- `make_train_step` / `make_eval_step` / `make_loss_fn`: pure steps to wrap.
+- `run_loop`: jit + sharding over devices, Orbax resume, JSONL metrics, NaN guard.
+`train_and_evaluate(TrainConfig(...), workdir)` is the plain supervised job.
+"""
+
+from jaxnn.train._checkpoint import Checkpointer
+from jaxnn.train._functional import FunctionalModel, from_function, from_nnx, kernel_l2
+from jaxnn.train._io import MetricsLog, to_jsonable, write_json_atomic
+from jaxnn.train._loop import TrainConfig, make_evaluator, run_loop, train_and_evaluate
+from jaxnn.train._optim import OPTIMIZERS, make_optimizer
+from jaxnn.train._parallel import DataParallel, data_parallel
+from jaxnn.train._steps import (CLASSIFICATION, REGRESSION, Objective, TrainState, init_train_state,
+                                make_eval_step, make_loss_fn, make_train_step)
+
+__all__ = [
+    "CLASSIFICATION", "Checkpointer", "DataParallel", "FunctionalModel", "MetricsLog", "OPTIMIZERS",
+    "Objective", "REGRESSION", "TrainConfig", "TrainState", "data_parallel", "from_function",
+    "from_nnx", "init_train_state", "kernel_l2", "make_eval_step", "make_evaluator", "make_loss_fn",
+    "make_optimizer", "make_train_step", "run_loop", "to_jsonable", "train_and_evaluate",
+    "write_json_atomic",
+]

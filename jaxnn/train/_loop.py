@@ -1,0 +1,233 @@
+"""The data-parallel training loop: checkpoints, metrics, progress, NaN guard.
+
+`run_loop` drives any pure `step_fn(carry, x, y) -> (carry, metrics)` over
+deterministic batches; methods pass a wrapped step (a subspace model, an LCA
+accumulator, a vmapped stack of configs) and get resuming, logging and the
+multi-device placement for free. `train_and_evaluate` is the plain supervised
+job behind `jaxnn train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxnn._errors import JaxnnError, NonFiniteLossError
+from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
+from jaxnn.models import count_params, create_model
+from jaxnn.train._checkpoint import Checkpointer
+from jaxnn.train._functional import FunctionalModel, from_nnx
+from jaxnn.train._io import MetricsLog, write_json_atomic
+from jaxnn.train._optim import make_optimizer
+from jaxnn.train._parallel import DataParallel, data_parallel
+from jaxnn.train._steps import (CLASSIFICATION, Objective, init_train_state, make_eval_step,
+                                make_train_step)
+
+
+def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: int, *,
+             dp: DataParallel, workdir: str | pathlib.Path | None = None,
+             run_config: dict | None = None, log_every: int = 50,
+             checkpoint_every: int | None = None, eval_every: int | None = None,
+             eval_fn: Callable[[Any], dict] | None = None, loss_key: str = "loss",
+             progress: bool = True, description: str = "train") -> Any:
+  """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
+
+  Args:
+    step_fn: pure `(carry, x, y) -> (carry, metrics)`; jitted here with the
+      carry replicated and the batch split across `dp`'s devices.
+    carry: the initial pytree (a `TrainState` or anything holding one).
+    batcher: gives the batch of every global step.
+    num_steps: total steps of the run (not the steps left).
+    dp: the device mesh.
+    workdir: run directory for `checkpoints/`, `metrics.jsonl`; None keeps
+      nothing on disk.
+    run_config: identifies the run; resuming with another raises.
+    log_every: steps between metric lines (and NaN checks).
+    checkpoint_every: steps between checkpoints; None: every epoch. The last
+      step is always saved.
+    eval_every: steps between `eval_fn` calls; None: every epoch.
+    eval_fn: `eval_fn(carry) -> {name: value}`, logged with the step.
+    loss_key: the metric checked for NaN / inf.
+    progress: show a progress bar on a terminal.
+    description: the progress bar's label.
+
+  Returns:
+    The final carry.
+
+  Raises:
+    NonFiniteLossError: the loss became NaN or inf; the last good checkpoint
+      (saved only after a finite check) is kept.
+  """
+  if num_steps < 1:
+    raise JaxnnError(f"nothing to train: {num_steps} steps (raise --epochs)")
+  epoch_steps = batcher.steps_per_epoch
+  checkpoint_every = checkpoint_every or epoch_steps
+  eval_every = eval_every or epoch_steps
+  log = ckpt = None
+  start = 0
+  carry = dp.replicate(carry)
+  if workdir is not None:
+    ckpt = Checkpointer(workdir, run_config or {})
+    log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
+    if ckpt.latest_step() is not None:
+      start, carry = ckpt.restore(carry)
+      carry = dp.replicate(carry)
+      log.truncate_after(start)
+  step = jax.jit(step_fn, in_shardings=(dp.replicated, dp.batch, dp.batch),
+                 out_shardings=(dp.replicated, dp.replicated), donate_argnums=0)
+  pending: list[tuple[int, Any]] = []
+  last_good = start
+
+  def flush(upto: int):
+    nonlocal last_good
+    if not pending:
+      return
+    values = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, values):
+      loss = np.asarray(m[loss_key])
+      if not np.all(np.isfinite(loss)):
+        kept = f"the last good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.workdir}" \
+            if ckpt is not None and ckpt.latest_step() is not None else "no checkpoint was written"
+        raise NonFiniteLossError(
+            f"the training loss became {loss.ravel()[~np.isfinite(loss.ravel())][0]} at step {s}; "
+            f"{kept}. Lower the learning rate or check the data, then rerun.")
+    mean = {k: np.mean(np.stack([np.asarray(m[k]) for m in values]), axis=0) for k in values[0]}
+    if log is not None:
+      log.write({"step": upto, "epoch": upto / epoch_steps, "split": "train", **mean})
+    bar.set_postfix({k: f"{float(np.mean(v)):.4f}" for k, v in mean.items()}, refresh=False)
+    pending.clear()
+    last_good = upto
+
+  bar = tqdm(total=num_steps, initial=start, desc=description, disable=None if progress else True,
+             dynamic_ncols=True, leave=False)
+  try:
+    for s in range(start, num_steps):
+      x, y = dp.shard_batch(*batcher.at_step(s))
+      carry, metrics = step(carry, x, y)
+      pending.append((s + 1, metrics))
+      bar.update(1)
+      done = s + 1
+      is_ckpt, is_eval = done % checkpoint_every == 0 or done == num_steps, \
+          eval_fn is not None and (done % eval_every == 0 or done == num_steps)
+      if done % log_every == 0 or is_ckpt or is_eval:
+        flush(done)
+      if is_eval:
+        record = eval_fn(carry)
+        if log is not None:
+          log.write({"step": done, "epoch": done / epoch_steps, **record})
+      if is_ckpt and ckpt is not None:
+        ckpt.save(done, carry)
+  finally:
+    bar.close()
+    if ckpt is not None:
+      ckpt.close()
+  return carry
+
+
+def make_evaluator(model: FunctionalModel, dp: DataParallel, objective: Objective = CLASSIFICATION,
+                   batch_size: int = 1000):
+  """`evaluate(params, model_state, split) -> {loss, accuracy, ...}` means over the split."""
+  batch_size = -(-batch_size // dp.num_devices) * dp.num_devices
+  step = jax.jit(make_eval_step(model, objective),
+                 in_shardings=(dp.replicated, dp.replicated, dp.batch, dp.batch, dp.batch),
+                 out_shardings=dp.replicated)
+
+  def evaluate(params, model_state, split: Split) -> dict[str, float]:
+    if len(split) == 0:
+      return {}
+    totals = None
+    for x, y, mask in eval_batches(split, min(batch_size, -(-len(split) // dp.num_devices) * dp.num_devices)):
+      sums = step(params, model_state, *dp.shard_batch(x, y, mask))
+      totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    totals = jax.device_get(totals)
+    count = float(totals.pop("count"))
+    return {k: float(v) / count for k, v in totals.items()}
+
+  return evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """A supervised run, as `jaxnn train` takes it."""
+
+  dataset: str = "mnist5k"  # a registered dataset name
+  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
+  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
+  epochs: int = 5
+  batch_size: int = 128
+  optimizer: str = "adam"  # adam (beta2 0.99), momentum, sgd
+  learning_rate: float = 1e-3
+  momentum: float = 0.9  # for optimizer="momentum"
+  weight_decay: float = 0.0  # L2 coefficient on the weights (Keras convention)
+  seed: int = 0  # initialization, validation split and batch order
+  validation_size: int | float | None = None  # None: the dataset's default
+  shuffled_pixels: bool = False
+  shuffled_labels: float = 0.0
+  max_train: int | None = None  # keep only this many training examples
+  num_devices: int | None = None  # None: all that divide the batch
+  log_every: int = 50
+  checkpoint_every: int | None = None  # steps; None: every epoch
+  eval_batch_size: int = 1000
+  progress: bool = True
+
+  def run_identity(self) -> dict:
+    """The fields a resumed run must share (not its length or devices)."""
+    skip = {"epochs", "num_devices", "log_every", "progress", "eval_batch_size", "checkpoint_every"}
+    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | pathlib.Path | None,
+                       dataset: Dataset | None = None) -> dict:
+  """Trains `config.model` on `config.dataset`; writes metrics, checkpoints, summary.
+
+  Returns the summary (also written to `workdir/summary.json`): `params`,
+  `train_accuracy`, `validation_accuracy`, `test_accuracy`, losses, `steps`,
+  `seconds`.
+  """
+  t0 = time.perf_counter()
+  if config.epochs < 1:
+    raise JaxnnError(f"epochs must be at least 1, got {config.epochs}")
+  if not 0 <= config.weight_decay < 1:
+    raise JaxnnError(f"weight decay must be in [0, 1), got {config.weight_decay}")
+  if dataset is None:
+    dataset = load_dataset(config.dataset, seed=config.seed, validation_size=config.validation_size,
+                           shuffled_pixels=config.shuffled_pixels,
+                           shuffled_labels=config.shuffled_labels, max_train=config.max_train)
+  if dataset.num_classes is None:
+    raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
+  model = from_nnx(create_model(config.model, dataset.input_shape, dataset.num_classes,
+                                seed=config.seed, widths=config.widths))
+  optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
+  dp = data_parallel(config.batch_size, config.num_devices)
+  batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
+  evaluate = make_evaluator(model, dp, batch_size=config.eval_batch_size)
+
+  def eval_fn(state):
+    return {"split": "validation", **evaluate(state.params, state.model_state, dataset.validation)}
+
+  state = run_loop(
+      make_train_step(model, optimizer, weight_decay=config.weight_decay),
+      init_train_state(model, optimizer, config.seed), batcher,
+      config.epochs * batcher.steps_per_epoch, dp=dp, workdir=workdir,
+      run_config=config.run_identity(), log_every=config.log_every,
+      checkpoint_every=config.checkpoint_every, eval_fn=eval_fn if len(dataset.validation) else None,
+      progress=config.progress)
+  results = {name: evaluate(state.params, state.model_state, getattr(dataset, name))
+             for name in ("train", "validation", "test")}
+  summary = {
+      "dataset": dataset.name, "model": config.model, "params": count_params(model.params),
+      **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
+      "steps": config.epochs * batcher.steps_per_epoch, "epochs": config.epochs,
+      "devices": dp.num_devices, "seconds": time.perf_counter() - t0,
+      "config": dataclasses.asdict(config), "data": dataset.info,
+  }
+  if workdir is not None:
+    write_json_atomic(pathlib.Path(workdir) / "summary.json", summary)
+  summary["state"] = state
+  return summary
