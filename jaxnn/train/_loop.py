@@ -35,7 +35,8 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
              run_config: dict | None = None, log_every: int = 50,
              checkpoint_every: int | None = None, eval_every: int | None = None,
              eval_fn: Callable[[Any], dict] | None = None, loss_key: str = "loss",
-             progress: bool = True, description: str = "train") -> Any:
+             progress: bool = True, description: str = "train", extra_args: tuple = (),
+             carry_sharding=None, batch_sharding=None) -> Any:
   """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
 
   Args:
@@ -56,6 +57,13 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
     loss_key: the metric checked for NaN / inf.
     progress: show a progress bar on a terminal.
     description: the progress bar's label.
+    extra_args: arrays passed after the batch on every call,
+      `step_fn(carry, x, y, *extra_args)`, replicated (e.g. the full training set
+      an LCA step evaluates gradients on).
+    carry_sharding: overrides the carry's sharding (default replicated), e.g.
+      a sweep that splits a stack of configs across devices.
+    batch_sharding: overrides the batch's sharding (default split along the
+      "data" axis).
 
   Returns:
     The final carry.
@@ -71,16 +79,22 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   eval_every = eval_every or epoch_steps
   log = ckpt = None
   start = 0
-  carry = dp.replicate(carry)
+  carry_sharding = carry_sharding or dp.replicated
+  batch_sharding = batch_sharding or dp.batch
+  place_carry = lambda c: jax.device_put(c, carry_sharding)
+  carry = place_carry(carry)
+  extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:
     ckpt = Checkpointer(workdir, run_config or {})
     log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
     if ckpt.latest_step() is not None:
       start, carry = ckpt.restore(carry)
-      carry = dp.replicate(carry)
+      carry = place_carry(carry)
       log.truncate_after(start)
-  step = jax.jit(step_fn, in_shardings=(dp.replicated, dp.batch, dp.batch),
-                 out_shardings=(dp.replicated, dp.replicated), donate_argnums=0)
+  step = jax.jit(step_fn,
+                 in_shardings=(carry_sharding, batch_sharding, batch_sharding)
+                 + (dp.replicated,) * len(extra_args),
+                 out_shardings=(carry_sharding, None), donate_argnums=0)
   pending: list[tuple[int, Any]] = []
   last_good = start
 
@@ -108,8 +122,9 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
              dynamic_ncols=True, leave=False)
   try:
     for s in range(start, num_steps):
-      x, y = dp.shard_batch(*batcher.at_step(s))
-      carry, metrics = step(carry, x, y)
+      x, y = (jax.device_put(a, batch_sharding) for a in batcher.at_step(s)) \
+          if jax.process_count() == 1 else dp.shard_batch(*batcher.at_step(s))
+      carry, metrics = step(carry, x, y, *extra_args)
       pending.append((s + 1, metrics))
       bar.update(1)
       done = s + 1
