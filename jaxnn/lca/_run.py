@@ -1,0 +1,146 @@
+"""`run_lca(LCAConfig(...), workdir)`: train a network and allocate its loss change.
+
+The job behind `jaxnn lca`: the foundation's train step wrapped by the LCA
+accumulator, driven by `jaxnn.train.run_loop` (checkpoints, resume, metrics),
+then the analyses and plots. The default reproduces the paper's MNIST-FC
+(784-100-50-10, SGD lr 0.01 momentum 0.9, batch 250) on the offline mnist5k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxnn._errors import JaxnnError
+from jaxnn.data import EpochBatcher, Split, load_dataset
+from jaxnn.lca._accumulate import lca_accumulator, make_eval_set, with_lca
+from jaxnn.lca._analysis import records_to_numpy, summarize
+from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
+from jaxnn.lca._plots import plot_all
+from jaxnn.lca._stream import LCAStream
+from jaxnn.models import count_params, create_model
+from jaxnn.train import (data_parallel, from_nnx, init_train_state, make_evaluator, make_optimizer,
+                         make_train_step, run_loop, write_json_atomic)
+
+
+@dataclasses.dataclass(frozen=True)
+class LCAConfig:
+  """An LCA run. Defaults: the paper's MNIST-FC on the offline mnist5k."""
+
+  dataset: str = "mnist5k"  # a registered dataset
+  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
+  widths: Sequence[int] = (100, 50)  # hidden widths of fc: 784-100-50-10 (84,060 params)
+  epochs: int = 1
+  batch_size: int = 250
+  optimizer: str = "momentum"  # SGD with momentum, as in the paper
+  learning_rate: float = 0.01
+  momentum: float = 0.9
+  weight_decay: float = 0.0  # trains with L2 if > 0; LCA always allocates the data loss
+  seed: int = 0
+  validation_size: int | float | None = None  # None: the dataset's default
+  max_train: int | None = None  # cap on training examples
+  lca_train_subset: int | None = None  # evaluate LCA on a fixed random subset of the train set
+  validation_lca: bool = True  # also allocate the validation loss
+  method: str = "simpson"  # simpson (adaptive, the paper's RK4) or first_order
+  threshold: float = THRESHOLD  # absolute per-iteration error that triggers refinement
+  max_splits: int = MAX_SPLITS
+  chunk_size: int = 1000  # examples per chunk of the full-set gradients
+  num_tracked: int = 64  # parameters whose trajectories are kept
+  stream: bool = False  # write the full (T, P) LCA to OUT/lca_<set>.npy
+  num_devices: int | None = None
+  log_every: int = 50
+  checkpoint_every: int | None = None
+  num_shuffles: int = 1000  # shuffles for the synchronization test
+  plots: bool = True
+  progress: bool = True
+
+  def run_identity(self) -> dict:
+    skip = {"epochs", "num_devices", "log_every", "progress", "checkpoint_every", "num_shuffles",
+            "plots", "chunk_size"}
+    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def _subset(split: Split, size: int | None, seed: int) -> Split:
+  if size is None:
+    return split
+  if not 1 <= size <= len(split):
+    raise JaxnnError(f"LCA training subset must be between 1 and {len(split)} examples, got {size}")
+  idx = np.sort(np.random.default_rng([seed, 5]).choice(len(split), size, replace=False))
+  return Split(split.x[idx], split.y[idx])
+
+
+def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, dataset=None) -> dict:
+  """Trains `config`'s network with LCA accumulated at every iteration.
+
+  Writes to `workdir` (if given): `summary.json` (the analyses), `lca_records.npz`
+  (every accumulated array, `np.load`-able without pickle), the PNG views,
+  `metrics.jsonl`, Orbax checkpoints and, if `config.stream`, `lca_<set>.npy`.
+  Rerunning the same command resumes.
+
+  Returns:
+    The summary dict, plus "records" (the arrays) and "state" (the final carry).
+  """
+  t0 = time.perf_counter()
+  if config.epochs < 1:
+    raise JaxnnError(f"epochs must be positive, got {config.epochs}")
+  if dataset is None:
+    dataset = load_dataset(config.dataset, seed=config.seed, validation_size=config.validation_size,
+                           max_train=config.max_train)
+  if dataset.num_classes is None:
+    raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
+  if config.validation_lca and not len(dataset.validation):
+    raise JaxnnError(f"{dataset.name} has no validation examples; set a validation size "
+                     "or turn validation LCA off (--no-validation)")
+  model = from_nnx(create_model(config.model, dataset.input_shape, dataset.num_classes,
+                                seed=config.seed, widths=config.widths))
+  optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
+  dp = data_parallel(config.batch_size, config.num_devices)
+  batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
+  num_steps = config.epochs * batcher.steps_per_epoch
+  splits = {"train": _subset(dataset.train, config.lca_train_subset, config.seed)}
+  if config.validation_lca:
+    splits["validation"] = dataset.validation
+  eval_sets = tuple(make_eval_set(s, config.chunk_size, dp.num_devices) for s in splits.values())
+  names = tuple(splits)
+  stream = None
+  if config.stream:
+    if workdir is None:
+      raise JaxnnError("streaming the full LCA array needs an output directory")
+    stream = LCAStream(workdir, num_steps, count_params(model.params), names)
+  accumulator = lca_accumulator(
+      model, num_steps, set_names=names, method=config.method, threshold=config.threshold,
+      max_splits=config.max_splits, num_tracked=config.num_tracked, seed=config.seed,
+      chunk_sharding=dp.batch if dp.num_devices > 1 else None, stream=stream)
+  state = init_train_state(model, optimizer, config.seed)
+  lca_state = jax.jit(accumulator.init)(model.params, model.state, dp.replicate(eval_sets))
+  step = with_lca(make_train_step(model, optimizer, weight_decay=config.weight_decay), accumulator)
+  state, lca_state = run_loop(
+      step, (state, lca_state), batcher, num_steps, dp=dp, workdir=workdir,
+      run_config=config.run_identity(), log_every=config.log_every,
+      checkpoint_every=config.checkpoint_every, progress=config.progress, description="lca",
+      extra_args=eval_sets)
+  if stream is not None:
+    stream.flush()
+  records = records_to_numpy(accumulator, lca_state)
+  summary = summarize(records, names, config.threshold, config.num_shuffles)
+  evaluate = make_evaluator(model, dp)
+  for split in ("train", "validation", "test"):
+    for k, v in evaluate(state.params, state.model_state, getattr(dataset, split)).items():
+      summary[f"{split}_{k}"] = v
+  summary.update(dataset=dataset.name, model=config.model, params=count_params(model.params),
+                 steps=num_steps, epochs=config.epochs, devices=dp.num_devices,
+                 lca_examples={n: len(s) for n, s in splits.items()},
+                 seconds=time.perf_counter() - t0, config=dataclasses.asdict(config),
+                 data=dataset.info)
+  if workdir is not None:
+    workdir = pathlib.Path(workdir)
+    np.savez(workdir / "lca_records.npz", **records)
+    if config.plots:
+      summary["plots"] = [p.name for p in plot_all(records, names, workdir)]
+    write_json_atomic(workdir / "summary.json", summary)
+  return {**summary, "records": records, "state": (state, lca_state)}
