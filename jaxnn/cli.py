@@ -18,6 +18,7 @@ from jaxnn._errors import JaxnnError
 COMMAND_MODULES = (
     "jaxnn.train._cli",
     "jaxnn.lca._cli",
+    "jaxnn.subspace._cli",
 )
 
 

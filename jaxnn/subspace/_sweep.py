@@ -1,0 +1,260 @@
+"""d_int90 sweeps: train every (d, seed) config, resumably, and find d_int90.
+
+`run_sweep(SweepConfig(...), out_dir)` is what `jaxnn subspace sweep` runs. It
+trains the configs in programs of up to `configs_per_program` configs (one
+vmapped, compiled program each, split across the local devices), saves every
+finished program's configs atomically in `out_dir/configs/`, and writes
+`results.json`, `results.csv` and `accuracy_vs_d.png`. Rerunning the same
+command skips every saved config; because the configs left are chunked exactly
+as an uninterrupted sweep chunks them, the final files are the same.
+
+References:
+  Li, Farkhoor, Liu, Yosinski. "Measuring the Intrinsic Dimension of Objective
+  Landscapes", ICLR 2018 (d_int90, individual and global baselines).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from jaxnn._errors import JaxnnError
+from jaxnn.subspace import _search
+from jaxnn.subspace._projections import get_projection
+from jaxnn.subspace._sweep_engine import (direct_stack, make_stack_evaluator, pad_configs,
+                                          subspace_stack, train_stack)
+
+BASELINE_KINDS = ("individual", "global")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """A d_int90 sweep, as `jaxnn subspace sweep` takes it."""
+
+  dataset: str = "mnist5k"  # a registered dataset name
+  model: str = "fc"  # fc, lenet, ... (jaxnn.models)
+  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
+  projection: str = "fastfood"  # dense, sparse or fastfood
+  dims: Sequence[int] | None = (100, 200, 400, 800)  # None: automatic search
+  seeds: int = 3  # configs per d use seeds 0..seeds-1 (theta_0, projection, batch order)
+  steps: int = 2000  # Adam steps per config; what d_int90 depends on, so recorded
+  batch_size: int = 128
+  learning_rate: float = 1e-3  # Adam, beta2 0.99, as in the paper
+  weight_decay: float = 0.0  # L2 on the full theta_D
+  baseline: str | float = "individual"  # "individual" (trained here) or a global accuracy
+  fraction: float = 0.9  # d_int90 threshold = fraction x baseline
+  data_seed: int = 0  # the validation split
+  validation_size: int | float | None = None  # None: the dataset's default
+  shuffled_pixels: bool = False
+  shuffled_labels: float = 0.0
+  max_train: int | None = None
+  d_min: int = 10  # automatic search: first grid point
+  d_max: int | None = None  # automatic search: last grid point (None: D)
+  resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
+  configs_per_program: int = 16  # configs vmapped into one compiled program
+  num_devices: int | None = None  # None: all local devices
+  progress: bool = True
+
+  def identity(self) -> dict:
+    """Settings every saved config of a directory must share (not dims, seeds, devices)."""
+    keep = ("dataset", "model", "widths", "projection", "steps", "batch_size", "learning_rate",
+            "weight_decay", "data_seed", "validation_size", "shuffled_pixels", "shuffled_labels",
+            "max_train")
+    return json.loads(json.dumps({k: getattr(self, k) for k in keep}))
+
+  @property
+  def baseline_kind(self) -> str:
+    return "individual" if self.baseline == "individual" else "global"
+
+
+def validate(config: SweepConfig) -> None:
+  """Raises `JaxnnError` for settings that cannot run, saying what to change."""
+  if isinstance(config.baseline, str) and config.baseline != "individual":
+    raise JaxnnError(f"baseline must be 'individual' or a number (a global accuracy), "
+                     f"got {config.baseline!r}")
+  if not isinstance(config.baseline, str) and not 0 < float(config.baseline) <= 1:
+    raise JaxnnError(f"a global baseline is an accuracy in (0, 1], got {config.baseline}")
+  if config.dims is not None and (not config.dims or min(config.dims) < 1):
+    raise JaxnnError(f"dims must be positive integers, got {config.dims}")
+  for name in ("seeds", "steps", "batch_size", "configs_per_program", "d_min"):
+    if getattr(config, name) < 1:
+      raise JaxnnError(f"{name} must be at least 1, got {getattr(config, name)}")
+  if not 0 < config.fraction <= 1:
+    raise JaxnnError(f"fraction must be in (0, 1], got {config.fraction}")
+  if not config.learning_rate > 0:
+    raise JaxnnError(f"learning rate must be positive, got {config.learning_rate}")
+
+
+def _program_name(configs: Sequence[tuple[int, int]]) -> str:
+  text = json.dumps(sorted(configs))
+  return f"program_{configs[0][0]}-{configs[-1][0]}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def _check_identity(out: pathlib.Path, config: SweepConfig) -> None:
+  from jaxnn.train import write_json_atomic
+  path = out / "sweep.json"
+  if not path.exists():
+    write_json_atomic(path, config.identity())
+    return
+  try:
+    saved = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise JaxnnError(f"{path} is corrupt ({e}); move {out} away or use another --out")
+  now = config.identity()
+  diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+  if diff:
+    details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
+    raise JaxnnError(f"{out} holds a sweep with other settings ({details}). Nothing was changed: "
+                     "use another --out, or the same settings to resume it.")
+
+
+class Sweep:
+  """The state of one sweep directory: the data, the model, and the configs already done."""
+
+  def __init__(self, config: SweepConfig, out: str | pathlib.Path):
+    import jax
+    from jaxnn.data import load_dataset
+    from jaxnn.models import count_params, create_model
+    from jaxnn.train import data_parallel, from_nnx, make_optimizer
+    validate(config)
+    self.config, self.out = config, pathlib.Path(out)
+    self.data = load_dataset(config.dataset, seed=config.data_seed,
+                             validation_size=config.validation_size,
+                             shuffled_pixels=config.shuffled_pixels,
+                             shuffled_labels=config.shuffled_labels, max_train=config.max_train)
+    if self.data.num_classes is None or len(self.data.validation) == 0:
+      raise JaxnnError(f"{config.dataset} needs class labels and a validation split for d_int90; "
+                       "set --validation-size")
+    self.model_for_seed = lambda seed: from_nnx(create_model(
+        config.model, self.data.input_shape, self.data.num_classes, seed=seed,
+        widths=config.widths))
+    self.num_params = count_params(self.model_for_seed(0).params)
+    self.projection = get_projection(config.projection)
+    self.optimizer = make_optimizer("adam", config.learning_rate)
+    devices = config.num_devices or jax.local_device_count()
+    self.dp = data_parallel(None, devices)
+    _check_identity(self.out, config)
+    self.done: dict[tuple[int, int], dict] = {}
+    for path in sorted((self.out / "configs").glob("program_*.json")):
+      for record in json.loads(path.read_text())["configs"]:
+        self.done[(record["d"], record["seed"])] = record
+
+  def _train_program(self, member, stack, seeds, description):
+    stack = train_stack(member, stack, seeds, self.data.train, self.config.steps, dp=self.dp,
+                        optimizer=self.optimizer, batch_size=self.config.batch_size,
+                        weight_decay=self.config.weight_decay, progress=self.config.progress,
+                        description=description)
+    evaluate = make_stack_evaluator(member, self.dp)
+    return {split: evaluate(stack, getattr(self.data, split))
+            for split in ("train", "validation", "test")}
+
+  def _record(self, metrics, i, **fields) -> dict:
+    return {**fields, **{f"{split}_{k}": float(v[i]) for split, m in metrics.items()
+                         for k, v in m.items()},
+            "steps": self.config.steps,
+            "epochs": self.config.steps / (len(self.data.train) // self.config.batch_size)}
+
+  def train_configs(self, configs: Sequence[tuple[int, int]]) -> list[dict]:
+    """Trains the (d, seed) configs not done yet, program by program; returns all records."""
+    from jaxnn.train import write_json_atomic
+    todo = [c for c in configs if c not in self.done]
+    size = self.config.configs_per_program
+    for start in range(0, len(todo), size):
+      chunk = todo[start:start + size]
+      padded = pad_configs(chunk, self.dp.num_devices)
+      dims, seeds = [d for d, _ in padded], [s for _, s in padded]
+      member, stack = subspace_stack(self.model_for_seed, self.projection, dims, seeds,
+                                     self.optimizer)
+      metrics = self._train_program(
+          member, stack, seeds, f"d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)")
+      name = _program_name(chunk)
+      records = [self._record(metrics, i, d=d, seed=s, projection=self.config.projection,
+                              D=self.num_params, d_allocated=max(dims), program=name)
+                 for i, (d, s) in enumerate(chunk)]
+      write_json_atomic(self.out / "configs" / f"{name}.json", {"configs": records})
+      self.done.update({(r["d"], r["seed"]): r for r in records})
+    return [self.done[c] for c in configs]
+
+  def baseline(self) -> tuple[float, list[dict]]:
+    """The baseline accuracy and, for "individual", the normal training runs behind it."""
+    from jaxnn.train import write_json_atomic
+    if self.config.baseline_kind == "global":
+      return float(self.config.baseline), []
+    path = self.out / "baseline.json"
+    saved = {r["seed"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
+    todo = [s for s in range(self.config.seeds) if s not in saved]
+    if todo:
+      seeds = pad_configs(todo, self.dp.num_devices)
+      member, stack = direct_stack(self.model_for_seed, seeds, self.optimizer)
+      metrics = self._train_program(member, stack, seeds, f"baseline ({len(todo)} seeds)")
+      saved.update({s: self._record(metrics, i, seed=s, D=self.num_params)
+                    for i, s in enumerate(todo)})
+      write_json_atomic(path, {"runs": [saved[s] for s in sorted(saved)]})
+    runs = [saved[s] for s in range(self.config.seeds)]
+    return float(np.mean([r["validation_accuracy"] for r in runs])), runs
+
+
+def config_grid(dims: Sequence[int], seeds: int) -> list[tuple[int, int]]:
+  """Every (d, seed), sorted by d so that a program pads little."""
+  return [(d, s) for d in sorted(set(dims)) for s in range(seeds)]
+
+
+def run_sweep(config: SweepConfig, out: str | pathlib.Path) -> dict:
+  """Runs (or resumes) a sweep; writes and returns `results.json`'s content."""
+  from jaxnn.subspace._plots import plot_sweep
+  from jaxnn.train import write_json_atomic
+  sweep = Sweep(config, out)
+  baseline, baseline_runs = sweep.baseline()
+  threshold = _search.threshold_for(baseline, config.fraction)
+  search = None
+  if config.dims is not None:
+    records = sweep.train_configs(config_grid(config.dims, config.seeds))
+  else:
+    def evaluate(dims):
+      return _search.mean_by_dim(sweep.train_configs(config_grid(dims, config.seeds)))
+    found = _search.search_intrinsic_dim(
+        evaluate, threshold, d_min=config.d_min, d_max=config.d_max or sweep.num_params,
+        resolution=config.resolution,
+        points_per_round=max(1, config.configs_per_program // config.seeds))
+    search = {"rounds": found.rounds, "bracket": found.bracket, "resolution": config.resolution}
+    records = sweep.train_configs(config_grid(sorted(found.scores), config.seeds))
+  means = _search.mean_by_dim(records)
+  results = {
+      "dataset": config.dataset, "model": config.model, "projection": config.projection,
+      "D": sweep.num_params, "steps": config.steps, "baseline": baseline,
+      "baseline_kind": config.baseline_kind, "baseline_runs": baseline_runs,
+      "fraction": config.fraction, "threshold": threshold,
+      "d_int90": _search.intrinsic_dim(means, threshold),
+      "mean_validation_accuracy_by_d": {str(d): a for d, a in means.items()},
+      "search": search, "settings": config.identity(), "configs": records,
+  }
+  out = pathlib.Path(out)
+  write_json_atomic(out / "results.json", results)
+  _write_atomic_text(out / "results.csv", records_csv(records))
+  plot_sweep(results, out / "accuracy_vs_d.png")
+  return results
+
+
+CSV_COLUMNS = ("d", "seed", "projection", "validation_accuracy", "validation_loss", "test_accuracy",
+               "train_accuracy", "train_loss", "steps", "epochs", "D", "d_allocated", "program")
+
+
+def records_csv(records: Sequence[dict]) -> str:
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+  writer.writeheader()
+  writer.writerows(records)
+  return buffer.getvalue()
+
+
+def _write_atomic_text(path: pathlib.Path, text: str) -> None:
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text(text)
+  tmp.replace(path)
