@@ -1,0 +1,50 @@
+"""The CLI: a real run writes its files; user errors are one line, no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxnn.cli import main
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def test_train_command_writes_summary_metrics_checkpoints(tmp_path, capsys):
+  out = tmp_path / "run"
+  rc = main(["train", "--dataset", "digits", "--model", "fc", "--widths", "32", "--epochs", "2",
+             "--batch-size", "64", "--lr", "0.01", "--devices", "2", "--out", str(out),
+             "--no-progress"])
+  assert rc == 0
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["params"] == 64 * 32 + 32 + 32 * 10 + 10
+  assert summary["test_accuracy"] > 0.8
+  assert 0 <= summary["train_accuracy"] <= 1
+  records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+  assert {r["split"] for r in records} == {"train", "validation"}
+  assert (out / "checkpoints").is_dir()
+  assert "test_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "nope", "--out", "x"], "unknown dataset 'nope'"),
+    (["train", "--dataset", "mnist", "--out", "x"], "needs TensorFlow"),
+    (["train", "--model", "vgg", "--dataset", "digits", "--out", "x"], "unknown model"),
+    (["train", "--lr", "-1", "--out", "x"], "expected a positive number"),
+    (["train", "--dataset", "digits", "--batch-size", "99999", "--out", "x"], "batch size"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+  proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", *args], cwd=tmp_path, env=ENV,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_help_everywhere():
+  for args in (["--help"], ["train", "--help"], ["datasets", "--help"]):
+    proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", *args], env=ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: jaxnn" in proc.stdout
