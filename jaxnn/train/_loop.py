@@ -81,7 +81,8 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   start = 0
   carry_sharding = carry_sharding or dp.replicated
   batch_sharding = batch_sharding or dp.batch
-  place_carry = lambda c: jax.device_put(c, carry_sharding)
+  # Copies, so that donating the carry to the step never deletes the caller's arrays.
+  place_carry = lambda c: jax.device_put(c, carry_sharding, may_alias=False)
   carry = place_carry(carry)
   extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:

@@ -68,6 +68,7 @@ def test_plain_function_model_trains():
                    100, dp=dp, progress=False)
   acc = make_evaluator(model, dp)(state.params, state.model_state, ds.test)["accuracy"]
   assert acc > 0.85  # a linear classifier on 8x8 digits
+  np.testing.assert_array_equal(model.params["w"], 0.0)  # the caller's arrays survive donation
 
 
 @pytest.mark.parametrize("devices", [2, 4])
