@@ -1,0 +1,25 @@
+"""PPLM: Plug and Play Language Models (Dathathri et al., ICLR 2020).
+
+Steers a frozen GPT-2 toward an attribute by gradient steps on its key/value
+cache. The model half: GPT-2 as a pure function over a fixed-size cache
+(`gpt2_forward`, `KVCache`, `init_cache`), a thin NNX module (`GPT2`),
+Hugging Face checkpoints and tokenizers from safetensors (`load_gpt2`,
+`load_tokenizer`) and plain generation compiled once (`generate`).
+
+References:
+  Dathathri et al. "Plug and Play Language Models: a Simple Approach to
+  Controlled Text Generation". ICLR 2020. https://arxiv.org/abs/1912.02164
+"""
+
+from jaxnn.pplm._gpt2 import (GPT2, GPT2Config, KVCache, Params, as_params, gpt2_forward,
+                              init_cache, init_params, param_specs)
+from jaxnn.pplm._loading import KNOWN_MODELS, load_config, load_gpt2, resolve_folder, save_gpt2
+from jaxnn.pplm._model_generate import generate, next_token, top_k_logits
+from jaxnn.pplm._tokenizer import END_OF_TEXT, GPT2Tokenizer, load_tokenizer
+
+__all__ = [
+    "END_OF_TEXT", "GPT2", "GPT2Config", "GPT2Tokenizer", "KNOWN_MODELS", "KVCache", "Params",
+    "as_params", "generate", "gpt2_forward", "init_cache", "init_params", "load_config",
+    "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder", "save_gpt2",
+    "top_k_logits",
+]

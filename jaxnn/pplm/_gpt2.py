@@ -1,0 +1,296 @@
+"""GPT-2 as a pure function over a fixed-size key/value cache.
+
+GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask
+Learners") is the frozen language model that PPLM (Dathathri et al. 2020,
+"Plug and Play Language Models", ICLR) steers through its key/value cache.
+
+The parameters are a plain pytree of dicts named after Hugging Face's GPT-2,
+with the transformer blocks stacked on a leading layer axis so that the layers
+run under one `lax.scan` (one compilation however deep the model):
+
+  {"wte": V x D, "wpe": P x D,
+   "h": {"ln_1": {"scale", "bias"}, "attn": {"c_attn": {"kernel": L x D x 3D,
+         "bias"}, "c_proj": {...}}, "ln_2": {...}, "mlp": {"c_fc": {...},
+         "c_proj": {...}}},
+   "ln_f": {"scale": D, "bias": D}}
+
+Kernels are stored (in, out) like Hugging Face's Conv1D, so `x @ kernel`;
+the output head is tied to `wte`.
+
+The cache has a fixed size `max_len`; `gpt2_forward` writes the T new
+positions at `cache.length` with `dynamic_update_slice` and masks the rest, so
+a loop that feeds one token at a time compiles once per (batch, max_len, T).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float, Int
+
+from jaxnn._errors import JaxnnError
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config:
+  """The shape of a GPT-2 (the fields of Hugging Face's config.json)."""
+  vocab_size: int = 50257  # number of tokens
+  n_positions: int = 1024  # longest sequence (learned position embeddings)
+  n_embd: int = 768  # model width D
+  n_layer: int = 12  # transformer blocks L
+  n_head: int = 12  # attention heads H
+  layer_norm_epsilon: float = 1e-5  # epsilon of every layer norm
+  n_inner: int | None = None  # MLP width; None means 4 * n_embd
+
+  def __post_init__(self):
+    for field in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+      if getattr(self, field) < 1:
+        raise JaxnnError(f"GPT2Config.{field} must be positive, got {getattr(self, field)}")
+    if self.n_embd % self.n_head:
+      raise JaxnnError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+    if self.n_inner is not None and self.n_inner < 1:
+      raise JaxnnError(f"GPT2Config.n_inner must be positive or None, got {self.n_inner}")
+
+  @property
+  def head_dim(self) -> int:
+    return self.n_embd // self.n_head
+
+  @property
+  def inner_dim(self) -> int:
+    return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+  @classmethod
+  def from_hf_dict(cls, d: dict[str, Any]) -> GPT2Config:
+    """From a Hugging Face GPT-2 config.json, refusing variants this code does not compute."""
+    model_type = d.get("model_type", "gpt2")
+    if model_type != "gpt2":
+      raise JaxnnError(f"config.json has model_type {model_type!r}; only GPT-2 ('gpt2') is supported")
+    unsupported = {
+        "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+        "scale_attn_weights": (True,),
+        "scale_attn_by_inverse_layer_idx": (False,),
+        "reorder_and_upcast_attn": (False,),
+        "add_cross_attention": (False,),
+        "tie_word_embeddings": (True,),
+    }
+    for key, allowed in unsupported.items():
+      if key in d and d[key] not in allowed:
+        raise JaxnnError(f"config.json sets {key}={d[key]!r}; jaxnn's GPT-2 supports only "
+                         f"{' or '.join(map(repr, allowed))}")
+    try:
+      return cls(vocab_size=int(d["vocab_size"]), n_positions=int(d["n_positions"]),
+                 n_embd=int(d["n_embd"]), n_layer=int(d["n_layer"]), n_head=int(d["n_head"]),
+                 layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)),
+                 n_inner=None if d.get("n_inner") is None else int(d["n_inner"]))
+    except KeyError as e:
+      raise JaxnnError(f"config.json lacks {e.args[0]!r}; is it a GPT-2 config?") from None
+
+  def to_hf_dict(self) -> dict[str, Any]:
+    """The Hugging Face config.json that `from_hf_dict` (and transformers) reads back."""
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "vocab_size": self.vocab_size, "n_positions": self.n_positions,
+            "n_ctx": self.n_positions, "n_embd": self.n_embd, "n_layer": self.n_layer,
+            "n_head": self.n_head, "n_inner": self.n_inner,
+            "layer_norm_epsilon": self.layer_norm_epsilon, "activation_function": "gelu_new",
+            "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+            "tie_word_embeddings": True}
+
+
+class KVCache(NamedTuple):
+  """Keys and values of every layer for `max_len` positions, `length` of them filled.
+
+  Perturb it (PPLM) with `cache._replace(k=cache.k + dk_LxBxHxSxK, v=...)`:
+  positions at or beyond `length` are masked, so what is added there is ignored.
+  """
+  k: Float[Array, "L B H S K"]
+  v: Float[Array, "L B H S K"]
+  length: Int[Array, ""]
+
+  @property
+  def max_len(self) -> int:
+    return self.k.shape[3]
+
+
+def init_cache(config: GPT2Config, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
+  """An empty cache for `batch` sequences of at most `max_len` tokens."""
+  if batch < 1:
+    raise JaxnnError(f"batch must be positive, got {batch}")
+  if not 1 <= max_len <= config.n_positions:
+    raise JaxnnError(f"max_len must be in 1..{config.n_positions} (the model's n_positions), "
+                     f"got {max_len}; generate fewer tokens or use a shorter prompt")
+  shape = (config.n_layer, batch, config.n_head, max_len, config.head_dim)
+  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+
+def _layer_norm(x_BxTxD, p, eps):
+  mean_BxTx1 = x_BxTxD.mean(-1, keepdims=True)
+  var_BxTx1 = jnp.square(x_BxTxD - mean_BxTx1).mean(-1, keepdims=True)
+  normed_BxTxD = (x_BxTxD - mean_BxTx1) * jax.lax.rsqrt(var_BxTx1 + eps)
+  return normed_BxTxD * p["scale"][None, None] + p["bias"][None, None]
+
+
+def _dense(x_BxTxI, p):
+  return x_BxTxI @ p["kernel"] + p["bias"][None, None]
+
+
+def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
+  """One transformer block; returns the new residual stream and this layer's updated cache."""
+  b, t, d = x_BxTxD.shape
+  h, hd = config.n_head, config.head_dim
+  s = k_BxHxSxK.shape[2]
+  qkv_BxTx3D = _dense(_layer_norm(x_BxTxD, layer["ln_1"], config.layer_norm_epsilon),
+                      layer["attn"]["c_attn"])
+  q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (
+      a.reshape(b, t, h, hd).transpose(0, 2, 1, 3) for a in jnp.split(qkv_BxTx3D, 3, axis=-1))
+  zero = jnp.zeros((), jnp.int32)
+  start = (zero, zero, length.astype(jnp.int32), zero)
+  k_BxHxSxK = jax.lax.dynamic_update_slice(k_BxHxSxK, k_BxHxTxK.astype(k_BxHxSxK.dtype), start)
+  v_BxHxSxK = jax.lax.dynamic_update_slice(v_BxHxSxK, v_BxHxTxK.astype(v_BxHxSxK.dtype), start)
+  scores_BxHxTxS = jnp.einsum("bhtk,bhsk->bhts", q_BxHxTxK, k_BxHxSxK) / math.sqrt(hd)
+  visible_TxS = jnp.arange(s)[None, :] <= length + jnp.arange(t)[:, None]
+  scores_BxHxTxS = jnp.where(visible_TxS[None, None], scores_BxHxTxS,
+                             jnp.finfo(scores_BxHxTxS.dtype).min)
+  weights_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1)
+  attn_BxHxTxK = jnp.einsum("bhts,bhsk->bhtk", weights_BxHxTxS, v_BxHxSxK)
+  attn_BxTxD = attn_BxHxTxK.transpose(0, 2, 1, 3).reshape(b, t, d)
+  x_BxTxD = x_BxTxD + _dense(attn_BxTxD, layer["attn"]["c_proj"])
+  m_BxTxF = jax.nn.gelu(_dense(_layer_norm(x_BxTxD, layer["ln_2"], config.layer_norm_epsilon),
+                               layer["mlp"]["c_fc"]), approximate=True)
+  x_BxTxD = x_BxTxD + _dense(m_BxTxF, layer["mlp"]["c_proj"])
+  return x_BxTxD, k_BxHxSxK, v_BxHxSxK
+
+
+def as_params(params) -> Params:
+  """The plain dict pytree from either that pytree or an NNX `State` of a `GPT2` module."""
+  if isinstance(params, dict):
+    return params
+  return nnx.to_pure_dict(params)
+
+
+def gpt2_forward(
+    params: Params,
+    config: GPT2Config,
+    cache: KVCache,
+    tokens_BxT: Int[Array, "B T"] | None = None,
+    *,
+    embeds_BxTxD: Float[Array, "B T D"] | None = None,
+) -> tuple[Float[Array, "B T V"], Float[Array, "B T D"], KVCache]:
+  """Runs T new positions of GPT-2 against a cache.
+
+  The new positions are written at `cache.length`, attend causally to every
+  cache position before them, and get position embeddings
+  `length .. length + T - 1`. The caller keeps `length + T <= cache.max_len`
+  (under jit this cannot be checked: `dynamic_update_slice` would clamp).
+
+  Args:
+    params: the parameter pytree (see the module docstring), or the NNX state
+      of a `GPT2` module.
+    config: the model's shape.
+    cache: keys/values so far; `init_cache` for an empty one.
+    tokens_BxT: token ids, or None when `embeds_BxTxD` is given.
+    embeds_BxTxD: input embeddings used instead of `wte[tokens]` (PPLM's soft
+      horizon inputs `p @ wte`).
+
+  Returns:
+    logits_BxTxV (tied head `hidden @ wte.T`), hidden_BxTxD (the final
+    hidden states after ln_f, what PPLM's discriminator pools) and the cache
+    with the T positions written and `length + T`.
+  """
+  params = as_params(params)
+  if (tokens_BxT is None) == (embeds_BxTxD is None):
+    raise JaxnnError("gpt2_forward takes exactly one of tokens_BxT and embeds_BxTxD")
+  wte_VxD = params["wte"]
+  x_BxTxD = wte_VxD[tokens_BxT] if embeds_BxTxD is None else embeds_BxTxD.astype(wte_VxD.dtype)
+  t = x_BxTxD.shape[1]
+  if t > cache.max_len:
+    raise JaxnnError(f"{t} new positions do not fit a cache of max_len {cache.max_len}")
+  pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], cache.length, t, axis=0)
+  x_BxTxD = x_BxTxD + pos_TxD[None]
+
+  def layer_step(x_BxTxD, inputs):
+    layer, k_BxHxSxK, v_BxHxSxK = inputs
+    x_BxTxD, k_BxHxSxK, v_BxHxSxK = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK,
+                                            cache.length)
+    return x_BxTxD, (k_BxHxSxK, v_BxHxSxK)
+
+  x_BxTxD, (k, v) = jax.lax.scan(layer_step, x_BxTxD, (params["h"], cache.k, cache.v))
+  hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
+  logits_BxTxV = hidden_BxTxD @ wte_VxD.T
+  return logits_BxTxV, hidden_BxTxD, KVCache(k, v, cache.length + t)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "initializer_range", "dtype"))
+def init_params(config: GPT2Config, key, *, initializer_range: float = 0.02,
+                dtype=jnp.float32) -> Params:
+  """Random parameters as GPT-2 initializes them (normal(0, initializer_range) weights).
+
+  As in GPT-2, the residual output projections are scaled by 1 / sqrt(2 L).
+  """
+  d, f, l = config.n_embd, config.inner_dim, config.n_layer
+  keys = iter(jax.random.split(key, 6))
+  normal = lambda shape, std=initializer_range: (std * jax.random.normal(next(keys), shape)).astype(dtype)
+  zeros = lambda *shape: jnp.zeros(shape, dtype)
+  ln = lambda *lead: {"scale": jnp.ones((*lead, d), dtype), "bias": zeros(*lead, d)}
+  resid_std = initializer_range / math.sqrt(2 * l)
+  return {
+      "wte": normal((config.vocab_size, d)),
+      "wpe": normal((config.n_positions, d)),
+      "h": {
+          "ln_1": ln(l),
+          "attn": {"c_attn": {"kernel": normal((l, d, 3 * d)), "bias": zeros(l, 3 * d)},
+                   "c_proj": {"kernel": normal((l, d, d), resid_std), "bias": zeros(l, d)}},
+          "ln_2": ln(l),
+          "mlp": {"c_fc": {"kernel": normal((l, d, f)), "bias": zeros(l, f)},
+                  "c_proj": {"kernel": normal((l, f, d), resid_std), "bias": zeros(l, d)}},
+      },
+      "ln_f": ln(),
+  }
+
+
+def param_specs(config: GPT2Config) -> Params:
+  """The expected `jax.ShapeDtypeStruct` of every parameter, in the params' structure."""
+  return jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+
+
+def _as_nnx(tree):
+  if isinstance(tree, dict):
+    return nnx.Dict({k: _as_nnx(v) for k, v in tree.items()})
+  return nnx.Param(tree)
+
+
+class GPT2(nnx.Module):
+  """GPT-2 as a Flax NNX module: a thin wrapper over `gpt2_forward`.
+
+  Its attributes are the parameter pytree with `nnx.Param` leaves, so
+  `graphdef, state = nnx.split(model)` gives a state that `gpt2_forward`
+  accepts directly (and `model.params()` the plain dict pytree).
+
+  Example:
+    params, config = load_gpt2("gpt2")
+    model = GPT2(config, params=params)
+    logits_BxTxV, hidden_BxTxD, cache = model(init_cache(config, 1, 32), tokens_1xT)
+  """
+
+  def __init__(self, config: GPT2Config, *, params: Params | None = None,
+               rngs: nnx.Rngs | None = None, initializer_range: float = 0.02):
+    if params is None:
+      if rngs is None:
+        raise JaxnnError("GPT2 needs either params (e.g. from load_gpt2) or rngs to initialize them")
+      params = init_params(config, rngs.params(), initializer_range=initializer_range)
+    self.config = config
+    for name, value in params.items():
+      setattr(self, name, _as_nnx(value))
+
+  def params(self) -> Params:
+    return nnx.to_pure_dict(nnx.state(self, nnx.Param))
+
+  def __call__(self, cache: KVCache, tokens_BxT=None, *, embeds_BxTxD=None):
+    return gpt2_forward(self.params(), self.config, cache, tokens_BxT, embeds_BxTxD=embeds_BxTxD)
