@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
   except JaxnnError as e:
     print(f"jaxnn: error: {e}", file=sys.stderr)
     return 2
-  except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+  except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+          NotADirectoryError) as e:
     print(f"jaxnn: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:

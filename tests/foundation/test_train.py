@@ -134,7 +134,7 @@ def test_killed_run_resumes_to_same_parameters(tmp_path):
   script = tmp_path / "run.py"
   script.write_text(KILLED_RUN)
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "40"], env=env)
+  proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "10"], env=env)
   ckpts = tmp_path / "killed" / "checkpoints"
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
@@ -144,8 +144,8 @@ def test_killed_run_resumes_to_same_parameters(tmp_path):
   assert proc.poll() is None, "the run finished before it could be killed"
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "40"], env=env, check=True)
-  subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "40"], env=env, check=True)
+  subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "10"], env=env, check=True)
+  subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "10"], env=env, check=True)
   from jaxnn.train import Checkpointer
   restored = []
   for name in ("killed", "clean"):
@@ -154,7 +154,7 @@ def test_killed_run_resumes_to_same_parameters(tmp_path):
                                 make_optimizer("adam", 1e-3))
     restored.append(ck.restore(template))
     ck.close()
-  assert restored[0][0] == restored[1][0] == 40 * 20
+  assert restored[0][0] == restored[1][0] == 10 * 20
   chex.assert_trees_all_equal(restored[0][1], restored[1][1])
 
 
