@@ -1,0 +1,387 @@
+"""PPLM steering: perturb GPT-2's key/value cache toward an attribute.
+
+Dathathri et al., "Plug and Play Language Models: a Simple Approach to
+Controlled Text Generation", ICLR 2020. At every generated token the past
+keys/values H get a perturbation dH, built from zero by `num_iterations`
+normalized gradient steps on
+
+  loss = sum over bags of -log p(bag) + CE(discriminator(mean hidden), class)
+         + kl_scale * KL(p~ || p_unpert),
+
+then the next token is drawn from p ~ p~^gm_scale * p_unpert^(1 - gm_scale),
+and the perturbed cache carries into the following steps.
+
+Unlike the original (batch 1, the unperturbed distribution recomputed by a full
+forward pass at every token), this loop keeps two fixed-size caches (perturbed
+and unperturbed), steers B samples at once and runs under one `jax.jit`,
+compiled once per (batch, max length) and structural hyperparameters (the
+float ones are traced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jaxnn._errors import JaxnnError
+from jaxnn.pplm._gpt2 import GPT2Config, KVCache, as_params, gpt2_forward, init_cache
+
+SMALL_CONST = 1e-15
+
+
+@dataclasses.dataclass(frozen=True)
+class PPLMConfig:
+  """Steering hyperparameters; the defaults are the original run_pplm.py's."""
+  length: int = 100  # tokens generated after the prompt
+  stepsize: float = 0.02  # step of each normalized gradient step on dH
+  temperature: float = 1.0  # divides the perturbed logits before fusion
+  top_k: int = 10  # keep the k most likely tokens (0: all)
+  sample: bool = False  # sample from the fused distribution (False: greedy)
+  num_iterations: int = 3  # gradient steps on dH per token
+  grad_length: int = 10000  # after this many tokens the stepsize becomes 0
+  window_length: int = 0  # perturb only a window of past positions (0: all)
+  window_position: str = "first"  # "first" (the original's mask) or "recent"
+  horizon_length: int = 1  # soft future steps fed to the discriminator
+  decay: bool = False  # scale the window by 1/w .. 1
+  gamma: float = 1.5  # gradient normalization exponent
+  gm_scale: float = 0.9  # weight of the perturbed distribution in the fusion
+  kl_scale: float = 0.01  # weight of KL(p~ || p_unpert)
+
+  def __post_init__(self):
+    if self.length < 1:
+      raise JaxnnError(f"length must be at least 1, got {self.length}")
+    if self.num_iterations < 0 or self.grad_length < 0 or self.top_k < 0:
+      raise JaxnnError("num_iterations, grad_length and top_k must be non-negative")
+    if self.window_length < 0 or self.horizon_length < 0:
+      raise JaxnnError("window_length and horizon_length must be non-negative")
+    if self.window_position not in ("first", "recent"):
+      raise JaxnnError(f"window_position must be 'first' (the original's) or 'recent', "
+                       f"got {self.window_position!r}")
+    if self.decay and self.window_length == 0:
+      raise JaxnnError("decay scales a window: set window_length > 0 (e.g. 5) or drop decay")
+    if not self.temperature > 0:
+      raise JaxnnError(f"temperature must be positive, got {self.temperature}")
+    if not 0 <= self.gm_scale <= 1:
+      raise JaxnnError(f"gm_scale must be in [0, 1], got {self.gm_scale}")
+    if self.stepsize < 0 or self.kl_scale < 0:
+      raise JaxnnError("stepsize and kl_scale must be non-negative")
+
+
+class BagsOfWords(NamedTuple):
+  """Several bags of words as token ids (see `jaxnn.pplm.bag_of_words`).
+
+  single_NxV marks the one-token words of each of the N bags; a multi-token
+  word m (tokens s1..sn, padded) belongs to bag multi_bag_M[m] and counts
+  with probability p(s1) p(s2|s1) ... p(sn|s1..sn-1).
+  """
+  single_NxV: Float[Array, "N V"]
+  multi_tokens_MxW: Int[Array, "M W"]
+  multi_lengths_M: Int[Array, "M"]
+  multi_bag_M: Int[Array, "M"]
+
+
+class Discriminator(NamedTuple):
+  """A linear head on mean-pooled final hidden states and the class to steer toward."""
+  kernel_DxC: Float[Array, "D C"]
+  bias_C: Float[Array, "C"]
+  class_label: Int[Array, ""]
+
+
+class Attributes(NamedTuple):
+  """What to steer toward: bags of words, discriminators, or both (losses add up)."""
+  bags: BagsOfWords | None = None
+  discriminators: tuple[Discriminator, ...] = ()
+
+
+_TRACED_FIELDS = ("stepsize", "temperature", "gamma", "gm_scale", "kl_scale")
+
+
+class _Hyper(NamedTuple):
+  """PPLMConfig inside the jit: the float fields traced, so changing them never recompiles."""
+  length: int
+  stepsize: Array
+  temperature: Array
+  top_k: int
+  sample: bool
+  num_iterations: int
+  grad_length: int
+  window_length: int
+  window_position: str
+  horizon_length: int
+  decay: bool
+  gamma: Array
+  gm_scale: Array
+  kl_scale: Array
+
+
+class _Carry(NamedTuple):
+  pert: KVCache  # perturbed past: every token but the last
+  unpert: KVCache  # unperturbed cache: every token
+  last_B: Int[Array, "B"]
+  unpert_logits_BxV: Float[Array, "B V"]  # unperturbed logits after the last token
+  hidden_sum_BxD: Float[Array, "B D"]  # unperturbed hidden states, all tokens but the last
+  last_hidden_BxD: Float[Array, "B D"]  # unperturbed hidden state of the last token
+  grad_norms_LxB: Float[Array, "L B"]  # running gradient norms (bags of words only)
+  norms_started: Array  # whether grad_norms_LxB holds a first value yet
+  key: Array
+
+
+def _window_mask_S(config: PPLMConfig, curr_length, max_len):
+  """The original's mask over past positions (ones at the FIRST window by default)."""
+  pos_S = jnp.arange(max_len)
+  valid_S = pos_S < curr_length
+  w = config.window_length
+  if w == 0:
+    return valid_S.astype(jnp.float32)
+  start = 0 if config.window_position == "first" else curr_length - w
+  rank_S = pos_S - start
+  in_window_S = (rank_S >= 0) & (rank_S < w)
+  weight_S = (rank_S + 1) / w if config.decay else jnp.ones(max_len)
+  windowed_S = jnp.where(in_window_S, weight_S, 0.0)
+  return jnp.where(curr_length > w, windowed_S, 1.0) * valid_S
+
+
+def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache,
+                        bags: BagsOfWords):
+  """log p(s1 .. sn) of every multi-token word under the (perturbed) model."""
+  b = probs_BxV.shape[0]
+
+  @jax.checkpoint
+  def one_word(word):
+    tokens_W, n = word
+    inputs_BxT = jnp.broadcast_to(tokens_W[:-1], (b, tokens_W.shape[0] - 1))
+    logits_BxTxV, _, _ = gpt2_forward(params, gpt2, cache_after_last, inputs_BxT)
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+    follow_BxT = logp_BxTxV[:, jnp.arange(tokens_W.shape[0] - 1), tokens_W[1:]]
+    used_T = jnp.arange(1, tokens_W.shape[0]) < n
+    return jnp.log(probs_BxV[:, tokens_W[0]]) + jnp.where(used_T[None], follow_BxT, 0.0).sum(-1)
+
+  logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M))
+  return logp_MxB.T
+
+
+def bag_probabilities(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache,
+                      bags: BagsOfWords) -> Float[Array, "B N"]:
+  """Probability of each bag: its one-token words plus its multi-token words.
+
+  Args:
+    probs_BxV: next-token distribution after the last token.
+    cache_after_last: the cache that includes the last token (what the
+      multi-token words continue from); unused when all words are one token.
+  """
+  p_BxN = probs_BxV @ bags.single_NxV.T.astype(probs_BxV.dtype)
+  if bags.multi_tokens_MxW.shape[0]:
+    word_p_BxM = jnp.exp(_word_log_probs_BxM(params, gpt2, probs_BxV, cache_after_last, bags))
+    n = bags.single_NxV.shape[0]
+    p_BxN = p_BxN + word_p_BxM @ jax.nn.one_hot(bags.multi_bag_M, n, dtype=word_p_BxM.dtype)
+  return p_BxN
+
+
+def _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_BxD, cache_after_last,
+                      unpert: KVCache, hidden_sum_BxD, curr_length):
+  loss_B = jnp.zeros(probs_BxV.shape[:1], probs_BxV.dtype)
+  if attributes.bags is not None:
+    p_BxN = bag_probabilities(params, gpt2, probs_BxV, cache_after_last, attributes.bags)
+    loss_B = loss_B - jnp.log(p_BxN).sum(-1)
+  if attributes.discriminators:
+    acc_BxD = hidden_sum_BxD + jax.lax.stop_gradient(hidden_BxD)
+    embeds_Bx1xD = (probs_BxV @ jax.lax.stop_gradient(params["wte"]))[:, None]
+    cache = unpert
+    for _ in range(config.horizon_length):
+      _, h_Bx1xD, cache = gpt2_forward(params, gpt2, cache, embeds_BxTxD=embeds_Bx1xD)
+      acc_BxD = acc_BxD + h_Bx1xD[:, 0]
+    mean_BxD = acc_BxD / (curr_length + 1 + config.horizon_length)
+    for head in attributes.discriminators:
+      logp_BxC = jax.nn.log_softmax(mean_BxD @ head.kernel_DxC + head.bias_C[None], axis=-1)
+      loss_B = loss_B - logp_BxC[:, head.class_label]
+  return loss_B
+
+
+def _kl_B(probs_BxV, unpert_logits_BxV):
+  unpert_BxV = jax.nn.softmax(unpert_logits_BxV, axis=-1)
+  unpert_BxV = unpert_BxV + SMALL_CONST * (unpert_BxV <= SMALL_CONST)
+  corrected_BxV = probs_BxV + jax.lax.stop_gradient(SMALL_CONST * (probs_BxV <= SMALL_CONST))
+  return (corrected_BxV * jnp.log(corrected_BxV / unpert_BxV)).sum(-1)
+
+
+def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attributes,
+                 pert: KVCache, unpert: KVCache, last_B, unpert_logits_BxV, hidden_sum_BxD,
+                 grad_norms_LxB, norms_started, stepsize):
+  """The accumulated perturbation (dk, dv) of the past for one token (PPLM step 2).
+
+  Args:
+    pert: the past keys/values (all tokens but the last), perturbed at earlier steps.
+    unpert: the unperturbed cache of all tokens (the discriminator's horizon runs on it).
+    last_B: the last token, fed against the perturbed past.
+    unpert_logits_BxV: unperturbed logits after the last token (the KL target).
+    hidden_sum_BxD: sum of the unperturbed hidden states of all tokens but the last.
+    grad_norms_LxB, norms_started: the running maxima of the per-layer gradient
+      norms, used when steering with bags of words only.
+    stepsize: this token's step size (0 past grad_length).
+
+  Returns:
+    dk, dv (shaped like the cache), the new gradient norms and started flag.
+  """
+  bow_only = attributes.bags is not None and not attributes.discriminators
+  mask_S = _window_mask_S(config, pert.length, pert.max_len).astype(pert.k.dtype)
+  mask_5d = mask_S[None, None, None, :, None]
+
+  def loss_fn(delta):
+    dk, dv = delta
+    cache = pert._replace(k=pert.k + dk, v=pert.v + dv)
+    logits_Bx1xV, hidden_Bx1xD, cache_after_last = gpt2_forward(params, gpt2, cache, last_B[:, None])
+    probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1], axis=-1)
+    loss_B = _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_Bx1xD[:, 0],
+                               cache_after_last, unpert, hidden_sum_BxD, pert.length)
+    loss_B = loss_B + config.kl_scale * _kl_B(probs_BxV, unpert_logits_BxV)
+    return loss_B.sum()
+
+  def iteration(_, state):
+    dk, dv, norms_LxB, started = state
+    gk, gv = jax.grad(loss_fn)((dk, dv))
+    gk, gv = gk * mask_5d, gv * mask_5d
+    new_LxB = jnp.sqrt(jnp.sum(gk ** 2, axis=(2, 3, 4)) + jnp.sum(gv ** 2, axis=(2, 3, 4)))
+    if bow_only:
+      norms_LxB = jnp.where(started, jnp.maximum(norms_LxB, new_LxB), new_LxB + SMALL_CONST)
+    else:
+      norms_LxB = new_LxB + SMALL_CONST
+    scale_LxB = stepsize / norms_LxB ** config.gamma
+    dk = dk - scale_LxB[:, :, None, None, None] * gk
+    dv = dv - scale_LxB[:, :, None, None, None] * gv
+    return dk, dv, norms_LxB, jnp.asarray(True)
+
+  zeros = jnp.zeros_like(pert.k)
+  dk, dv, norms_LxB, started = jax.lax.fori_loop(
+      0, config.num_iterations, iteration, (zeros, zeros, grad_norms_LxB, norms_started))
+  has_past = pert.length > 0
+  return (dk, dv, jnp.where(has_past, norms_LxB, grad_norms_LxB),
+          jnp.where(has_past, started, norms_started))
+
+
+def fused_probs(pert_logits_BxV, unpert_logits_BxV, config: PPLMConfig):
+  """p ~ softmax(pert / T)^gm_scale * softmax(unpert)^(1 - gm_scale), top-k, renormalized."""
+  pert_BxV = jax.nn.softmax(pert_logits_BxV / config.temperature, axis=-1)
+  unpert_BxV = jax.nn.softmax(unpert_logits_BxV, axis=-1)
+  p_BxV = pert_BxV ** config.gm_scale * unpert_BxV ** (1 - config.gm_scale)
+  if config.top_k:
+    kth_Bx1 = jax.lax.top_k(p_BxV, config.top_k)[0][:, -1:]
+    p_BxV = jnp.where(p_BxV < kth_Bx1, 0.0, p_BxV)
+  return p_BxV / p_BxV.sum(-1, keepdims=True)
+
+
+def unsteered_probs(logits_BxV, config: PPLMConfig):
+  """The plain model's distribution: temperature, top-k on the logits, softmax."""
+  logits_BxV = logits_BxV / config.temperature
+  if config.top_k:
+    kth_Bx1 = jax.lax.top_k(logits_BxV, config.top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -1e10, logits_BxV)
+  return jax.nn.softmax(logits_BxV, axis=-1)
+
+
+def _choose(p_BxV, key, sample):
+  if sample:
+    return jax.random.categorical(key, jnp.log(p_BxV), axis=-1).astype(jnp.int32)
+  return jnp.argmax(p_BxV, axis=-1).astype(jnp.int32)
+
+
+def max_cache_len(prompt_len: int, config: PPLMConfig, attributes: Attributes) -> int:
+  """Cache positions needed: prompt, generated tokens and the look-ahead of a step."""
+  lookahead = config.horizon_length if attributes.discriminators else 0
+  if attributes.bags is not None:
+    lookahead = max(lookahead, attributes.bags.multi_tokens_MxW.shape[1] - 1)
+  return prompt_len + config.length + lookahead
+
+
+@functools.partial(jax.jit, static_argnames=("gpt2", "static", "perturb", "return_probs"))
+def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, perturb, return_probs):
+  config = _Hyper(**{**dataclasses.asdict(static), **floats})
+  b, p = prompt_BxP.shape
+  max_len = max_cache_len(p, config, attributes)
+  dtype = params["wte"].dtype
+  empty = init_cache(gpt2, b, max_len, dtype)
+  # The default integer type (int64 under jax_enable_x64) keeps the cache's
+  # dynamic_update_slice indices of one type.
+  empty = empty._replace(length=jnp.asarray(0))
+  logits_BxPxV, hidden_BxPxD, unpert = gpt2_forward(params, gpt2, empty, prompt_BxP)
+  carry = _Carry(
+      pert=unpert._replace(length=jnp.asarray(p - 1)), unpert=unpert,
+      last_B=prompt_BxP[:, -1].astype(jnp.int32), unpert_logits_BxV=logits_BxPxV[:, -1],
+      hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1), last_hidden_BxD=hidden_BxPxD[:, -1],
+      grad_norms_LxB=jnp.zeros((gpt2.n_layer, b), dtype), norms_started=jnp.asarray(False),
+      key=key)
+
+  def step(c: _Carry, i):
+    key, sample_key = jax.random.split(c.key)
+    pert = c.pert
+    norms, started = c.grad_norms_LxB, c.norms_started
+    if perturb:
+      if config.num_iterations:
+        stepsize = jnp.where(i < config.grad_length, config.stepsize, 0.0).astype(dtype)
+        dk, dv, norms, started = perturb_past(
+            params, gpt2, config, attributes, pert, c.unpert, c.last_B, c.unpert_logits_BxV,
+            c.hidden_sum_BxD, norms, started, stepsize)
+        pert = pert._replace(k=pert.k + dk, v=pert.v + dv)
+      logits_Bx1xV, _, pert = gpt2_forward(params, gpt2, pert, c.last_B[:, None])
+      p_BxV = fused_probs(logits_Bx1xV[:, -1], c.unpert_logits_BxV, config)
+    else:
+      p_BxV = unsteered_probs(c.unpert_logits_BxV, config)
+    next_B = _choose(p_BxV, sample_key, config.sample)
+    logits_Bx1xV, hidden_Bx1xD, unpert = gpt2_forward(params, gpt2, c.unpert, next_B[:, None])
+    new = _Carry(pert, unpert, next_B, logits_Bx1xV[:, -1], c.hidden_sum_BxD + c.last_hidden_BxD,
+                 hidden_Bx1xD[:, -1], norms, started, key)
+    return new, (next_B, p_BxV if return_probs else None)
+
+  _, (tokens_LxB, probs_LxBxV) = jax.lax.scan(step, carry, jnp.arange(config.length))
+  probs = None if probs_LxBxV is None else probs_LxBxV.transpose(1, 0, 2)
+  return tokens_LxB.T, probs
+
+
+def generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attributes(),
+             config: PPLMConfig = PPLMConfig(), *, key=None, perturb: bool = True,
+             return_probs: bool = False):
+  """Generates `config.length` tokens for each of B prompts, steered by PPLM.
+
+  B samples (prompts of the same token length, e.g. one prompt repeated) are
+  steered together in one jit-compiled loop. `perturb=False` gives the
+  unsteered baseline of the original (temperature, top-k, same sampling keys).
+
+  Args:
+    params: GPT-2 parameters (see `jaxnn.pplm.load_gpt2`); their dtype sets the
+      computation's (float64 needs `jax.enable_x64`).
+    gpt2: the model's `GPT2Config`.
+    prompt_BxP: token ids; at least one token each.
+    attributes: bags of words and/or discriminators (`Attributes`).
+    config: the hyperparameters (`PPLMConfig`, the original's defaults).
+    key: a `jax.random` key for sampling (default `jax.random.key(0)`).
+    return_probs: also return the B x length x V distributions drawn from.
+
+  Returns:
+    tokens_BxL (int32), and probs_BxLxV when `return_probs`.
+
+  References:
+    Dathathri et al., Plug and Play Language Models, ICLR 2020, section 3 and
+    the released run_pplm.py (whose window mask covers the first positions).
+  """
+  params = as_params(params)
+  prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
+  if prompt_BxP.ndim != 2 or prompt_BxP.shape[1] < 1:
+    raise JaxnnError(f"prompt_BxP must be B x P token ids with P >= 1, got shape {prompt_BxP.shape}")
+  if perturb and attributes.bags is None and not attributes.discriminators:
+    raise JaxnnError("nothing to steer toward: give a bag of words and/or a discriminator "
+                     "(or perturb=False for the unsteered model)")
+  needed = max_cache_len(prompt_BxP.shape[1], config, attributes)
+  if needed > gpt2.n_positions:
+    raise JaxnnError(f"prompt + length + look-ahead needs {needed} positions but the model has "
+                     f"{gpt2.n_positions}; generate fewer tokens or shorten the prompt")
+  key = jax.random.key(0) if key is None else key
+  dtype = params["wte"].dtype
+  floats = {f: jnp.asarray(getattr(config, f), dtype) for f in _TRACED_FIELDS}
+  static = dataclasses.replace(config, **{f: getattr(PPLMConfig, f) for f in _TRACED_FIELDS})
+  tokens, probs = _generate(params, prompt_BxP, attributes, key, floats, gpt2=gpt2,
+                            static=static, perturb=perturb, return_probs=return_probs)
+  return (tokens, probs) if return_probs else tokens
