@@ -1,0 +1,274 @@
+"""Random projections P: R^d -> R^D of a subspace, as pure `init` / `apply` pairs.
+
+Li et al. (2018) train theta_D = theta_0 + P theta_d with a fixed random D x d
+map P whose columns have (approximately) unit length. Three maps:
+
+- dense: i.i.d. N(0, 1) entries, every column normalized. Memory D * d.
+- sparse: a very sparse random projection (Li, Hastie, Church 2006) with about
+  sqrt(D) nonzero +-1 entries per column, every column normalized. Memory
+  O(d sqrt(D)).
+- fastfood: the Fastfood transform (Le, Sarlos, Smola 2013)
+  `(H G Pi H B x)[:D] / (sqrt(L sum(G^2)) sqrt(D / L))` with L = 2^ceil(log2 D)
+  and H the unnormalized Walsh-Hadamard transform; P is never materialized:
+  O(D log D) time and O(D) memory. d > L uses ceil(d / L) independent blocks
+  whose outputs add up, so theta_d is never truncated.
+
+Every projection is a `Projection(init, apply)`:
+
+- `init(key, D, d) -> state` draws the map once; it is pure `jax.random`, so it
+  can be jitted and vmapped over keys (D and d are Python ints).
+- `apply(state, theta_d) -> offset` with `theta_d` of shape (d,) and `offset`
+  of shape (D,); `state` is never resampled.
+
+Nested: column j of every projection depends only on the key and j (dense and
+sparse draw each column from `fold_in(key, j)`; Fastfood draws block b from
+`fold_in(key, b)` and its normalization does not depend on d). So the map of
+dimension k is the first k columns of the map of any dimension d > k: a theta_d
+whose coordinates >= k are zero gives exactly the offset of dimension k. A
+sweep can allocate the largest d once and mask coordinates >= d_active.
+
+References:
+  Li, Farkhoor, Liu, Yosinski. "Measuring the Intrinsic Dimension of Objective
+  Landscapes", ICLR 2018.
+  Le, Sarlos, Smola. "Fastfood: Approximating Kernel Expansions in Loglinear
+  Time", ICML 2013.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jaxnn._errors import JaxnnError
+
+PROJECTIONS = ("dense", "sparse", "fastfood")
+
+
+class Projection(NamedTuple):
+  """A random map P: R^d -> R^D as pure functions.
+
+  Attributes:
+    init: `init(key, D, d) -> state`, pure `jax.random` (jit- and vmap-able
+      over keys); D and d are Python ints.
+    apply: `apply(state, theta_d) -> offset`, `(d,) -> (D,)`, linear in
+      `theta_d`.
+  """
+
+  init: Callable[[jax.Array, int, int], Any]
+  apply: Callable[[Any, Float[Array, "d"]], Float[Array, "D"]]
+
+
+def _check_sizes(D: int, d: int) -> None:
+  if not (isinstance(D, int) and isinstance(d, int)):
+    raise JaxnnError(f"D and d must be Python ints, got D={D!r}, d={d!r}")
+  if D < 1:
+    raise JaxnnError(f"the model has D={D} parameters; a subspace needs D >= 1")
+  if d < 1:
+    raise JaxnnError(f"subspace dimension d must be >= 1, got {d}")
+
+
+def _column_keys(key: jax.Array, n: int) -> jax.Array:
+  return jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n))
+
+
+# Dense.
+
+
+class DenseState(NamedTuple):
+  """P stored by columns: `P_dxD[j]` is column j of P."""
+
+  P_dxD: Float[Array, "d D"]
+
+
+def dense_projection(orthonormal: bool = False) -> Projection:
+  """I.i.d. Gaussian P with unit-length columns (memory D * d).
+
+  Args:
+    orthonormal: orthonormalize the columns (QR, signs fixed so that R has a
+      positive diagonal). Needs d <= D; with d = D, P is orthogonal and
+      subspace SGD is exactly direct SGD rotated.
+  """
+
+  def init(key, D: int, d: int) -> DenseState:
+    _check_sizes(D, d)
+    if orthonormal and d > D:
+      raise JaxnnError(f"an orthonormal projection needs d <= D, got d={d} > D={D}")
+    A_dxD = jax.vmap(lambda k: jax.random.normal(k, (D,), jnp.float32))(_column_keys(key, d))
+    if orthonormal:
+      Q_Dxd, R_dxd = jnp.linalg.qr(A_dxD.T)
+      return DenseState((Q_Dxd * jnp.sign(jnp.diagonal(R_dxd))[None, :]).T)
+    return DenseState(A_dxD / jnp.linalg.norm(A_dxD, axis=1, keepdims=True))
+
+  def apply(state: DenseState, theta_d):
+    return theta_d @ state.P_dxD
+
+  return Projection(init, apply)
+
+
+# Sparse.
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SparseState:
+  """Column j of P has `values[j, i]` at row `rows[j, i]` (repeated rows add).
+
+  Attributes:
+    rows: (d, m) row indices, m = ceil(sqrt(D)) per column.
+    values: (d, m) entries, +-1 / ||column||.
+    D: the output size (static).
+  """
+
+  rows: Int[Array, "d m"]
+  values: Float[Array, "d m"]
+  D: int = dataclasses.field(metadata=dict(static=True))
+
+
+def sparse_projection() -> Projection:
+  """A very sparse random projection with unit-length columns.
+
+  Every column has m = ceil(sqrt(D)) entries +-1 at rows drawn uniformly (the
+  reference's density 1/sqrt(D)), normalized to unit length exactly; a row
+  drawn twice in a column adds up (rare: about m^2 / 2D < 1 per column). A
+  fixed count per column instead of Binomial(D, 1/sqrt(D)) keeps shapes static,
+  so `init` jits and vmaps.
+  """
+
+  def init(key, D: int, d: int) -> SparseState:
+    _check_sizes(D, d)
+    m = math.ceil(math.sqrt(D))
+
+    def column(k):
+      k_rows, k_signs = jax.random.split(k)
+      rows = jnp.sort(jax.random.randint(k_rows, (m,), 0, D))
+      signs = jax.random.rademacher(k_signs, (m,), jnp.float32)
+      # Exact norm with repeated rows merged: sum over distinct rows of (sum of signs)^2.
+      segment = jnp.cumsum(jnp.concatenate([jnp.zeros(1, jnp.int32), (rows[1:] != rows[:-1]).astype(jnp.int32)]))
+      merged = jax.ops.segment_sum(signs, segment, num_segments=m)
+      return rows, signs / jnp.sqrt(jnp.sum(jnp.square(merged)))
+
+    rows, values = jax.vmap(column)(_column_keys(key, d))
+    return SparseState(rows, values, D)
+
+  def apply(state: SparseState, theta_d):
+    return jnp.zeros(state.D, theta_d.dtype).at[state.rows].add(state.values * theta_d[:, None])
+
+  return Projection(init, apply)
+
+
+# Fastfood.
+
+
+def _wht_butterfly(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
+  L = x.shape[-1]
+  lead = x.shape[:-1]
+  h = 1
+  while h < L:
+    x_2h = x.reshape(*lead, L // (2 * h), 2, h)
+    a, b = x_2h[..., 0, :], x_2h[..., 1, :]
+    x = jnp.stack([a + b, a - b], axis=-2).reshape(*lead, L)
+    h *= 2
+  return x
+
+
+@jax.custom_vjp
+def walsh_hadamard(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
+  """The unnormalized Walsh-Hadamard transform H x along the last axis.
+
+  H is the Sylvester-ordered Hadamard matrix (`scipy.linalg.hadamard(L)`), L a
+  power of 2; O(L log L) time by the butterfly, O(L) memory. H is symmetric,
+  so the backward pass is the same transform of the cotangent.
+  """
+  L = x.shape[-1]
+  if L < 1 or L & (L - 1):
+    raise JaxnnError(f"the Walsh-Hadamard transform needs a power-of-2 length, got {L}")
+  return _wht_butterfly(x)
+
+
+walsh_hadamard.defvjp(lambda x: (walsh_hadamard(x), None), lambda _, g: (walsh_hadamard(g),))
+
+
+@jax.custom_vjp
+def _permute(x, perm, inv_perm):
+  return jnp.take_along_axis(x, perm, axis=-1)
+
+
+def _permute_bwd(res, g):
+  perm, inv_perm = res
+  # The transpose of a permutation is its inverse: a gather, not a scatter-add.
+  return jnp.take_along_axis(g, inv_perm, axis=-1), None, None
+
+
+_permute.defvjp(lambda x, perm, inv_perm: (_permute(x, perm, inv_perm), (perm, inv_perm)),
+                _permute_bwd)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FastfoodState:
+  """The random draws of `num_blocks` Fastfood blocks of size L.
+
+  Attributes:
+    B: (num_blocks, L) random signs.
+    G: (num_blocks, L) N(0, 1) scales.
+    perm: (num_blocks, L) the permutation Pi; `inv_perm` its inverse.
+    scale: (num_blocks,) 1 / (sqrt(L sum(G^2)) sqrt(D / L)).
+    D: the output size (static).
+  """
+
+  B: Float[Array, "n L"]
+  G: Float[Array, "n L"]
+  perm: Int[Array, "n L"]
+  inv_perm: Int[Array, "n L"]
+  scale: Float[Array, "n"]
+  D: int = dataclasses.field(metadata=dict(static=True))
+
+
+def fastfood_projection() -> Projection:
+  """The Fastfood transform: O(D log D) time, O(D) memory, P never stored.
+
+  L = 2^ceil(log2 D); theta_d is zero-padded to num_blocks * L with
+  num_blocks = ceil(d / L), and block b (its own B, Pi, G from
+  `fold_in(key, b)`) maps coordinates [b L, (b + 1) L). Each block's columns
+  have norm exactly 1 in R^L and about 1 after keeping the first D rows.
+  """
+
+  def init(key, D: int, d: int) -> FastfoodState:
+    _check_sizes(D, d)
+    L = 1 << (D - 1).bit_length()
+
+    def block(k):
+      k_b, k_pi, k_g = jax.random.split(k, 3)
+      B = jax.random.rademacher(k_b, (L,), jnp.float32)
+      perm = jax.random.permutation(k_pi, L).astype(jnp.int32)
+      G = jax.random.normal(k_g, (L,), jnp.float32)
+      scale = 1.0 / (jnp.sqrt(L * jnp.sum(jnp.square(G))) * math.sqrt(D / L))
+      return B, G, perm, jnp.argsort(perm).astype(jnp.int32), scale
+
+    B, G, perm, inv_perm, scale = jax.vmap(block)(_column_keys(key, -(-d // L)))
+    return FastfoodState(B, G, perm, inv_perm, scale, D)
+
+  def apply(state: FastfoodState, theta_d):
+    n, L = state.B.shape
+    x_nxL = jnp.pad(theta_d, (0, n * L - theta_d.shape[0])).reshape(n, L)
+    v_nxL = walsh_hadamard(state.B * x_nxL)
+    v_nxL = walsh_hadamard(state.G * _permute(v_nxL, state.perm, state.inv_perm))
+    return state.scale @ v_nxL[:, :state.D]
+
+  return Projection(init, apply)
+
+
+_FACTORIES = {"dense": dense_projection, "sparse": sparse_projection,
+              "fastfood": fastfood_projection}
+
+
+def get_projection(name: str) -> Projection:
+  """The projection called `name`: "dense", "sparse" or "fastfood"."""
+  if name not in _FACTORIES:
+    raise JaxnnError(f"unknown projection {name!r}; choose from {', '.join(PROJECTIONS)}")
+  return _FACTORIES[name]()

@@ -1,0 +1,127 @@
+"""Exact checks of the projections: WHT vs scipy, unit columns, P^T g, nesting."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from jaxnn import JaxnnError
+from jaxnn.subspace import (PROJECTIONS, dense_projection, fastfood_projection, get_projection,
+                            walsh_hadamard)
+
+
+def materialize(projection, state, d):
+  """P (D x d), column j = apply(state, e_j)."""
+  return np.asarray(jax.vmap(lambda e: projection.apply(state, e))(jnp.eye(d)).T)
+
+
+def test_walsh_hadamard_paper_example():
+  x = jnp.array([1, 0, 1, 0, 0, 1, 1, 0], jnp.float32)
+  np.testing.assert_array_equal(walsh_hadamard(x), [4, 2, 0, -2, 0, 2, 0, 2])
+
+
+@pytest.mark.parametrize("L", [1, 2, 4, 32, 256])
+def test_walsh_hadamard_equals_scipy(L):
+  x_3xL = np.random.default_rng(L).normal(size=(3, L)).astype(np.float32)
+  expected = x_3xL @ scipy.linalg.hadamard(L).T
+  np.testing.assert_allclose(walsh_hadamard(x_3xL), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_walsh_hadamard_backward_is_forward():
+  x = np.random.default_rng(0).normal(size=64).astype(np.float32)
+  g = np.random.default_rng(1).normal(size=64).astype(np.float32)
+  _, vjp = jax.vjp(walsh_hadamard, jnp.asarray(x))
+  np.testing.assert_allclose(vjp(jnp.asarray(g))[0], scipy.linalg.hadamard(64).T @ g, rtol=1e-5,
+                             atol=1e-4)
+
+
+def test_walsh_hadamard_rejects_non_power_of_two():
+  with pytest.raises(JaxnnError, match="power-of-2"):
+    walsh_hadamard(jnp.ones(6))
+
+
+@pytest.mark.parametrize("name", PROJECTIONS)
+@pytest.mark.parametrize("D,d", [(1000, 40), (300, 700)])
+def test_columns_have_unit_length(name, D, d):
+  projection = get_projection(name)
+  P = materialize(projection, projection.init(jax.random.PRNGKey(0), D, d), d)
+  assert P.shape == (D, d)
+  norms2 = np.sum(P**2, axis=0)
+  assert abs(norms2.mean() - 1) < 0.02
+  if name != "fastfood":
+    np.testing.assert_allclose(norms2, 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", PROJECTIONS)
+def test_gradient_is_P_transpose_g(name):
+  D, d = 300, 50
+  projection = get_projection(name)
+  state = projection.init(jax.random.PRNGKey(1), D, d)
+  P = materialize(projection, state, d)
+  theta = jnp.asarray(np.random.default_rng(0).normal(size=d), jnp.float32)
+  g = jnp.asarray(np.random.default_rng(1).normal(size=D), jnp.float32)
+  grad = jax.grad(lambda t: jnp.vdot(g, projection.apply(state, t)))(theta)
+  np.testing.assert_allclose(grad, P.T @ np.asarray(g), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(projection.apply(state, theta), P @ np.asarray(theta), rtol=1e-4,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PROJECTIONS)
+def test_projections_are_nested(name):
+  projection = get_projection(name)
+  D, k, d = 200, 37, 600  # Fastfood: L = 256, so d spans 3 blocks and k one.
+  key = jax.random.PRNGKey(3)
+  small, large = projection.init(key, D, k), projection.init(key, D, d)
+  theta_k = jnp.asarray(np.random.default_rng(0).normal(size=k), jnp.float32)
+  theta_d = jnp.zeros(d).at[:k].set(theta_k)
+  np.testing.assert_allclose(projection.apply(large, theta_d), projection.apply(small, theta_k),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_fastfood_blocks_are_independent_and_never_truncated():
+  projection = fastfood_projection()
+  D, d = 100, 300  # L = 128: 3 blocks, the last one partly used.
+  state = projection.init(jax.random.PRNGKey(0), D, d)
+  assert state.B.shape == (3, 128)
+  P = materialize(projection, state, d)
+  # Every coordinate of theta_d moves theta_D (nothing silently dropped) ...
+  assert np.all(np.linalg.norm(P, axis=0) > 0.5)
+  # ... and the blocks are different draws: P has full row rank D.
+  assert np.linalg.matrix_rank(P) == D
+  assert not np.allclose(P[:, :128], P[:, 128:256])
+  # Columns within one block are orthogonal in R^L, so on R^D nearly so.
+  gram = P[:, :128].T @ P[:, :128]
+  assert np.abs(gram - np.diag(np.diag(gram))).max() < 0.5
+
+
+@pytest.mark.parametrize("name", PROJECTIONS)
+def test_deterministic_by_seed_and_vmappable(name):
+  projection = get_projection(name)
+  init = jax.jit(projection.init, static_argnums=(1, 2))
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  chex.assert_trees_all_equal(init(keys[0], 150, 20), init(keys[0], 150, 20))
+  batched = jax.vmap(lambda k: projection.init(k, 150, 20))(keys)
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], batched), init(keys[1], 150, 20))
+  theta = jnp.ones(20)
+  assert not np.allclose(projection.apply(init(keys[0], 150, 20), theta),
+                         projection.apply(init(keys[1], 150, 20), theta))
+
+
+def test_orthonormal_dense_projection():
+  projection = dense_projection(orthonormal=True)
+  P = materialize(projection, projection.init(jax.random.PRNGKey(0), 64, 64), 64)
+  np.testing.assert_allclose(P.T @ P, np.eye(64), atol=1e-5)
+  with pytest.raises(JaxnnError, match="d <= D"):
+    projection.init(jax.random.PRNGKey(0), 10, 11)
+
+
+def test_clear_errors():
+  with pytest.raises(JaxnnError, match="unknown projection 'fast'"):
+    get_projection("fast")
+  for name in PROJECTIONS:
+    with pytest.raises(JaxnnError, match="d must be >= 1"):
+      get_projection(name).init(jax.random.PRNGKey(0), 100, 0)
+    with pytest.raises(JaxnnError, match="D >= 1"):
+      get_projection(name).init(jax.random.PRNGKey(0), 0, 5)
