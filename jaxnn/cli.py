@@ -17,6 +17,7 @@ from jaxnn._errors import JaxnnError
 # Modules with a `register(subparsers)` function, one per command group.
 COMMAND_MODULES = (
     "jaxnn.train._cli",
+    "jaxnn.coordconv._cli",
     "jaxnn.lca._cli",
     "jaxnn.subspace._cli",
 )

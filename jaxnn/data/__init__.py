@@ -10,6 +10,7 @@ from jaxnn.data._dataset import (Dataset, DatasetSpec, RawData, Split, offline_d
                                  register_dataset, registered_datasets)
 from jaxnn.data._load import load_dataset, permute_pixels, shuffle_labels
 from jaxnn.data import _sources  # noqa: F401  (registers the built-in datasets)
+from jaxnn.data import not_so_clevr  # noqa: F401  (registers not_so_clevr)
 
 __all__ = [
     "Dataset", "DatasetSpec", "EpochBatcher", "RawData", "Split", "eval_batches",
