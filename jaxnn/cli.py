@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "jaxnn.coordconv._cli",
     "jaxnn.lca._cli",
     "jaxnn.subspace._cli",
+    "jaxnn.pplm._cli",
 )
 
 

@@ -123,3 +123,116 @@ def rank_samples(attribute_scores: Sequence[float], texts: Sequence[str], *,
   diversity = [np.mean([dist_n(t, n) for n in (1, 2, 3)]) for t in texts]
   candidates = [i for i, d in enumerate(diversity) if d >= min_dist] or list(range(len(texts)))
   return max(candidates, key=lambda i: attribute_scores[i])
+
+
+def _entries(texts, continuations, bag_words, class_p, ppl):
+  entries = []
+  for i, (text, cont) in enumerate(zip(texts, continuations)):
+    entry = {"text": text, "continuation": cont, "perplexity": ppl[i],
+             "dist_1": dist_n(cont, 1), "dist_2": dist_n(cont, 2), "dist_3": dist_n(cont, 3)}
+    if bag_words:
+      entry["bag_word_rate"] = bag_word_rate(cont, bag_words)
+    if class_p is not None:
+      entry["class_probability"] = float(class_p[i])
+    entries.append(entry)
+  return entries
+
+
+def _mean(entries):
+  keys = [k for k, v in entries[0].items() if isinstance(v, float)]
+  return {k: float(np.nanmean([e[k] for e in entries])) for k in keys}
+
+
+def run_pplm(params, gpt2: GPT2Config, tokenizer, prompt: str, config, *, bags=(),
+             discriminator=None, class_label=None, num_samples: int = 1, seed: int = 0,
+             multi_token: bool = True, rank: bool = False, min_dist: float = 0.5,
+             scorer=None, model_name: str = "", out_dir=None) -> dict:
+  """Steered samples and the unsteered baseline (same prompt and seeds), evaluated.
+
+  The prompt is prefixed with the end-of-text token, as in the original.
+  Both runs generate `num_samples` sequences as one batch.
+
+  Args:
+    params, gpt2, tokenizer: the model (`load_gpt2`, `load_tokenizer`).
+    prompt: the conditioning text.
+    config: a `PPLMConfig`.
+    bags: shipped bag names, word-list files or word lists.
+    discriminator: a `DiscriminatorHead` or the path of a saved one.
+    class_label: its target class (index or name).
+    multi_token: count multi-token bag words (False: drop them, as the original).
+    rank: also report the best sample (BR / BCR) by attribute score among
+      those with mean Dist-n >= min_dist.
+    scorer: (params, config, tokenizer, name) of the LM that scores perplexity
+      (default: the generating model).
+    out_dir: when given, writes samples.txt, baseline.txt and summary.json.
+
+  Returns:
+    The summary: lists `samples` and `baseline` of dicts (text, continuation,
+    perplexity, dist_1/2/3, bag_word_rate and/or class_probability), their
+    `mean`, `model`, `tokens_per_second` and the configuration.
+  """
+  import dataclasses
+  import pathlib
+
+  from jaxnn.pplm._attributes import (DiscriminatorHead, bag_of_words, encode_mean_hidden,
+                                      load_discriminator, read_words)
+  from jaxnn.pplm._steer import Attributes, steered_generate
+  from jaxnn.train import write_json_atomic
+  params = as_params(params)
+  if not bags and discriminator is None:
+    raise JaxnnError("give bags of words and/or a discriminator to steer toward")
+  bag_words = sorted({w for b in bags for w in (read_words(b) if isinstance(b, (str, pathlib.Path))
+                                                 else b)})
+  head = None
+  if discriminator is not None:
+    if class_label is None:
+      raise JaxnnError("a discriminator needs a class_label (index or class name)")
+    head = (discriminator if isinstance(discriminator, DiscriminatorHead)
+            else load_discriminator(discriminator, gpt2.n_embd)[0])
+  attributes = Attributes(
+      bags=bag_of_words(list(bags), tokenizer, gpt2.vocab_size, multi_token=multi_token)
+      if bags else None,
+      discriminators=(head.toward(class_label),) if head is not None else ())
+  prompt_ids = [tokenizer.eos_token_id] + tokenizer.encode(prompt)
+  prompt_BxP = np.tile(np.asarray([prompt_ids], np.int32), (num_samples, 1))
+  key = jax.random.key(seed)
+  steered_timing, baseline_timing = {}, {}
+  steered = np.asarray(steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key,
+                                timings=steered_timing))
+  baseline = np.asarray(steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key,
+                                 perturb=False, timings=baseline_timing))
+  prompt_text = tokenizer.decode(prompt_ids[1:])
+  s_params, s_config, s_tokenizer, s_name = scorer or (params, gpt2, tokenizer, model_name)
+  summary = {"model": model_name, "perplexity_model": s_name, "prompt": prompt,
+             "config": dataclasses.asdict(config), "bags": [str(b) for b in bags],
+             "num_samples": num_samples, "seed": seed, "multi_token_words": multi_token}
+  if head is not None:
+    summary["class_label"] = head.classes[int(head.toward(class_label).class_label)]
+  for name, tokens in (("samples", steered), ("baseline", baseline)):
+    continuations = [tokenizer.decode(t.tolist()) for t in tokens]
+    texts = [prompt_text + c for c in continuations]
+    ppl = perplexity(s_params, s_config, s_tokenizer, texts, [prompt_text] * len(texts))
+    class_p = None
+    if head is not None:
+      features = encode_mean_hidden(params, gpt2, tokenizer, texts,
+                                    max_tokens=min(gpt2.n_positions - 1, 1000))
+      class_p = class_probabilities(features, head)[:, int(head.toward(class_label).class_label)]
+    summary[name] = _entries(texts, continuations, bag_words, class_p, ppl)
+  summary["mean"] = {name: _mean(summary[name]) for name in ("samples", "baseline")}
+  summary["tokens_per_second"] = steered_timing["tokens_per_second"]
+  summary["baseline_tokens_per_second"] = baseline_timing["tokens_per_second"]
+  summary["compile_seconds"] = steered_timing["compile_seconds"]
+  if rank:
+    scores = [e.get("bag_word_rate", 0.0) + e.get("class_probability", 0.0)
+              for e in summary["samples"]]
+    summary["ranked_best"] = rank_samples(scores, [e["continuation"] for e in summary["samples"]],
+                                          min_dist=min_dist)
+  if out_dir is not None:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("samples", "baseline"):
+      (out / f"{name}.txt").write_text(
+          "\n\n".join(f"== {name} {i} ==\n{e['text']}" for i, e in enumerate(summary[name])) + "\n",
+          encoding="utf-8")
+    write_json_atomic(out / "summary.json", summary)
+  return summary

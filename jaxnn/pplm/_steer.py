@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import NamedTuple
 
 import jax
@@ -161,7 +162,11 @@ def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, cache_after_last: K
     used_T = jnp.arange(1, tokens_W.shape[0]) < n
     return jnp.log(probs_BxV[:, tokens_W[0]]) + jnp.where(used_T[None], follow_BxT, 0.0).sum(-1)
 
-  logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M))
+  # Words run in chunks that copy the cache at most ~256 MB at a time.
+  cache_bytes = 2 * cache_after_last.k.size * cache_after_last.k.dtype.itemsize
+  chunk = max(1, min(bags.multi_tokens_MxW.shape[0], 2 ** 28 // cache_bytes))
+  logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M),
+                         batch_size=chunk)
   return logp_MxB.T
 
 
@@ -341,9 +346,9 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
   return tokens_LxB.T, probs
 
 
-def generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attributes(),
+def steered_generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attributes(),
              config: PPLMConfig = PPLMConfig(), *, key=None, perturb: bool = True,
-             return_probs: bool = False):
+             return_probs: bool = False, timings: dict | None = None):
   """Generates `config.length` tokens for each of B prompts, steered by PPLM.
 
   B samples (prompts of the same token length, e.g. one prompt repeated) are
@@ -359,6 +364,8 @@ def generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attr
     config: the hyperparameters (`PPLMConfig`, the original's defaults).
     key: a `jax.random` key for sampling (default `jax.random.key(0)`).
     return_probs: also return the B x length x V distributions drawn from.
+    timings: a dict that gets compile_seconds, run_seconds and tokens_per_second
+      (generated tokens of all B samples per second of the compiled loop).
 
   Returns:
     tokens_BxL (int32), and probs_BxLxV when `return_probs`.
@@ -382,6 +389,16 @@ def generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attr
   dtype = params["wte"].dtype
   floats = {f: jnp.asarray(getattr(config, f), dtype) for f in _TRACED_FIELDS}
   static = dataclasses.replace(config, **{f: getattr(PPLMConfig, f) for f in _TRACED_FIELDS})
-  tokens, probs = _generate(params, prompt_BxP, attributes, key, floats, gpt2=gpt2,
-                            static=static, perturb=perturb, return_probs=return_probs)
+  args = (params, prompt_BxP, attributes, key, floats)
+  static_args = dict(gpt2=gpt2, static=static, perturb=perturb, return_probs=return_probs)
+  if timings is None:
+    tokens, probs = _generate(*args, **static_args)
+  else:
+    start = time.perf_counter()
+    compiled = _generate.lower(*args, **static_args).compile()
+    compiled_at = time.perf_counter()
+    tokens, probs = jax.block_until_ready(compiled(*args))
+    run_seconds = time.perf_counter() - compiled_at
+    timings.update(compile_seconds=compiled_at - start, run_seconds=run_seconds,
+                   tokens_per_second=tokens.size / run_seconds)
   return (tokens, probs) if return_probs else tokens

@@ -12,7 +12,7 @@ from jaxnn import JaxnnError
 from jaxnn.pplm import gpt2_forward, init_cache, load_gpt2
 from jaxnn.pplm import generate as unsteered_generate
 from jaxnn.pplm._steer import (Attributes, BagsOfWords, Discriminator, PPLMConfig,
-                               bag_probabilities, generate)
+                               bag_probabilities, steered_generate)
 
 from reference_torch import generate as reference_generate
 
@@ -43,8 +43,8 @@ def test_stepsize_zero_reproduces_unsteered_greedy(tiny_gpt2):
   params, config = tiny_gpt2
   prompt = jnp.asarray([[0, 17, 93, 5], [0, 250, 3, 64]])
   bags = Attributes(bags=single_bag(config.vocab_size))
-  steered = generate(params, config, prompt, bags, PPLMConfig(length=12, stepsize=0.0))
-  baseline = generate(params, config, prompt, bags, PPLMConfig(length=12), perturb=False)
+  steered = steered_generate(params, config, prompt, bags, PPLMConfig(length=12, stepsize=0.0))
+  baseline = steered_generate(params, config, prompt, bags, PPLMConfig(length=12), perturb=False)
   plain = unsteered_generate(params, config, prompt, 12, greedy=True, top_k=10)
   np.testing.assert_array_equal(steered, plain)
   np.testing.assert_array_equal(baseline, plain)
@@ -77,9 +77,9 @@ def test_parity_with_torch_reference_float64(name, tiny_gpt2_dir, torch_model64,
                          jnp.asarray(head64.bias.detach().numpy()), jnp.asarray(2))
     attributes = Attributes(bags=single_bag(gpt2.vocab_size) if use_bag else None,
                             discriminators=(disc,) if use_disc else ())
-    tokens, probs = generate(params, gpt2, jnp.asarray(prompts), attributes, config,
+    tokens, probs = steered_generate(params, gpt2, jnp.asarray(prompts), attributes, config,
                              return_probs=True)
-    _, still = generate(params, gpt2, jnp.asarray(prompts), attributes,
+    _, still = steered_generate(params, gpt2, jnp.asarray(prompts), attributes,
                         dataclasses.replace(config, stepsize=0.0), return_probs=True)
   assert probs.dtype == jnp.float64
   for b, prompt in enumerate(prompts):
@@ -104,7 +104,7 @@ def test_bag_word_rate_rises_with_stepsize(tiny_gpt2):
   prompt = jnp.tile(jnp.asarray([[0, 17, 93, 5]]), (16, 1))
   rates = []
   for stepsize in (0.0, 0.05, 0.3):
-    tokens = generate(params, config, prompt, Attributes(bags=bag),
+    tokens = steered_generate(params, config, prompt, Attributes(bags=bag),
                       PPLMConfig(length=10, stepsize=stepsize, sample=True, gm_scale=0.95),
                       key=jax.random.key(1))
     rates.append(float(np.isin(np.asarray(tokens), BAG).mean()))
@@ -133,9 +133,9 @@ def test_multi_token_word_probability_is_chain_rule(tiny_gpt2):
 def test_generate_rejects_bad_input(tiny_gpt2):
   params, config = tiny_gpt2
   with pytest.raises(JaxnnError, match="nothing to steer"):
-    generate(params, config, jnp.asarray([[0, 1]]), Attributes(), PPLMConfig(length=2))
+    steered_generate(params, config, jnp.asarray([[0, 1]]), Attributes(), PPLMConfig(length=2))
   with pytest.raises(JaxnnError, match="positions"):
-    generate(params, config, jnp.asarray([[0, 1]]), Attributes(bags=single_bag(config.vocab_size)),
+    steered_generate(params, config, jnp.asarray([[0, 1]]), Attributes(bags=single_bag(config.vocab_size)),
              PPLMConfig(length=200))
   with pytest.raises(JaxnnError, match="window_length"):
     PPLMConfig(decay=True)
