@@ -4,7 +4,9 @@ Steers a frozen GPT-2 toward an attribute by gradient steps on its key/value
 cache. The model half: GPT-2 as a pure function over a fixed-size cache
 (`gpt2_forward`, `KVCache`, `init_cache`), a thin NNX module (`GPT2`),
 Hugging Face checkpoints and tokenizers from safetensors (`load_gpt2`,
-`load_tokenizer`) and plain generation compiled once (`generate`).
+`load_tokenizer`), plain generation compiled once (`generate`) and a small
+GPT-2 trained offline on Debian's fortunes for machines without the hub
+(`ensure_offline_lm`).
 
 References:
   Dathathri et al. "Plug and Play Language Models: a Simple Approach to
@@ -15,6 +17,7 @@ from jaxnn.pplm._gpt2 import (GPT2, GPT2Config, KVCache, Params, as_params, gpt2
                               init_cache, init_params, param_specs)
 from jaxnn.pplm._loading import KNOWN_MODELS, load_config, load_gpt2, resolve_folder, save_gpt2
 from jaxnn.pplm._model_generate import generate, next_token, top_k_logits
+from jaxnn.pplm._offline_lm import ensure_offline_lm
 from jaxnn.pplm._tokenizer import END_OF_TEXT, GPT2Tokenizer, load_tokenizer
 from jaxnn.pplm._steer import (Attributes, BagsOfWords, Discriminator, PPLMConfig,
                                bag_probabilities, fused_probs, perturb_past, steered_generate)
@@ -27,7 +30,7 @@ from jaxnn.pplm._evaluate import (bag_word_rate, class_probabilities, discrimina
 
 __all__ = [
     "END_OF_TEXT", "GPT2", "GPT2Config", "GPT2Tokenizer", "KNOWN_MODELS", "KVCache", "Params",
-    "as_params", "generate", "gpt2_forward", "init_cache", "init_params", "load_config",
+    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "init_cache", "init_params", "load_config",
     "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder", "save_gpt2",
     "top_k_logits",
     # Steering, attribute models and evaluation.

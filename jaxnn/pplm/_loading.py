@@ -42,7 +42,7 @@ _LAYER_KEYS = {
 }
 _TOP_KEYS = {"wte.weight": ("wte",), "wpe.weight": ("wpe",),
              "ln_f.weight": ("ln_f", "scale"), "ln_f.bias": ("ln_f", "bias")}
-WEIGHT_FILES = (("model.safetensors",), ("model.safetensors.index.json",))
+WEIGHT_FILES = (("config.json", "model.safetensors"), ("config.json", "model.safetensors.index.json"))
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
 
@@ -72,8 +72,8 @@ def _from_hub(repo_id: str, name: str, alternatives) -> Path:
         raise
       except errors.EntryNotFoundError:
         continue
-      if files[0].endswith(".index.json"):
-        index = json.loads(paths[0].read_text())
+      if files[-1].endswith(".index.json"):
+        index = json.loads(paths[-1].read_text())
         for shard in sorted(set(index["weight_map"].values())):
           hf_hub_download(repo_id, shard, local_files_only=local_only)
       return paths[0].parent

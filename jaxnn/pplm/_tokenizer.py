@@ -54,7 +54,7 @@ class GPT2Tokenizer:
 
 def tokenizer_from_files(folder: Path) -> GPT2Tokenizer:
   """From tokenizer.json, else vocab.json + merges.txt (byte-level BPE as in GPT-2)."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+  from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
   try:
     if (folder / "tokenizer.json").is_file():
       return GPT2Tokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")), str(folder))
@@ -63,6 +63,8 @@ def tokenizer_from_files(folder: Path) -> GPT2Tokenizer:
     raise JaxnnError(f"cannot read the tokenizer in {folder} ({e}); re-save it") from None
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tokenizer.decoder = decoders.ByteLevel()
+  # As in GPT-2's tokenizer.json: the end-of-text marker in a text is one token, not 13 bytes.
+  tokenizer.add_special_tokens([AddedToken(END_OF_TEXT, special=True)])
   return GPT2Tokenizer(tokenizer, str(folder))
 
 
