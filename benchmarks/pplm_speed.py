@@ -1,0 +1,102 @@
+"""PPLM steering speed: jaxnn vs the original's way (PyTorch), and batch 8 vs 1.
+
+Side by side in one process, on the same randomly initialized GPT-2 (saved by
+transformers, read by both), the same prompt, bag of words and hyperparameters
+(the paper's BoW example: stepsize 0.03, 3 iterations, window 5, gamma 1.5,
+kl 0.01, gm 0.99; greedy, which costs the same as sampling):
+
+  torch:  tests/pplm/reference_torch.py, run like the original (batch 1, the
+          unperturbed distribution recomputed by a full forward pass over the
+          whole sequence at every token).
+  jaxnn:  jaxnn.pplm.steered_generate (two fixed-size caches, one jit-compiled
+          loop), batch 1 and batch B; compile time excluded (reported apart).
+
+Pin both sides to the same cores and threads:
+  taskset -c 0,1 python benchmarks/pplm_speed.py --threads 2
+Goals: jaxnn >= 5x the torch tokens/s at batch 1; batch 8 >= 4x batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = {  # GPT-2 shapes (vocab, positions, width, layers, heads)
+    "gpt2": (50257, 1024, 768, 12, 12),
+    "gpt2-medium": (50257, 1024, 1024, 24, 16),
+    "mini": (8192, 512, 256, 4, 4),
+}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
+  parser.add_argument("--length", type=int, default=50)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--threads", type=int, default=2,
+                      help="torch threads; pin the process (both sides) with taskset to as many cores")
+  parser.add_argument("--out", default=None, help="write the numbers as JSON here")
+  args = parser.parse_args(argv)
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+  import transformers
+
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pplm"))
+  from reference_torch import generate as reference_generate
+
+  from jaxnn.pplm import Attributes, BagsOfWords, PPLMConfig, load_gpt2, steered_generate
+
+  torch.set_num_threads(args.threads)
+  vocab, positions, width, layers, heads = SIZES[args.size]
+  torch.manual_seed(0)
+  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+      vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=layers, n_head=heads)).eval()
+  folder = Path(tempfile.mkdtemp(prefix="pplm_bench_"))
+  model.save_pretrained(folder)
+  params, gpt2 = load_gpt2(folder)
+
+  rng = np.random.default_rng(0)
+  bag = sorted(rng.choice(vocab, 150, replace=False).tolist())
+  prompt = [vocab - 1] + rng.integers(0, vocab, 3).tolist()
+  hp = dict(stepsize=0.03, num_iterations=3, window_length=5, gamma=1.5, kl_scale=0.01,
+            gm_scale=0.99, top_k=10)
+  config = PPLMConfig(length=args.length, **hp)
+  single = np.zeros((1, vocab), np.float32)
+  single[0, bag] = 1
+  empty = jnp.zeros((0,), jnp.int32)
+  attributes = Attributes(bags=BagsOfWords(jnp.asarray(single), jnp.zeros((0, 2), jnp.int32),
+                                           empty, empty))
+
+  reference_generate(model, prompt, length=2, bow_ids=[bag], **hp)  # warm-up
+  start = time.perf_counter()
+  reference_generate(model, prompt, length=args.length, bow_ids=[bag], **hp)
+  torch_seconds = time.perf_counter() - start
+  results = {"size": args.size, "length": args.length, "threads": args.threads,
+             "torch_tokens_per_second": args.length / torch_seconds}
+  for batch in (1, args.batch):
+    timings = {}
+    steered_generate(params, gpt2, np.tile(np.asarray([prompt]), (batch, 1)), attributes, config,
+                     timings=timings)
+    results[f"jaxnn_batch{batch}_tokens_per_second"] = timings["tokens_per_second"]
+    results[f"jaxnn_batch{batch}_compile_seconds"] = timings["compile_seconds"]
+  b1 = results["jaxnn_batch1_tokens_per_second"]
+  results["speedup_jaxnn_vs_torch_batch1"] = b1 / results["torch_tokens_per_second"]
+  results[f"speedup_batch{args.batch}_vs_batch1"] = (
+      results[f"jaxnn_batch{args.batch}_tokens_per_second"] / b1)
+  results["jax_devices"] = str(jax.devices())
+  print(json.dumps(results, indent=2))
+  if args.out:
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
