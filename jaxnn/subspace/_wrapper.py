@@ -99,6 +99,12 @@ class Subspace(NamedTuple):
   num_scales: int
 
 
+def _split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(model key, projection key) of a subspace's key."""
+  k_model, k_proj = jax.random.split(key)
+  return k_model, k_proj
+
+
 def _as_projection(projection: Projection | str) -> Projection:
   return get_projection(projection) if isinstance(projection, str) else projection
 
@@ -134,7 +140,7 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
   tensor_of_coordinate = np.repeat(np.arange(len(leaf_sizes)), leaf_sizes)
 
   def init(key) -> SubspaceState:
-    k_model, k_proj = jax.random.split(key)
+    k_model, k_proj = _split(key)
     model = model_init(k_model)
     return SubspaceState(ravel_pytree(model.params)[0], projection.init(k_proj, D, d - m),
                          model.state)
@@ -197,9 +203,14 @@ def subspace_model(model: FunctionalModel, d: int, projection: Projection | str,
     >>> sub = subspace_model(model, 750, "fastfood", seed=0)
     >>> state = init_train_state(sub.model, make_optimizer("adam", 1e-3))
   """
+  projection = _as_projection(projection)
   subspace = make_subspace(lambda key: model, d, projection, said=said)
-  # Eager, not jitted: a jitted init would compile theta_0 in as a constant.
-  state = subspace.init(jax.random.PRNGKey(seed))
+  # `subspace.init` with theta_0 = model.params, but only the projection jitted:
+  # a jitted init would compile theta_0 in as a constant.
+  k_proj = _split(jax.random.PRNGKey(seed))[1]
+  projection_state = jax.jit(projection.init, static_argnums=(1, 2))(
+      k_proj, subspace.num_params, d - subspace.num_scales)
+  state = SubspaceState(ravel_pytree(model.params)[0], projection_state, model.state)
   return SubspaceModel(subspace.bind(state, d_active), subspace, state, d_active)
 
 

@@ -14,7 +14,12 @@ from jaxnn.subspace import (PROJECTIONS, dense_projection, fastfood_projection, 
 
 def materialize(projection, state, d):
   """P (D x d), column j = apply(state, e_j)."""
-  return np.asarray(jax.vmap(lambda e: projection.apply(state, e))(jnp.eye(d)).T)
+  columns = jax.jit(jax.vmap(projection.apply, in_axes=(None, 0)))(state, jnp.eye(d))
+  return np.asarray(columns).T
+
+
+def init(projection, key, D, d):
+  return jax.jit(projection.init, static_argnums=(1, 2))(key, D, d)
 
 
 def test_walsh_hadamard_paper_example():
@@ -26,13 +31,13 @@ def test_walsh_hadamard_paper_example():
 def test_walsh_hadamard_equals_scipy(L):
   x_3xL = np.random.default_rng(L).normal(size=(3, L)).astype(np.float32)
   expected = x_3xL @ scipy.linalg.hadamard(L).T
-  np.testing.assert_allclose(walsh_hadamard(x_3xL), expected, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(jax.jit(walsh_hadamard)(x_3xL), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_walsh_hadamard_backward_is_forward():
   x = np.random.default_rng(0).normal(size=64).astype(np.float32)
   g = np.random.default_rng(1).normal(size=64).astype(np.float32)
-  _, vjp = jax.vjp(walsh_hadamard, jnp.asarray(x))
+  _, vjp = jax.jit(lambda x: jax.vjp(walsh_hadamard, x))(jnp.asarray(x))
   np.testing.assert_allclose(vjp(jnp.asarray(g))[0], scipy.linalg.hadamard(64).T @ g, rtol=1e-5,
                              atol=1e-4)
 
@@ -46,7 +51,7 @@ def test_walsh_hadamard_rejects_non_power_of_two():
 @pytest.mark.parametrize("D,d", [(1000, 40), (300, 700)])
 def test_columns_have_unit_length(name, D, d):
   projection = get_projection(name)
-  P = materialize(projection, projection.init(jax.random.PRNGKey(0), D, d), d)
+  P = materialize(projection, init(projection, jax.random.PRNGKey(0), D, d), d)
   assert P.shape == (D, d)
   norms2 = np.sum(P**2, axis=0)
   assert abs(norms2.mean() - 1) < 0.02
@@ -58,14 +63,13 @@ def test_columns_have_unit_length(name, D, d):
 def test_gradient_is_P_transpose_g(name):
   D, d = 300, 50
   projection = get_projection(name)
-  state = projection.init(jax.random.PRNGKey(1), D, d)
+  state = init(projection, jax.random.PRNGKey(1), D, d)
   P = materialize(projection, state, d)
   theta = jnp.asarray(np.random.default_rng(0).normal(size=d), jnp.float32)
   g = jnp.asarray(np.random.default_rng(1).normal(size=D), jnp.float32)
-  grad = jax.grad(lambda t: jnp.vdot(g, projection.apply(state, t)))(theta)
-  np.testing.assert_allclose(grad, P.T @ np.asarray(g), rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(projection.apply(state, theta), P @ np.asarray(theta), rtol=1e-4,
-                             atol=1e-5)
+  offset, vjp = jax.jit(lambda s, t: jax.vjp(lambda t: projection.apply(s, t), t))(state, theta)
+  np.testing.assert_allclose(vjp(g)[0], P.T @ np.asarray(g), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(offset, P @ np.asarray(theta), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", PROJECTIONS)
@@ -73,17 +77,37 @@ def test_projections_are_nested(name):
   projection = get_projection(name)
   D, k, d = 200, 37, 600  # Fastfood: L = 256, so d spans 3 blocks and k one.
   key = jax.random.PRNGKey(3)
-  small, large = projection.init(key, D, k), projection.init(key, D, d)
-  theta_k = jnp.asarray(np.random.default_rng(0).normal(size=k), jnp.float32)
-  theta_d = jnp.zeros(d).at[:k].set(theta_k)
-  np.testing.assert_allclose(projection.apply(large, theta_d), projection.apply(small, theta_k),
-                             rtol=1e-5, atol=1e-6)
+  small, large = init(projection, key, D, k), init(projection, key, D, d)
+  theta_k = np.random.default_rng(0).normal(size=k).astype(np.float32)
+  theta_d = np.zeros(d, np.float32)
+  theta_d[:k] = theta_k
+  apply = jax.jit(projection.apply)
+  np.testing.assert_allclose(apply(large, theta_d), apply(small, theta_k), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("D,d", [(100, 20), (100, 128), (100, 300)])
+def test_fastfood_equals_the_reference_formula(D, d):
+  """P = sum over blocks of (H G Pi H B)[:D, block columns] / (sqrt(L sum G^2) sqrt(D / L))."""
+  projection = fastfood_projection()
+  state = init(projection, jax.random.PRNGKey(5), D, d)
+  n, L = state.B.shape
+  H = scipy.linalg.hadamard(L).astype(np.float64)
+  blocks = []
+  for b in range(n):
+    Pi = np.eye(L)[np.asarray(state.perm[b])]  # (Pi v)_i = v[perm_i]
+    M = H @ np.diag(state.G[b]) @ Pi @ H @ np.diag(state.B[b])
+    G2 = np.sum(np.square(np.asarray(state.G[b], np.float64)))
+    blocks.append(M[:D] / (np.sqrt(L * G2) * np.sqrt(D / L)))
+  expected = np.concatenate(blocks, axis=1)[:, :d]
+  np.testing.assert_allclose(materialize(projection, state, d), expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(state.perm)[np.arange(n)[:, None], state.inv_perm],
+                                np.broadcast_to(np.arange(L), (n, L)))
 
 
 def test_fastfood_blocks_are_independent_and_never_truncated():
   projection = fastfood_projection()
   D, d = 100, 300  # L = 128: 3 blocks, the last one partly used.
-  state = projection.init(jax.random.PRNGKey(0), D, d)
+  state = init(projection, jax.random.PRNGKey(0), D, d)
   assert state.B.shape == (3, 128)
   P = materialize(projection, state, d)
   # Every coordinate of theta_d moves theta_D (nothing silently dropped) ...
@@ -99,19 +123,18 @@ def test_fastfood_blocks_are_independent_and_never_truncated():
 @pytest.mark.parametrize("name", PROJECTIONS)
 def test_deterministic_by_seed_and_vmappable(name):
   projection = get_projection(name)
-  init = jax.jit(projection.init, static_argnums=(1, 2))
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  chex.assert_trees_all_equal(init(keys[0], 150, 20), init(keys[0], 150, 20))
-  batched = jax.vmap(lambda k: projection.init(k, 150, 20))(keys)
-  chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], batched), init(keys[1], 150, 20))
-  theta = jnp.ones(20)
-  assert not np.allclose(projection.apply(init(keys[0], 150, 20), theta),
-                         projection.apply(init(keys[1], 150, 20), theta))
+  first, second = init(projection, keys[0], 150, 20), init(projection, keys[1], 150, 20)
+  chex.assert_trees_all_equal(init(projection, keys[0], 150, 20), first)
+  batched = jax.jit(jax.vmap(lambda k: projection.init(k, 150, 20)))(keys)
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], batched), second)
+  apply = jax.jit(projection.apply)
+  assert not np.allclose(apply(first, jnp.ones(20)), apply(second, jnp.ones(20)))
 
 
 def test_orthonormal_dense_projection():
   projection = dense_projection(orthonormal=True)
-  P = materialize(projection, projection.init(jax.random.PRNGKey(0), 64, 64), 64)
+  P = materialize(projection, init(projection, jax.random.PRNGKey(0), 64, 64), 64)
   np.testing.assert_allclose(P.T @ P, np.eye(64), atol=1e-5)
   with pytest.raises(JaxnnError, match="d <= D"):
     projection.init(jax.random.PRNGKey(0), 10, 11)
