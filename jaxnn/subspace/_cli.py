@@ -60,6 +60,8 @@ def register(subparsers) -> None:
                  help="auto: stop at this bracket width (>= 1: dims, < 1: relative)")
   s.add_argument("--configs-per-program", type=cu.positive_int, default=16,
                  help="configs trained together in one compiled program")
+  s.add_argument("--configs-per-vmap", type=cu.positive_int, default=None,
+                 help="configs vmapped at once per device (default: by model size)")
   s.add_argument("--devices", type=cu.positive_int, default=None, help="devices (default: all)")
   s.add_argument("--out", required=True, help="sweep directory")
   s.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -75,7 +77,8 @@ def _sweep(args) -> int:
       fraction=args.fraction, data_seed=args.data_seed, validation_size=args.validation_size,
       shuffled_pixels=args.shuffled_pixels, shuffled_labels=args.shuffled_labels,
       max_train=args.max_train, d_min=args.d_min, d_max=args.d_max, resolution=args.resolution,
-      configs_per_program=args.configs_per_program, num_devices=args.devices,
+      configs_per_program=args.configs_per_program,
+      configs_per_vmap=args.configs_per_vmap, num_devices=args.devices,
       progress=not args.no_progress)
   results = run_sweep(config, args.out)
   keys = ("dataset", "model", "projection", "D", "steps", "baseline_kind", "baseline", "threshold",

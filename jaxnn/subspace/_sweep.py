@@ -27,9 +27,9 @@ import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.subspace import _search
-from jaxnn.subspace._projections import get_projection
+from jaxnn.subspace._projections import PROJECTIONS, get_projection
 from jaxnn.subspace._sweep_engine import (direct_stack, make_stack_evaluator, pad_configs,
-                                          subspace_stack, train_stack)
+                                          subspace_stack, train_stack, vmap_chunk)
 
 BASELINE_KINDS = ("individual", "global")
 
@@ -58,7 +58,8 @@ class SweepConfig:
   d_min: int = 10  # automatic search: first grid point
   d_max: int | None = None  # automatic search: last grid point (None: D)
   resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
-  configs_per_program: int = 16  # configs vmapped into one compiled program
+  configs_per_program: int = 16  # configs trained together in one compiled program
+  configs_per_vmap: int | None = None  # vmapped at once per device; None: by model size
   num_devices: int | None = None  # None: all local devices
   progress: bool = True
 
@@ -83,11 +84,15 @@ def validate(config: SweepConfig) -> None:
     raise JaxnnError(f"a global baseline is an accuracy in (0, 1], got {config.baseline}")
   if config.dims is not None and (not config.dims or min(config.dims) < 1):
     raise JaxnnError(f"dims must be positive integers, got {config.dims}")
+  if config.configs_per_vmap is not None and config.configs_per_vmap < 1:
+    raise JaxnnError(f"configs_per_vmap must be at least 1, got {config.configs_per_vmap}")
   for name in ("seeds", "steps", "batch_size", "configs_per_program", "d_min"):
     if getattr(config, name) < 1:
       raise JaxnnError(f"{name} must be at least 1, got {getattr(config, name)}")
   if not 0 < config.fraction <= 1:
     raise JaxnnError(f"fraction must be in (0, 1], got {config.fraction}")
+  if config.projection not in PROJECTIONS:
+    raise JaxnnError(f"unknown projection {config.projection!r}; choose from {', '.join(PROJECTIONS)}")
   if not config.learning_rate > 0:
     raise JaxnnError(f"learning rate must be positive, got {config.learning_rate}")
 
@@ -132,10 +137,10 @@ class Sweep:
     if self.data.num_classes is None or len(self.data.validation) == 0:
       raise JaxnnError(f"{config.dataset} needs class labels and a validation split for d_int90; "
                        "set --validation-size")
-    self.model_for_seed = lambda seed: from_nnx(create_model(
-        config.model, self.data.input_shape, self.data.num_classes, seed=seed,
+    self.model_init = lambda key: from_nnx(create_model(
+        config.model, self.data.input_shape, self.data.num_classes, seed=key,
         widths=config.widths))
-    self.num_params = count_params(self.model_for_seed(0).params)
+    self.num_params = count_params(self.model_init(jax.random.PRNGKey(0)).params)
     self.projection = get_projection(config.projection)
     self.optimizer = make_optimizer("adam", config.learning_rate)
     devices = config.num_devices or jax.local_device_count()
@@ -147,11 +152,13 @@ class Sweep:
         self.done[(record["d"], record["seed"])] = record
 
   def _train_program(self, member, stack, seeds, description):
+    chunk = self.config.configs_per_vmap or vmap_chunk(
+        self.num_params, len(seeds) // self.dp.num_devices)
     stack = train_stack(member, stack, seeds, self.data.train, self.config.steps, dp=self.dp,
                         optimizer=self.optimizer, batch_size=self.config.batch_size,
-                        weight_decay=self.config.weight_decay, progress=self.config.progress,
-                        description=description)
-    evaluate = make_stack_evaluator(member, self.dp)
+                        weight_decay=self.config.weight_decay, chunk=chunk,
+                        progress=self.config.progress, description=description)
+    evaluate = make_stack_evaluator(member, self.dp, chunk=chunk)
     return {split: evaluate(stack, getattr(self.data, split))
             for split in ("train", "validation", "test")}
 
@@ -170,7 +177,7 @@ class Sweep:
       chunk = todo[start:start + size]
       padded = pad_configs(chunk, self.dp.num_devices)
       dims, seeds = [d for d, _ in padded], [s for _, s in padded]
-      member, stack = subspace_stack(self.model_for_seed, self.projection, dims, seeds,
+      member, stack = subspace_stack(self.model_init, self.projection, dims, seeds,
                                      self.optimizer)
       metrics = self._train_program(
           member, stack, seeds, f"d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)")
@@ -192,7 +199,7 @@ class Sweep:
     todo = [s for s in range(self.config.seeds) if s not in saved]
     if todo:
       seeds = pad_configs(todo, self.dp.num_devices)
-      member, stack = direct_stack(self.model_for_seed, seeds, self.optimizer)
+      member, stack = direct_stack(self.model_init, seeds, self.optimizer)
       metrics = self._train_program(member, stack, seeds, f"baseline ({len(todo)} seeds)")
       saved.update({s: self._record(metrics, i, seed=s, D=self.num_params)
                     for i, s in enumerate(todo)})

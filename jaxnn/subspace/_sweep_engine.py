@@ -6,7 +6,8 @@ axis C and trained by `jax.vmap` of the foundation's pure train step. Different
 d share one program: every config's theta_d is allocated at the largest d of
 the stack and coordinates >= its own d are masked to zero, which with the
 nested projections of `jaxnn.subspace` is exactly the dimension-d subspace
-(masked coordinates get zero gradient, so Adam never moves them). The config
+(masked coordinates get zero gradient, so Adam never moves them); the
+reparameterization is `make_subspace`'s `bind(state, d_active)`. The config
 axis is split across the devices of a mesh (each device trains its own
 configs); `run_loop` drives the step, so progress bars and the NaN guard are
 the foundation's.
@@ -24,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
+from jax.sharding import PartitionSpec as P
 
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, eval_batches
+from jaxnn.subspace._wrapper import make_subspace
 from jaxnn.train import (CLASSIFICATION, DataParallel, FunctionalModel, Objective, TrainState,
                          make_eval_step, make_train_step, run_loop)
 
@@ -58,19 +60,22 @@ def _train_state(params_C, model_state_C, seeds: Sequence[int], optimizer) -> Tr
                     jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
 
 
-def subspace_stack(model_for_seed: Callable[[int], FunctionalModel], projection, dims: Sequence[int],
-                   seeds: Sequence[int], optimizer: optax.GradientTransformation
+def _keys(seeds: Sequence[int]) -> jax.Array:
+  return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+
+def subspace_stack(model_init: Callable[[jax.Array], FunctionalModel], projection,
+                   dims: Sequence[int], seeds: Sequence[int], optimizer: optax.GradientTransformation
                    ) -> tuple[MemberFn, ConfigStack]:
   """Stacks subspace configs (dims[i], seeds[i]) with theta_d allocated at max(dims).
 
-  Config i trains theta_D = theta_0(seeds[i]) + P(seeds[i]) @ (theta_d * mask_i)
-  with mask_i = [j < dims[i]]; theta_d starts at zero. The projection state is
-  made by `projection.init(PRNGKey(seed), D, d_alloc)`.
+  Config i is `make_subspace(model_init, max(dims), projection)` initialized
+  from `PRNGKey(seeds[i])` (theta_0 and P) and bound with `d_active = dims[i]`:
+  exactly the dimension-dims[i] subspace, since the projections are nested.
 
   Args:
-    model_for_seed: the model with its initialization for a seed (theta_0);
-      every seed must give the same architecture.
-    projection: a `jaxnn.subspace` projection (`init`, `apply`), nested in d.
+    model_init: `model_init(key) -> FunctionalModel` (see `make_subspace`).
+    projection: a `Projection` or its name.
     dims, seeds: one entry per config.
     optimizer: the optax optimizer of theta_d.
 
@@ -81,53 +86,66 @@ def subspace_stack(model_for_seed: Callable[[int], FunctionalModel], projection,
     raise JaxnnError(f"need one seed per dim, got {len(dims)} dims and {len(seeds)} seeds")
   if min(dims) < 1:
     raise JaxnnError(f"subspace dimensions must be positive, got {min(dims)}")
-  base = model_for_seed(seeds[0])
-  flat0, unravel = ravel_pytree(base.params)
-  size = flat0.size
-  d_alloc = int(max(dims))
-  theta0_C, proj_C, state_C = [], [], []
-  for seed in seeds:
-    model = model_for_seed(seed)
-    theta0_C.append(ravel_pytree(model.params)[0])
-    state_C.append(model.state)
-    proj_C.append(projection.init(jax.random.PRNGKey(seed), size, d_alloc))
-  frozen = {"theta0": _stack(theta0_C), "projection": _stack(proj_C),
-            "mask": np.arange(d_alloc)[None, :] < np.asarray(dims)[:, None]}
-
-  def member(frozen) -> FunctionalModel:
-    def full_params(theta_d):
-      offset = projection.apply(frozen["projection"], jnp.where(frozen["mask"], theta_d, 0.0))
-      return unravel(frozen["theta0"] + offset)
-
-    def apply(theta_d, state, x, train=False, rng=None):
-      return base.apply(full_params(theta_d), state, x, train, rng)
-
-    return FunctionalModel(apply, None, None, lambda theta_d: base.l2(full_params(theta_d)))
-
-  params_C = jnp.zeros((len(dims), d_alloc), flat0.dtype)
-  return member, ConfigStack(_train_state(params_C, _stack(state_C), seeds, optimizer), frozen)
+  subspace = make_subspace(model_init, int(max(dims)), projection)
+  states = jax.jit(jax.vmap(subspace.init))(_keys(seeds))
+  frozen = {"subspace": states, "d_active": jnp.asarray(dims, jnp.int32)}
+  member = lambda frozen: subspace.bind(frozen["subspace"], frozen["d_active"])
+  params_C = jnp.zeros((len(dims), subspace.dim), jnp.float32)
+  return member, ConfigStack(_train_state(params_C, states.model_state, seeds, optimizer), frozen)
 
 
-def direct_stack(model_for_seed: Callable[[int], FunctionalModel], seeds: Sequence[int],
+def direct_stack(model_init: Callable[[jax.Array], FunctionalModel], seeds: Sequence[int],
                  optimizer: optax.GradientTransformation) -> tuple[MemberFn, ConfigStack]:
-  """Stacks normal (full-parameter) training of the model, one config per seed."""
-  base = model_for_seed(seeds[0])
-  models = [model_for_seed(s) for s in seeds]
-  member = lambda frozen: base
+  """Stacks normal (full-parameter) training, the model initialized from `PRNGKey(seed)`."""
+  base = model_init(jax.random.PRNGKey(0))
+  models = [model_init(k) for k in _keys(seeds)]
   params_C = jax.tree.map(jnp.asarray, _stack([m.params for m in models]))
   state = _train_state(params_C, _stack([m.state for m in models]), seeds, optimizer)
-  return member, ConfigStack(state, {})
+  return lambda frozen: base, ConfigStack(state, {})
+
+
+def vmap_chunk(num_params: int, num_configs: int) -> int:
+  """How many configs of a device to vmap at once: all of them for small models.
+
+  A vmapped step works on every config's parameter-sized vectors together; once
+  they outgrow the CPU caches (a Fastfood transform of 2^18 floats per config
+  on MNIST FC) a vmap of 16 configs runs slower per config than one config
+  alone, so large models are vmapped in chunks of about 2^19 parameters
+  (benchmarks/subspace_vmap.py measures it).
+  """
+  return max(1, min(num_configs, 2**19 // max(1, num_params)))
+
+
+def _per_device(fn, dp: DataParallel | None, in_specs):
+  """Runs `fn` on each device's own configs (the leading axis split along "data")."""
+  if dp is None:
+    return fn
+  return jax.shard_map(fn, mesh=dp.mesh, in_specs=in_specs, out_specs=P("data"))
 
 
 def make_stack_step(member: MemberFn, optimizer: optax.GradientTransformation,
-                    objective: Objective = CLASSIFICATION, weight_decay: float = 0.0):
-  """`step(stack, x_CxB..., y_CxB) -> (stack, metrics of shape (C,))`: vmapped train steps."""
+                    objective: Objective = CLASSIFICATION, weight_decay: float = 0.0, *,
+                    dp: DataParallel | None = None, chunk: int | None = None):
+  """`step(stack, x_CxB..., y_CxB) -> (stack, metrics of shape (C,))`: every config's train step.
 
-  def one(train, frozen, x, y):
+  Args:
+    member, optimizer, objective, weight_decay: as for `make_train_step`.
+    dp: the mesh whose "data" axis splits the configs (None: no split).
+    chunk: configs vmapped at once on a device (`jax.lax.map` over chunks);
+      None: all of them.
+  """
+
+  def one(args):
+    train, frozen, x, y = args
     return make_train_step(member(frozen), optimizer, objective, weight_decay)(train, x, y)
 
+  def local(train, frozen, x, y):
+    return jax.lax.map(one, (train, frozen, x, y), batch_size=chunk or x.shape[0])
+
+  run = _per_device(local, dp, P("data"))
+
   def step(stack: ConfigStack, x, y):
-    train, metrics = jax.vmap(one)(stack.train, stack.frozen, x, y)
+    train, metrics = run(stack.train, stack.frozen, x, y)
     return ConfigStack(train, stack.frozen), metrics
 
   return step
@@ -150,22 +168,19 @@ class StackedBatcher:
             np.stack([batches[s][1] for s in self.seeds]))
 
 
-def config_mesh(dp: DataParallel) -> jax.sharding.NamedSharding:
-  """Splits the leading config axis across the mesh's devices."""
-  return dp.batch
-
-
 def make_stack_evaluator(member: MemberFn, dp: DataParallel, objective: Objective = CLASSIFICATION,
-                         batch_size: int = 1000):
+                         batch_size: int = 1000, chunk: int | None = None):
   """`evaluate(stack, split) -> {name: (C,) mean over the split}` for every config at once."""
 
-  def sums(stack: ConfigStack, x, y, mask):
-    def one(train, frozen):
-      return make_eval_step(member(frozen), objective)(train.params, train.model_state, x, y, mask)
-    return jax.vmap(one)(stack.train, stack.frozen)
+  def sums(train, frozen, x, y, mask):
+    def one(args):
+      t, f = args
+      return make_eval_step(member(f), objective)(t.params, t.model_state, x, y, mask)
+    return jax.lax.map(one, (train, frozen), batch_size=chunk or len(train.step))
 
-  step = jax.jit(sums, in_shardings=(config_mesh(dp),) + (dp.replicated,) * 3,
-                 out_shardings=config_mesh(dp))
+  run = _per_device(sums, dp, (P("data"), P("data"), P(), P(), P()))
+  step = jax.jit(lambda stack, x, y, mask: run(stack.train, stack.frozen, x, y, mask),
+                 in_shardings=(dp.batch,) + (dp.replicated,) * 3, out_shardings=dp.batch)
 
   def evaluate(stack: ConfigStack, split: Split) -> dict[str, np.ndarray]:
     totals = None
@@ -188,8 +203,8 @@ def pad_configs(items: Sequence, multiple: int) -> list:
 def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], train: Split,
                 num_steps: int, *, dp: DataParallel, optimizer: optax.GradientTransformation,
                 batch_size: int = 128, weight_decay: float = 0.0,
-                objective: Objective = CLASSIFICATION, progress: bool = True,
-                description: str = "configs") -> ConfigStack:
+                objective: Objective = CLASSIFICATION, chunk: int | None = None,
+                progress: bool = True, description: str = "configs") -> ConfigStack:
   """Trains a stack of configs for `num_steps` steps with `run_loop`, configs split over `dp`.
 
   The stack's size must be a multiple of `dp.num_devices` (see `pad_configs`).
@@ -197,8 +212,8 @@ def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], trai
   if len(seeds) % dp.num_devices:
     raise JaxnnError(f"{len(seeds)} configs do not split over {dp.num_devices} devices; "
                      "pad them with pad_configs")
-  return run_loop(make_stack_step(member, optimizer, objective, weight_decay), stack,
+  step = make_stack_step(member, optimizer, objective, weight_decay, dp=dp, chunk=chunk)
+  return run_loop(step, stack,
                   StackedBatcher(train, batch_size, seeds), num_steps, dp=dp,
                   log_every=max(1, min(100, num_steps)), progress=progress,
-                  description=description, carry_sharding=config_mesh(dp),
-                  batch_sharding=config_mesh(dp))
+                  description=description, carry_sharding=dp.batch, batch_sharding=dp.batch)
