@@ -57,8 +57,9 @@ def make_eval_set(split: Split, chunk_size: int = 1000, num_devices: int = 1) ->
 
   Args:
     split: the examples (a whole split, or a fixed subset the user picked).
-    chunk_size: examples per chunk, rounded up to a multiple of `num_devices`
-      and down to the split's size.
+    chunk_size: the most examples per chunk; the chunks are balanced (3,600
+      examples in chunks of at most 1,000 make 4 chunks of 900) and rounded up
+      to a multiple of `num_devices`.
     num_devices: devices a chunk is split across.
   """
   n = len(split)
@@ -67,8 +68,8 @@ def make_eval_set(split: Split, chunk_size: int = 1000, num_devices: int = 1) ->
                      "(or no validation set)")
   if chunk_size < 1:
     raise JaxnnError(f"chunk size must be positive, got {chunk_size}")
-  chunk = -(-min(chunk_size, n) // num_devices) * num_devices
-  chunks = -(-n // chunk)
+  chunks = -(-n // min(chunk_size, n))
+  chunk = -(-n // (chunks * num_devices)) * num_devices  # balanced: padding < chunks * devices
   pad = chunks * chunk - n
   pad_rows = lambda a: np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
   mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])

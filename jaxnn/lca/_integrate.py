@@ -152,11 +152,6 @@ def adaptive_simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTre
 
     return jax.lax.fori_loop(0, splits // 2, body, jax.tree.map(jnp.zeros_like, start.grad))
 
-  two = jnp.asarray(2, jnp.int32)
-  odd = odd_points(two)
-  even = jax.tree.map(jnp.zeros_like, odd)
-  lca, error = allocate(two, odd, even)
-
   def refine(state):
     splits, odd, even, _, _ = state
     splits = 2 * splits
@@ -166,7 +161,11 @@ def adaptive_simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTre
 
   def needs_more(state):
     splits, _, _, _, error = state
-    return (jnp.abs(error) > threshold) & (splits < max_splits)
+    return (splits < 2) | ((jnp.abs(error) > threshold) & (splits < max_splits))
 
-  splits, _, _, lca, error = jax.lax.while_loop(needs_more, refine, (two, odd, even, lca, error))
+  # Start from one interval (no interior point): the first pass evaluates the midpoint, so one
+  # copy of the gradient computation serves every level (less to compile under jit).
+  zeros = jax.tree.map(jnp.zeros_like, start.grad)
+  init = (jnp.asarray(1, jnp.int32), zeros, zeros, zeros, jnp.asarray(jnp.inf, jnp.float32))
+  splits, _, _, lca, error = jax.lax.while_loop(needs_more, refine, init)
   return Allocation(lca, error, splits)

@@ -60,8 +60,10 @@ class LCAConfig:
   progress: bool = True
 
   def run_identity(self) -> dict:
-    skip = {"epochs", "num_devices", "log_every", "progress", "checkpoint_every", "num_shuffles",
-            "plots", "chunk_size"}
+    # The per-iteration records are sized for the run, so epochs stays in the identity: a run
+    # resumes to the same length, it is not extended.
+    skip = {"num_devices", "log_every", "progress", "checkpoint_every", "num_shuffles", "plots",
+            "chunk_size"}
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 

@@ -1,0 +1,149 @@
+"""The accumulator against an independent, unchunked recomputation of every iteration."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnn import JaxnnError
+from jaxnn.data import Split, load_dataset
+from jaxnn.lca import (LCAStream, Point, full_set_loss, lca_accumulator, make_eval_set,
+                       make_layout, records_to_numpy, simpson, with_lca)
+from jaxnn.models import FC
+from jaxnn.train import (CLASSIFICATION, FunctionalModel, from_nnx, init_train_state,
+                         make_train_step)
+from flax import nnx
+
+
+@pytest.fixture(scope="module")
+def digits():
+  d = load_dataset("digits")
+  return Split(d.train.x[:300], d.train.y[:300]), Split(d.validation.x[:70], d.validation.y[:70])
+
+
+def _mean_loss(model, split):
+  """The data loss on the whole split at once (no chunks), for reference."""
+
+  def loss(params, model_state):
+    out, _ = model.apply(params, model_state, jnp.asarray(split.x), False, None)
+    return jnp.mean(CLASSIFICATION.loss(out, jnp.asarray(split.y)))
+
+  return loss
+
+
+def test_chunked_full_set_gradient_matches_unchunked(digits):
+  train, _ = digits
+  model = from_nnx(FC(64, (16,), 10, rngs=nnx.Rngs(0)))
+  point = jax.jit(full_set_loss(model))(model.params, model.state, make_eval_set(train, 128))
+  loss, grad = jax.value_and_grad(_mean_loss(model, train))(model.params, model.state)
+  np.testing.assert_allclose(point.loss, loss, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), point.grad, grad)
+
+
+def test_layout_groups_layers_and_neurons():
+  model = from_nnx(FC(64, (16, 8), 10, rngs=nnx.Rngs(0)))
+  layout = make_layout(model.params)
+  assert layout.layers == ("dense0", "dense1", "dense2")
+  assert layout.num_neurons == 16 + 8 + 10
+  assert layout.num_params == 64 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
+
+
+@pytest.mark.parametrize("optimizer", [optax.sgd(0.1, momentum=0.9), optax.adam(0.02)],
+                         ids=["momentum", "adam"])
+def test_run_matches_independent_recomputation(digits, optimizer, tmp_path):
+  train, validation = digits
+  model = from_nnx(FC(64, (16,), 10, rngs=nnx.Rngs(0)))
+  steps = 6
+  stream = LCAStream(tmp_path, steps, make_layout(model.params).num_params, ("train", "validation"))
+  acc = lca_accumulator(model, steps, threshold=1e-4, num_tracked=20, stream=stream)
+  sets = (make_eval_set(train, 128), make_eval_set(validation, 32))
+  step = jax.jit(with_lca(make_train_step(model, optimizer, weight_decay=1e-3), acc))
+  carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
+  thetas = [carry[0].params]
+  for t in range(steps):
+    i = np.arange(t * 50, t * 50 + 50) % len(train)
+    carry, metrics = step(carry, train.x[i], train.y[i], *sets)
+    thetas.append(carry[0].params)
+  jax.effects_barrier()
+  stream.flush()
+  records = records_to_numpy(acc, carry[1])
+  layout = acc.layout
+  for name, split in (("train", train), ("validation", validation)):
+    vg = jax.jit(jax.value_and_grad(lambda p: _mean_loss(model, split)(p, model.state)))
+    losses = np.array([float(vg(th)[0]) for th in thetas])
+    np.testing.assert_allclose(records[f"{name}/loss_T1"], losses, rtol=1e-5)
+    # Sum over the run equals L_T - L_0 up to the per-iteration errors, each within threshold
+    # unless the cap of 32 splits was reached (ReLU kinks under Adam's large steps).
+    errors = records[f"{name}/error_T"]
+    assert np.all((np.abs(errors) <= 1e-4) | (records[f"{name}/splits_T"] == 32))
+    assert np.any(records[f"{name}/splits_T"] > 2)
+    np.testing.assert_allclose(np.sum(records[f"{name}/lca_T"]) + np.sum(errors),
+                               losses[-1] - losses[0], rtol=1e-5, atol=1e-6)
+    assert np.mean(np.abs(errors)) < np.mean(np.abs(records[f"{name}/first_order_error_T"]))
+    streamed = np.load(tmp_path / f"lca_{name}.npy")
+    for t in range(steps):
+      splits = int(records[f"{name}/splits_T"][t])
+      ref = simpson(vg, thetas[t], thetas[t + 1], Point(*vg(thetas[t])), Point(*vg(thetas[t + 1])),
+                    splits)
+      ref_P = np.concatenate([np.ravel(x) for x in jax.tree.leaves(ref.lca)])
+      np.testing.assert_allclose(streamed[t], ref_P, rtol=2e-3, atol=1e-7)
+      np.testing.assert_allclose(records[f"{name}/lca_T"][t], ref_P.sum(), rtol=1e-3, atol=1e-6)
+      layer_ref = [sum(np.sum(l) for l, k in zip(jax.tree.leaves(ref.lca), layout.leaf_layer) if k == j)
+                   for j in range(len(layout.layers))]
+      np.testing.assert_allclose(records[f"{name}/layer_TxL"][t], layer_ref, rtol=1e-3, atol=1e-6)
+      delta = np.concatenate([np.ravel(b - a) for a, b in zip(jax.tree.leaves(thetas[t]),
+                                                              jax.tree.leaves(thetas[t + 1]))])
+      assert records[f"{name}/helped_T"][t] == np.sum(ref_P < 0)
+      assert records[f"{name}/moved_T"][t] == np.sum(delta != 0)
+    np.testing.assert_allclose(records[f"{name}/total_P"], streamed.sum(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(records[f"{name}/neuron_TxN"].sum(1), records[f"{name}/lca_T"],
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(records[f"{name}/tracked_TxK"],
+                               streamed[:, records["tracked_index_K"]], rtol=1e-6)
+  values = np.stack([np.concatenate([np.ravel(x) for x in jax.tree.leaves(th)]) for th in thetas])
+  np.testing.assert_allclose(records["tracked_value_T1xK"], values[:, records["tracked_index_K"]])
+
+
+def test_stateful_model_accounts_for_the_state_change(digits):
+  """A running-mean normalizer (like BatchNorm statistics): LCA + state change = loss change."""
+  train, _ = digits
+
+  def apply(params, state, x, train_mode=False, rng=None):
+    del rng
+    x = x.reshape(x.shape[0], -1)
+    mean = state["mean"]
+    new_state = {"mean": 0.5 * mean + 0.5 * jnp.mean(x, 0)} if train_mode else state
+    return (x - mean[None]) @ params["w"] + params["b"][None], new_state
+
+  w = jnp.asarray(np.random.default_rng(0).normal(size=(64, 10)) * 0.05, jnp.float32)
+  model = FunctionalModel(apply, {"w": w, "b": jnp.zeros(10)},
+                          {"mean": jnp.zeros(64)})
+  optimizer = optax.sgd(0.05)
+  steps = 4
+  acc = lca_accumulator(model, steps, set_names=("train",))
+  sets = (make_eval_set(train, 100),)
+  step = jax.jit(with_lca(make_train_step(model, optimizer), acc))
+  carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
+  for t in range(steps):
+    carry, _ = step(carry, train.x[t * 30:(t + 1) * 30], train.y[t * 30:(t + 1) * 30], *sets)
+  rec = records_to_numpy(acc, carry[1])
+  assert np.all(rec["train/state_change_T"] != 0)
+  final = _mean_loss(model, train)(carry[0].params, carry[0].model_state)
+  np.testing.assert_allclose(rec["train/loss_T1"][-1], final, rtol=1e-5)
+  np.testing.assert_allclose(
+      np.sum(rec["train/lca_T"] + rec["train/error_T"] + rec["train/state_change_T"]),
+      rec["train/loss_T1"][-1] - rec["train/loss_T1"][0], rtol=1e-4, atol=1e-6)
+
+
+def test_bad_inputs_raise_clear_errors(digits):
+  model = from_nnx(FC(64, (4,), 10, rngs=nnx.Rngs(0)))
+  with pytest.raises(JaxnnError, match="unknown LCA method"):
+    lca_accumulator(model, 3, method="rk4")
+  with pytest.raises(JaxnnError, match="power of two"):
+    lca_accumulator(model, 3, max_splits=24)
+  with pytest.raises(JaxnnError, match="empty"):
+    make_eval_set(Split(np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int32)))
+  acc = lca_accumulator(model, 3)
+  with pytest.raises(JaxnnError, match="2 evaluation sets"):
+    acc.init(model.params, model.state, (make_eval_set(digits[0]),))

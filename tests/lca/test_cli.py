@@ -1,0 +1,49 @@
+"""`jaxnn lca` end to end on a tiny run: files, identities, resume, errors."""
+
+import json
+import shutil
+
+import numpy as np
+
+from jaxnn import cli
+
+
+def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
+  out = tmp_path / "run"
+  args = lambda epochs: ["lca", "--dataset", "digits", "--widths", "12", "--batch-size", "200",
+                         "--epochs", str(epochs), "--devices", "2", "--chunk-size", "500",
+                         "--out", str(out), "--no-progress"]
+  assert cli.main(args(2)) == 0
+  summary = json.loads((out / "summary.json").read_text())
+  for key in ("fraction_helped_mean", "layer_totals", "max_abs_iteration_error", "relative_error",
+              "loss_change", "lca_sum"):
+    assert key in summary
+  for view in ("loss_vs_lca", "layer_totals", "helped_histograms", "cumulative_layers",
+               "neuron_heatmap", "trajectories"):
+    assert (out / f"train_{view}.png").stat().st_size > 1000
+    assert (out / f"validation_{view}.png").exists()
+  steps = summary["steps"]
+  for name in ("train", "validation"):
+    s = summary[name]
+    np.testing.assert_allclose(s["lca_sum"], s["loss_change"], rtol=1e-3, atol=1e-5)
+    assert s["max_abs_iteration_error"] <= 1e-3
+    assert s["num_params"] == 64 * 12 + 12 + 12 * 10 + 10
+  # Resume from the epoch-1 checkpoint: the LCA records come out as in the uninterrupted run.
+  first = dict(np.load(out / "lca_records.npz"))
+  shutil.rmtree(out / "checkpoints" / str(steps))
+  assert cli.main(args(2)) == 0
+  resumed = np.load(out / "lca_records.npz")
+  for key in ("train/lca_T", "train/layer_TxL", "validation/lca_T", "train/total_P"):
+    np.testing.assert_allclose(resumed[key], first[key], rtol=1e-5, atol=1e-8)
+  # A run is not extended: its per-iteration records are sized for its length.
+  assert cli.main(args(3)) == 2
+  assert "epochs" in capsys.readouterr().err
+
+
+def test_lca_command_bad_input_is_one_line(tmp_path, capsys):
+  code = cli.main(["lca", "--dataset", "digits", "--max-splits", "12", "--out", str(tmp_path / "x")])
+  err = capsys.readouterr().err
+  assert code == 2 and "power of two" in err and "Traceback" not in err
+  code = cli.main(["lca", "--dataset", "digits", "--lca-subset", "100000", "--out", str(tmp_path / "y")])
+  err = capsys.readouterr().err
+  assert code == 2 and "subset" in err
