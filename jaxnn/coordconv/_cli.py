@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     c.add_argument("--lr", type=cu.positive_float, default=None, help="Adam learning rate "
                    "(default: the paper's for this task and model)")
     c.add_argument("--batch-size", type=cu.positive_int, default=16)
+    c.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (the paper) or cosine decay to 0 over the run")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--weight-decay", type=float, default=0.0, help="L2 on the kernels")
     c.add_argument("--mul", type=cu.positive_int, default=1, help="baseline width multiplier")
@@ -51,7 +53,8 @@ def _run(args) -> int:
   from jaxnn.coordconv import TaskConfig, run_task
   config = TaskConfig(
       task=args.task, split=args.split, model=args.model, epochs=args.epochs,
-      learning_rate=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
+      learning_rate=args.lr, batch_size=args.batch_size, lr_schedule=args.lr_schedule,
+      weight_decay=args.weight_decay,
       seed=args.seed, mul=args.mul, kernel_size=args.kernel_size, with_r=args.with_r,
       train_examples=args.train_examples, eval_every=args.eval_every,
       stop_at_perfect=args.stop_at_perfect, num_devices=args.devices,

@@ -22,6 +22,7 @@ import pathlib
 import time
 
 import numpy as np
+import optax
 from flax import nnx
 
 from jaxnn._errors import JaxnnError
@@ -60,6 +61,7 @@ class TaskConfig:
   epochs: int | None = None  # None: the paper's (PAPER_DEFAULTS)
   learning_rate: float | None = None  # None: the paper's (PAPER_DEFAULTS)
   batch_size: int = 16
+  lr_schedule: str = "constant"  # constant (the paper) or cosine (decay to 0 over the run)
   weight_decay: float = 0.0  # L2 on kernels (Keras convention)
   seed: int = 0  # initialization and batch order; the splits never move
   mul: int = 1  # width multiplier of the baselines and the renderer's convs
@@ -88,6 +90,8 @@ class TaskConfig:
       raise JaxnnError("epochs, batch size and eval_every must be positive")
     if not config.learning_rate > 0:
       raise JaxnnError(f"learning rate must be positive, got {config.learning_rate}")
+    if config.lr_schedule not in ("constant", "cosine"):
+      raise JaxnnError(f"unknown lr schedule {config.lr_schedule!r}; choose constant or cosine")
     if not 0 <= config.weight_decay < 1:
       raise JaxnnError(f"weight decay must be in [0, 1), got {config.weight_decay}")
     if config.mul < 1 or config.kernel_size < 1:
@@ -149,9 +153,12 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
                              kernel_size=config.kernel_size, with_r=config.with_r, seed=config.seed)
   model = from_nnx(module)
   objective = OBJECTIVES[config.task]
-  optimizer = make_optimizer("adam", config.learning_rate)
   dp = data_parallel(config.batch_size, config.num_devices)
   batcher = EpochBatcher(data.train, config.batch_size, config.seed)
+  num_steps = config.epochs * batcher.steps_per_epoch
+  optimizer = make_optimizer("adam", config.learning_rate)
+  if config.lr_schedule == "cosine":
+    optimizer = optax.adam(optax.cosine_decay_schedule(config.learning_rate, num_steps), b1=0.9, b2=0.99)
   evaluate = make_evaluator(model, dp, objective, batch_size=512)
   history: list[dict] = []
   perfect_at: list[dict] = []
@@ -167,7 +174,6 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
     return record
 
   workdir = pathlib.Path(out) if out is not None else None
-  num_steps = config.epochs * batcher.steps_per_epoch
   step = make_train_step(model, optimizer, objective, config.weight_decay)
   stop_fn = eval_fn
   if config.stop_at_perfect:
