@@ -165,19 +165,20 @@ def sparse_projection() -> Projection:
 # Fastfood.
 
 
-# The first stage multiplies contiguous runs of _MATMUL_RADIX entries by a small
-# Hadamard matrix (one dense matmul); the remaining stages are radix-4
-# butterflies, each one fused pass over the vector. On CPU this measured about
-# 3x faster than 18 radix-2 passes (benchmarks/subspace_core.py).
-_MATMUL_RADIX = 128
+# The stages of the transform act on different bits of the index, so they
+# commute. The high bits go first, by radix-4 butterflies (each one fused pass
+# over the vector); the low log2(64) bits last, as one dense matmul of
+# contiguous runs of 64 entries by H_64. Ending on a matmul also keeps XLA
+# from fusing the transform into a consuming gather, which would recompute it
+# for every gathered entry. benchmarks/subspace_core.py times it against the
+# radix-2 butterfly.
+_MATMUL_RADIX = 64
 
 
 def _wht(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
   L = x.shape[-1]
   lead = x.shape[:-1]
   r = min(L, _MATMUL_RADIX)
-  H_rxr = jnp.asarray(scipy.linalg.hadamard(r), x.dtype)
-  x = (x.reshape(*lead, L // r, r) @ H_rxr).reshape(*lead, L)
   h = r
   while h < L:
     if L // h >= 4:
@@ -191,7 +192,8 @@ def _wht(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
       a, b = x_2h[..., 0, :], x_2h[..., 1, :]
       x = jnp.stack([a + b, a - b], axis=-2).reshape(*lead, L)
       h *= 2
-  return x
+  H_rxr = jnp.asarray(scipy.linalg.hadamard(r), x.dtype)
+  return (x.reshape(*lead, L // r, r) @ H_rxr).reshape(*lead, L)
 
 
 @jax.custom_vjp
@@ -215,7 +217,7 @@ walsh_hadamard.defvjp(lambda x: (walsh_hadamard(x), None), lambda _, g: (walsh_h
 def _tile_permute(h_nxK, perm_nxL, inv_perm_nxL):
   """`Pi (tile(h))`: entry i is `h[perm[i] mod K]`, where tile repeats h to length L."""
   K = h_nxK.shape[-1]
-  return jnp.take_along_axis(h_nxK, perm_nxL & (K - 1), axis=-1)
+  return jnp.take_along_axis(h_nxK, perm_nxL & (K - 1), axis=-1, mode="clip")
 
 
 def _tile_permute_fwd(h_nxK, perm_nxL, inv_perm_nxL):
@@ -227,7 +229,7 @@ def _tile_permute_bwd(res, g_nxL):
   # scatter-add), tile^T sums the L / K copies.
   K, inv_perm_nxL = res
   n, L = g_nxL.shape
-  g_nxL = jnp.take_along_axis(g_nxL, inv_perm_nxL, axis=-1)
+  g_nxL = jnp.take_along_axis(g_nxL, inv_perm_nxL, axis=-1, mode="clip")
   return g_nxL.reshape(n, L // K, K).sum(axis=1), None, None
 
 
@@ -289,7 +291,7 @@ def fastfood_projection() -> Projection:
     x_nxK = jnp.pad(theta_d, (0, n * K - d)).reshape(n, K)
     h_nxK = walsh_hadamard(state.B[:, :K] * x_nxK)
     v_nxL = walsh_hadamard(state.G * _tile_permute(h_nxK, state.perm, state.inv_perm))
-    return state.scale @ v_nxL[:, :state.D]
+    return jnp.sum(state.scale[:, None] * v_nxL[:, :state.D], axis=0)
 
   return Projection(init, apply)
 

@@ -157,11 +157,22 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
     return unravel(flat_params(state, theta_d, d_active))
 
   def bind(state: SubspaceState, d_active=None) -> FunctionalModel:
+    # `make_loss_fn` calls apply and then l2 on the same params object. l2
+    # reuses the theta_D that apply computed from that very object, so the
+    # step differentiates one projection: one P^T g, not one per term (with
+    # a dense P, a second gemv over D * d floats).
+    last = []
+
     def apply(theta_d, model_state, x, train=False, rng=None):
-      return base.apply(full_params(state, theta_d, d_active), model_state, x, train, rng)
+      params = full_params(state, theta_d, d_active)
+      last[:] = [theta_d, params]
+      return base.apply(params, model_state, x, train, rng)
 
     def l2(theta_d):
-      return base.l2(full_params(state, theta_d, d_active))
+      reuse = len(last) == 2 and last[0] is theta_d
+      params = last[1] if reuse else full_params(state, theta_d, d_active)
+      last.clear()
+      return base.l2(params)
 
     return FunctionalModel(apply, jnp.zeros(d, flat0.dtype), state.model_state, l2)
 

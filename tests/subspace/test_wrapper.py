@@ -167,3 +167,17 @@ def test_trains_with_run_loop_on_two_devices(tmp_path):
   log = [l for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
   losses = [json.loads(l)["loss"] for l in log]
   assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_weight_decay_differentiates_the_projection_once():
+  """apply and l2 share theta_D: the compiled step has one P^T g (one dot with P)."""
+  model = small_fc()
+  sub = subspace_model(model, 7, "dense")
+  optimizer = optax.adam(1e-3)
+  x, y = batch()
+  for wd in (0.0, 1e-3):
+    step = make_subspace_train_step(sub.subspace, optimizer, weight_decay=wd)
+    hlo = jax.jit(step).lower(init_train_state(sub.model, optimizer), x, y, sub.state,
+                              jnp.int32(7)).compile().as_text()
+    dots_with_P = [l for l in hlo.splitlines() if " dot(" in l and "P_dxD" in l]
+    assert len(dots_with_P) == 2, dots_with_P  # P theta_d forward, P^T g backward

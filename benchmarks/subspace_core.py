@@ -1,0 +1,290 @@
+"""Subspace training speed: jaxnn vs direct training vs PyTorch, and the largest D.
+
+Side by side in one run, on the MNIST FC of Li et al. (2018) (784-200-200-10,
+D = 199,210), d = 750, batch 128, Adam (lr 1e-3, beta2 0.99), L2 `--weight-decay`
+on the full theta_D:
+
+- jaxnn direct training, jaxnn dense subspace, jaxnn Fastfood subspace;
+- the same three in PyTorch (`benchmarks/subspace_torch.py`).
+
+Every variant runs `--steps` steps per round; rounds interleave the variants
+so that the noise of a shared machine hits all of them alike; the median round
+is reported. Both frameworks run on the same number of threads
+(`--threads`, default 1: XLA's Eigen pool off and one intra-op thread;
+`torch.set_num_threads`). Then `--max-width` probes the largest Fastfood model
+that trains: FC 784-w-w-10 for growing w, each in a subprocess whose peak
+memory is measured, stopping before a size could need more than half of the
+memory available.
+
+Run: `python benchmarks/subspace_core.py --out benchmarks/results/subspace_core.json`
+(about 10 minutes on a shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _pin_threads(threads: int) -> None:
+  flags = os.environ.get("XLA_FLAGS", "")
+  if threads == 1:
+    flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  else:
+    flags += f" intra_op_parallelism_threads={threads}"
+  os.environ["XLA_FLAGS"] = flags.strip()
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+# FLOPs of one training step of 784-200-200-10 at batch B (multiply-add = 2).
+SIZES = (784, 200, 200, 10)
+
+
+def model_flops(batch: int, sizes=SIZES) -> dict:
+  weights = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+  forward = 2 * batch * sum(weights)
+  weight_grads = 2 * batch * sum(weights)
+  input_grads = 2 * batch * sum(weights[1:])  # no gradient for the input image
+  return dict(forward=forward, weight_grads=weight_grads, input_grads=input_grads,
+              total=forward + weight_grads + input_grads)
+
+
+def projection_flops(D: int, d: int, name: str) -> int:
+  """P theta_d forward and P^T g backward."""
+  if name == "dense":
+    return 2 * (2 * D * d)
+  L = 1 << (D - 1).bit_length()
+  wht = L * L.bit_length() - L  # L log2 L additions
+  return 2 * (2 * wht + 4 * L)  # 2 WHTs + B, G, permutation, scale; forward and backward
+
+
+def wht_radix2(x):
+  """The textbook WHT: log2(L) radix-2 butterfly passes (the baseline jaxnn's beats)."""
+  import jax.numpy as jnp
+
+  L, h = x.shape[-1], 1
+  while h < L:
+    x_2h = x.reshape(L // (2 * h), 2, h)
+    x = jnp.stack([x_2h[:, 0] + x_2h[:, 1], x_2h[:, 0] - x_2h[:, 1]], axis=1).reshape(L)
+    h *= 2
+  return x
+
+
+def time_rounds(variants: dict, steps: int, rounds: int) -> dict:
+  """Per-step wall and CPU (process) time of every variant, interleaved rounds.
+
+  On a shared machine the CPU time of a one-thread run is the steadier figure:
+  it does not count the time other processes hold the core.
+  """
+  wall = {name: [] for name in variants}
+  cpu = {name: [] for name in variants}
+  for _ in range(rounds):
+    for name, run in variants.items():
+      w0, c0 = time.perf_counter(), time.process_time()
+      run(steps)
+      wall[name].append((time.perf_counter() - w0) / steps)
+      cpu[name].append((time.process_time() - c0) / steps)
+  return {name: dict(wall_median_s=statistics.median(wall[name]), wall_min_s=min(wall[name]),
+                     cpu_median_s=statistics.median(cpu[name]), cpu_min_s=min(cpu[name]))
+          for name in variants}
+
+
+def speed(args) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+
+  from benchmarks.subspace_torch import DirectFC, SubspaceFC, make_torch_step
+  from jaxnn.models import create_model
+  from jaxnn.subspace import make_subspace_train_step, subspace_model
+  from jaxnn.train import CLASSIFICATION, from_nnx, init_train_state, make_optimizer, make_train_step
+
+  torch.set_num_threads(args.threads)
+  torch.set_num_interop_threads(args.threads)
+  rng = np.random.default_rng(0)
+  x = rng.random((args.batch, 28, 28, 1), np.float32)
+  y = rng.integers(0, 10, args.batch).astype(np.int32)
+  x_jax, y_jax = jnp.asarray(x), jnp.asarray(y)
+  x_torch, y_torch = torch.from_numpy(x), torch.from_numpy(y).long()
+
+  model = from_nnx(create_model("fc", (28, 28, 1), 10, seed=0))
+  optimizer = make_optimizer("adam", 1e-3, b2=0.99)
+  wd = args.weight_decay
+  variants = {}
+
+  def jax_runner(step, state, *extra):
+    step = jax.jit(step, donate_argnums=0)
+    holder = [jax.tree.map(jnp.copy, state)]  # donated: leave the model's own arrays alone
+
+    def run(n):
+      s = holder[0]
+      for _ in range(n):
+        s, metrics = step(s, x_jax, y_jax, *extra)
+      jax.block_until_ready(s)
+      holder[0] = s
+
+    run(2)  # compile
+    return run
+
+  variants["jax direct"] = jax_runner(make_train_step(model, optimizer, CLASSIFICATION, wd),
+                                      init_train_state(model, optimizer))
+  D = None
+  for name in ("dense", "fastfood"):
+    sub = subspace_model(model, args.d, name, seed=0)
+    D = sub.subspace.num_params
+    step = make_subspace_train_step(sub.subspace, optimizer, CLASSIFICATION, wd)
+    variants[f"jax {name}"] = jax_runner(step, init_train_state(sub.model, optimizer), sub.state,
+                                         jnp.int32(args.d))
+
+  def torch_runner(module):
+    step = make_torch_step(module, 1e-3, wd)
+
+    def run(n):
+      for _ in range(n):
+        step(x_torch, y_torch)
+
+    run(2)
+    return run
+
+  variants["torch direct"] = torch_runner(DirectFC(SIZES))
+  for name in ("dense", "fastfood"):
+    variants[f"torch {name}"] = torch_runner(SubspaceFC(SIZES, args.d, name))
+
+  # Memory bandwidth: one read of a dense P-sized array, the dense floor's unit.
+  P = jnp.ones((args.d, D), jnp.float32)
+  read = jax.jit(jnp.sum)
+  read(P).block_until_ready()
+  t0 = time.process_time()
+  for _ in range(5):
+    read(P).block_until_ready()
+  bandwidth = 5 * P.nbytes / (time.process_time() - t0)
+  del P
+
+  results = time_rounds(variants, args.steps, args.rounds)
+  from jaxnn.subspace import walsh_hadamard
+
+  L = 1 << (D - 1).bit_length()
+  v = jnp.asarray(rng.normal(size=L).astype(np.float32))
+  whts = {}
+  for name, f in (("jaxnn walsh_hadamard", walsh_hadamard), ("radix-2 butterfly", wht_radix2)):
+    f = jax.jit(f)
+    np.testing.assert_allclose(f(v), walsh_hadamard(v), rtol=1e-3, atol=1e-2)
+
+    def run(n, f=f):
+      for _ in range(n):
+        out = f(v)
+      out.block_until_ready()
+
+    whts[name] = run
+  results |= time_rounds(whts, 4 * args.steps, args.rounds)
+  flops = model_flops(args.batch)
+  floors = {"direct": 1.0}
+  for name in ("dense", "fastfood"):
+    floors[name] = (flops["total"] + projection_flops(D, args.d, name)) / flops["total"]
+  return dict(D=D, d=args.d, batch=args.batch, threads=args.threads, steps=args.steps,
+              rounds=args.rounds, weight_decay=wd, model_flops=flops,
+              projection_flops={n: projection_flops(D, args.d, n) for n in ("dense", "fastfood")},
+              flop_floor_ratio=floors, read_bandwidth_GBps=bandwidth / 1e9,
+              dense_bandwidth_floor_s=2 * args.d * D * 4 / bandwidth, times=results)
+
+
+def probe(width: int, d: int, steps: int) -> dict:
+  """Trains FC 784-w-w-10 with Fastfood for `steps` steps; peak memory and time."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxnn.models import create_model
+  from jaxnn.subspace import make_subspace_train_step, subspace_model
+  from jaxnn.train import from_nnx, init_train_state, make_optimizer
+
+  model = from_nnx(create_model("fc", (28, 28, 1), 10, seed=0, widths=(width, width)))
+  sub = subspace_model(model, d, "fastfood", seed=0)
+  del model
+  optimizer = make_optimizer("adam", 1e-3)
+  step = jax.jit(make_subspace_train_step(sub.subspace, optimizer), donate_argnums=0)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((128, 28, 28, 1), np.float32))
+  y = jnp.asarray(rng.integers(0, 10, 128).astype(np.int32))
+  state = jax.tree.map(jnp.copy, init_train_state(sub.model, optimizer))
+  losses, times = [], []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, metrics = step(state, x, y, sub.state, jnp.int32(d))
+    losses.append(float(metrics["loss"]))
+    times.append(time.perf_counter() - t0)
+  return dict(width=width, D=sub.subspace.num_params, d=d, losses=losses, step_s=times,
+              peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def mem_available_GB() -> float:
+  with open("/proc/meminfo") as f:
+    for line in f:
+      if line.startswith("MemAvailable"):
+        return int(line.split()[1]) / 2**20
+  raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def largest_d(args) -> list:
+  probes = []
+  width = args.min_width
+  while width <= args.max_width:
+    D = 784 * width + width + width * width + width + 10 * width + 10
+    available = mem_available_GB()
+    if probes:
+      per_param = probes[-1]["peak_rss_GB"] / probes[-1]["D"]
+      needed = per_param * D * 1.2
+      if needed > 0.5 * available:
+        probes.append(dict(width=width, D=D, skipped=f"would need ~{needed:.1f} GB, "
+                           f"{available:.1f} GB available (limit: half)"))
+        break
+    out = subprocess.run([sys.executable, __file__, "--probe", str(width), "--threads",
+                          str(args.threads), "--d", str(args.d)], capture_output=True, text=True)
+    if out.returncode:
+      probes.append(dict(width=width, D=D, failed=out.stderr[-2000:]))
+      break
+    probes.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"mem_available_GB": available})
+    print(json.dumps(probes[-1]), flush=True)
+    width *= 2
+  return probes
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--threads", type=int, default=1)
+  parser.add_argument("--d", type=int, default=750)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--weight-decay", type=float, default=0.0)
+  parser.add_argument("--min-width", type=int, default=1024)
+  parser.add_argument("--max-width", type=int, default=0, help="0: skip the largest-D probe")
+  parser.add_argument("--skip-speed", action="store_true")
+  parser.add_argument("--probe", type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  _pin_threads(args.threads)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  if args.probe:
+    print(json.dumps(probe(args.probe, args.d, steps=3)))
+    return
+  report = {}
+  if not args.skip_speed:
+    report["speed"] = speed(args)
+    print(json.dumps(report["speed"], indent=1), flush=True)
+  if args.max_width:
+    report["largest_d"] = largest_d(args)
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
