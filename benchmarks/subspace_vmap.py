@@ -13,6 +13,7 @@ second, steady state, compilation excluded) of
 
 Usage (pin the threads; the machine is shared, so ratios are noisy):
   taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 20
+  taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 20 --datasets digits --widths 32
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def _seconds_per_step(step, carry, batches, steps):
   return (time.perf_counter() - t) / steps
 
 
-def bench(dataset: str, projection: str, steps: int, chunks) -> dict:
+def bench(dataset: str, projection: str, steps: int, chunks, widths=(200, 200)) -> dict:
   data = load_dataset(dataset)
-  model_init = lambda key: from_nnx(create_model("fc", data.input_shape, data.num_classes, seed=key))
+  model_init = lambda key: from_nnx(create_model("fc", data.input_shape, data.num_classes, seed=key,
+                                                 widths=widths))
   D = count_params(model_init(jax.random.PRNGKey(0)).params)
   optimizer = make_optimizer("adam", 1e-3)
   configs = [(d, s) for d in DIMS for s in SEEDS]
-  row = {"dataset": dataset, "model": "fc 200-200", "D": D, "projection": projection,
+  row = {"dataset": dataset, "model": f"fc {widths}", "D": D, "projection": projection,
          "configs": len(configs), "steps_timed": steps}
 
   # One after another: one compiled single-config step reused for every config.
@@ -96,10 +98,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=20, help="timed steps per program")
   parser.add_argument("--projection", default="fastfood")
+  parser.add_argument("--datasets", default="digits,mnist5k", help="comma-separated")
+  parser.add_argument("--widths", default="200,200", help="hidden widths of the FC model")
   args = parser.parse_args()
+  widths = tuple(int(w) for w in args.widths.split(","))
   print(f"jax {jax.__version__}, {jax.device_count()} device(s)", flush=True)
-  for dataset, chunks in (("digits", (1, 16)), ("mnist5k", (1, 2, 4, 16))):
-    row = bench(dataset, args.projection, args.steps, chunks)
+  chunks = {"digits": (1, 16), "mnist5k": (1, 2, 4, 16)}
+  for dataset in args.datasets.split(","):
+    row = bench(dataset, args.projection, args.steps, chunks.get(dataset, (1, 16)), widths)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
           flush=True)
 

@@ -43,7 +43,8 @@ class ConfigStack(NamedTuple):
 
   Attributes:
     train: the stacked `TrainState` (params are theta_d for subspace configs).
-    frozen: what each config keeps fixed (theta_0, projection state, mask).
+    frozen: what each config keeps fixed: for subspace configs its
+      `SubspaceState` (theta_0, projection) and `d_active`; `{}` for direct ones.
   """
 
   train: TrainState
@@ -54,14 +55,13 @@ def _stack(trees: Sequence[PyTree]) -> PyTree:
   return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def _train_state(params_C, model_state_C, seeds: Sequence[int], optimizer) -> TrainState:
-  return TrainState(jnp.zeros(len(seeds), jnp.int32), params_C, model_state_C,
-                    jax.vmap(optimizer.init)(params_C),
-                    jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-
-
 def _keys(seeds: Sequence[int]) -> jax.Array:
   return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+
+def _train_state(params_C, model_state_C, seeds: Sequence[int], optimizer) -> TrainState:
+  return TrainState(jnp.zeros(len(seeds), jnp.int32), params_C, model_state_C,
+                    jax.vmap(optimizer.init)(params_C), _keys(seeds))
 
 
 def subspace_stack(model_init: Callable[[jax.Array], FunctionalModel], projection,
