@@ -30,9 +30,9 @@ from jaxnn.pplm._evaluate import (bag_word_rate, class_probabilities, discrimina
 
 __all__ = [
     "END_OF_TEXT", "GPT2", "GPT2Config", "GPT2Tokenizer", "KNOWN_MODELS", "KVCache", "Params",
-    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "init_cache", "init_params", "load_config",
-    "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder", "save_gpt2",
-    "top_k_logits",
+    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "init_cache", "init_params",
+    "load_config", "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder",
+    "save_gpt2", "top_k_logits",
     # Steering, attribute models and evaluation.
     "Attributes", "BagsOfWords", "Discriminator", "DiscriminatorHead", "PPLMConfig",
     "bag_of_words", "bag_probabilities", "bag_word_rate", "cached_features", "class_probabilities",

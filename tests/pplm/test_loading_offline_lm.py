@@ -6,7 +6,6 @@ Needs Debian's fortunes corpus (`apt-get install fortunes`, done by the project'
 import json
 import math
 
-import jax
 import numpy as np
 import pytest
 import torch
