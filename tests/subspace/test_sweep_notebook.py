@@ -10,7 +10,7 @@ def test_notebook_runs(monkeypatch, tmp_path):
   import nbclient
   import nbformat
   for name, value in {"DATASET": "digits", "WIDTHS": "16", "DIMS": "4,16", "SEEDS": "1",
-                      "STEPS": "20", "TOY_MAX_D": "11"}.items():
+                      "STEPS": "20", "TOY_MAX_D": "4"}.items():
     monkeypatch.setenv(f"JAXNN_ID_{name}", value)
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
