@@ -39,7 +39,8 @@ def main(argv=None) -> int:
   parser.add_argument("--length", type=int, default=50)
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--threads", type=int, default=2,
-                      help="torch threads; pin the process (both sides) with taskset to as many cores")
+                      help="torch threads; pin the process (both sides) to as many cores "
+                           "with taskset")
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")

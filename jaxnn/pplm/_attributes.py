@@ -207,8 +207,8 @@ def train_discriminator(features_NxD, labels: Sequence[str], *, epochs: int = 10
   rng = np.random.default_rng(seed)
   init = {"kernel": rng.uniform(-bound, bound, (d, c)).astype(np.float32),
           "bias": rng.uniform(-bound, bound, (c,)).astype(np.float32)}
-  model = from_function(lambda p, x: x @ p["kernel"] + p["bias"][None], jax.tree.map(jnp.asarray, init),
-                        l2=lambda p: jnp.zeros(()))
+  model = from_function(lambda p, x: x @ p["kernel"] + p["bias"][None],
+                        jax.tree.map(jnp.asarray, init), l2=lambda p: jnp.zeros(()))
   optimizer = make_optimizer("adam", learning_rate)
   step = jax.jit(make_train_step(model, optimizer))
   state = init_train_state(model, optimizer, seed)

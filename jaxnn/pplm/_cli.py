@@ -32,9 +32,11 @@ def register(subparsers) -> None:
   g.add_argument("--list-bags", action="store_true", help="print the shipped bags and exit")
   g.add_argument("--discriminator", default=None,
                  help="a head from `jaxnn pplm train-discriminator` (.safetensors)")
-  g.add_argument("--class-label", default=None, help="target class of the discriminator (index or name)")
+  g.add_argument("--class-label", default=None,
+                 help="target class of the discriminator (index or name)")
   g.add_argument("--length", type=cu.positive_int, default=100)
-  g.add_argument("--num-samples", type=cu.positive_int, default=1, help="steered together as a batch")
+  g.add_argument("--num-samples", type=cu.positive_int, default=1,
+                 help="samples steered together as one batch")
   g.add_argument("--stepsize", type=float, default=0.02)
   g.add_argument("--temperature", type=cu.positive_float, default=1.0)
   g.add_argument("--top-k", type=int, default=10)
@@ -82,7 +84,7 @@ def register(subparsers) -> None:
 
 
 def _load_model(name):
-  """(params, config, tokenizer, description): the named model, or gpt2-medium, or the offline LM."""
+  """(params, config, tokenizer, description): the named model, gpt2-medium or the offline LM."""
   from jaxnn import JaxnnError
   from jaxnn.pplm import load_gpt2, load_tokenizer
   if name is not None:
@@ -114,7 +116,8 @@ def _generate(args) -> int:
   if not args.out:
     raise JaxnnError("--out DIR is required (where the samples and summary.json go)")
   if not args.bow and not args.discriminator:
-    raise JaxnnError("give --bow NAME (see --list-bags) and/or --discriminator HEAD to steer toward")
+    raise JaxnnError("give --bow NAME (see --list-bags) and/or --discriminator HEAD "
+                     "to steer toward")
   if args.discriminator and args.class_label is None:
     raise JaxnnError("--discriminator needs --class-label (index or class name)")
   from jaxnn.pplm import PPLMConfig, run_pplm

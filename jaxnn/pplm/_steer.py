@@ -239,7 +239,8 @@ def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attri
   def loss_fn(delta):
     dk, dv = delta
     cache = pert._replace(k=pert.k + dk, v=pert.v + dv)
-    logits_Bx1xV, hidden_Bx1xD, cache_after_last = gpt2_forward(params, gpt2, cache, last_B[:, None])
+    logits_Bx1xV, hidden_Bx1xD, cache_after_last = gpt2_forward(params, gpt2, cache,
+                                                                last_B[:, None])
     probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1], axis=-1)
     loss_B = _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_Bx1xD[:, 0],
                                cache_after_last, unpert, hidden_sum_BxD, pert.length)
@@ -377,7 +378,8 @@ def steered_generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attribute
   params = as_params(params)
   prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
   if prompt_BxP.ndim != 2 or prompt_BxP.shape[1] < 1:
-    raise JaxnnError(f"prompt_BxP must be B x P token ids with P >= 1, got shape {prompt_BxP.shape}")
+    raise JaxnnError(f"prompt_BxP must be B x P token ids with P >= 1, "
+                     f"got shape {prompt_BxP.shape}")
   if perturb and attributes.bags is None and not attributes.discriminators:
     raise JaxnnError("nothing to steer toward: give a bag of words and/or a discriminator "
                      "(or perturb=False for the unsteered model)")

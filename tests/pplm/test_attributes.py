@@ -4,7 +4,6 @@ included), discriminator features (parity with transformers), training, files.""
 import inspect
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """colabs/pplm.ipynb runs unchanged, at small settings, on the tiny GPT-2."""
 
-import os
 from pathlib import Path
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "colabs" / "pplm.ipynb"

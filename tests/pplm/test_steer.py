@@ -135,8 +135,8 @@ def test_generate_rejects_bad_input(tiny_gpt2):
   with pytest.raises(JaxnnError, match="nothing to steer"):
     steered_generate(params, config, jnp.asarray([[0, 1]]), Attributes(), PPLMConfig(length=2))
   with pytest.raises(JaxnnError, match="positions"):
-    steered_generate(params, config, jnp.asarray([[0, 1]]), Attributes(bags=single_bag(config.vocab_size)),
-             PPLMConfig(length=200))
+    steered_generate(params, config, jnp.asarray([[0, 1]]),
+                     Attributes(bags=single_bag(config.vocab_size)), PPLMConfig(length=200))
   with pytest.raises(JaxnnError, match="window_length"):
     PPLMConfig(decay=True)
   with pytest.raises(JaxnnError, match="window_position"):
