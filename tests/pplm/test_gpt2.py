@@ -197,3 +197,17 @@ def test_generation_rejects_bad_input(tiny_gpt2):
     generate(params, config, np.zeros((1, 2), np.int32), 5, greedy=False)
   with pytest.raises(JaxnnError, match="batch, T"):
     generate(params, config, np.zeros((3,), np.int32), 5)
+
+
+def test_vmap_over_caches_of_different_lengths(tiny_gpt2, tiny_tokenizer):
+  """Each vmapped cache writes and attends at its own length."""
+  params, config = tiny_gpt2
+  tokens = _tokens(tiny_tokenizer)[:1]
+  full_logits, _, _ = forward(params, config, init_cache(config, 1, 12), tokens)
+  caches = [forward(params, config, init_cache(config, 1, 12), tokens[:, :n])[2] for n in (3, 7)]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *caches)
+  next_2x1x1 = jnp.stack([tokens[:, 3:4], tokens[:, 7:8]])
+  logits, _, new = jax.jit(jax.vmap(lambda c, t: gpt2_forward(params, config, c, t)))(
+      stacked, next_2x1x1)
+  np.testing.assert_allclose(logits[:, 0, 0], full_logits[0, [3, 7]], atol=2e-5, rtol=1e-5)
+  np.testing.assert_array_equal(new.length, [4, 8])
