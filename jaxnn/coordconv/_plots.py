@@ -10,11 +10,10 @@ import numpy as np
 CANVAS = 64
 
 
-def _pyplot():
-  import matplotlib
-  matplotlib.use("Agg", force=False)
-  import matplotlib.pyplot as plt
-  return plt
+def _figure(**kwargs):
+  """A figure outside pyplot: library plots never touch the user's backend (a notebook's)."""
+  from matplotlib.figure import Figure
+  return Figure(**kwargs)
 
 
 def predict(model, state, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -25,10 +24,10 @@ def predict(model, state, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 
 def plot_learning_curves(history: list[dict], task: str, path: pathlib.Path) -> None:
-  plt = _pyplot()
   keys = {"classification": ("accuracy",), "regression": ("pixel_error",),
           "rendering": ("iou", "accuracy")}[task]
-  fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.5 * (len(keys) + 1), 3.5))
+  fig = _figure(figsize=(4.5 * (len(keys) + 1), 3.5))
+  axes = fig.subplots(1, len(keys) + 1)
   epochs = [r["epoch"] for r in history]
   for ax, name in zip(axes, ("loss", *keys)):
     for split, style in (("train", "-"), ("test", "--")):
@@ -40,7 +39,6 @@ def plot_learning_curves(history: list[dict], task: str, path: pathlib.Path) -> 
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def _locations(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
@@ -52,12 +50,12 @@ def _locations(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
 
 def plot_predictions(model, state, data, task: str, path: pathlib.Path, num_examples: int = 4) -> None:
   """Predicted vs true on held-out (test) examples, plus where on the canvas test fails."""
-  plt = _pyplot()
   test = data.test
   pick = np.linspace(0, len(test) - 1, num_examples).astype(int)
   out_all = predict(model, state, test.x)
   locs = _locations(test.x, test.y, task)
-  fig, axes = plt.subplots(2, num_examples + 1, figsize=(3 * (num_examples + 1), 6))
+  fig = _figure(figsize=(3 * (num_examples + 1), 6))
+  axes = fig.subplots(2, num_examples + 1)
   for col, i in enumerate(pick):
     top, bottom = axes[0, col], axes[1, col]
     x0, y0 = locs[i]
@@ -99,7 +97,6 @@ def plot_predictions(model, state, data, task: str, path: pathlib.Path, num_exam
   axes[1, -1].axis("off")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def plot_run(module, model, state, data, config, history, workdir: pathlib.Path) -> list[str]:
