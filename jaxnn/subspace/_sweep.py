@@ -148,8 +148,12 @@ class Sweep:
     _check_identity(self.out, config)
     self.done: dict[tuple[int, int], dict] = {}
     for path in sorted((self.out / "configs").glob("program_*.json")):
-      for record in json.loads(path.read_text())["configs"]:
-        self.done[(record["d"], record["seed"])] = record
+      try:
+        records = json.loads(path.read_text())["configs"]
+      except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as e:
+        raise JaxnnError(f"{path} is not a sweep program file ({type(e).__name__}: {e}); move it "
+                         "away to train its configs again") from e
+      self.done.update({(r["d"], r["seed"]): r for r in records})
 
   def _train_program(self, member, stack, seeds, description):
     chunk = self.config.configs_per_vmap or vmap_chunk(

@@ -74,6 +74,10 @@ def test_global_baseline_and_bad_input(tmp_path, capsys):
                           "--baseline", "0.5")) == 2
   assert "other settings" in capsys.readouterr().err
   assert (out / "results.json").read_text() == before
+  (out / "configs" / "program_9-9_broken.json").write_text("{not json")
+  assert main(_sweep_args(out, "--dims", "2", "--seeds", "1", "--steps", "5", "--devices", "1",
+                          "--baseline", "0.5")) == 2
+  assert "not a sweep program file" in capsys.readouterr().err
   assert main(_sweep_args(tmp_path / "p", "--projection", "nope", "--baseline", "0.5")) == 2
   assert "unknown projection" in capsys.readouterr().err
   with pytest.raises(SystemExit):
