@@ -47,8 +47,8 @@ def test_walsh_hadamard_rejects_non_power_of_two():
     walsh_hadamard(jnp.ones(6))
 
 
-@pytest.mark.parametrize("name", PROJECTIONS)
-@pytest.mark.parametrize("D,d", [(1000, 40), (300, 700)])
+@pytest.mark.parametrize("name,D,d", [(name, 1000, 40) for name in PROJECTIONS] +
+                         [("dense", 300, 700), ("fastfood", 300, 700)])
 def test_columns_have_unit_length(name, D, d):
   projection = get_projection(name)
   P = materialize(projection, init(projection, jax.random.PRNGKey(0), D, d), d)
