@@ -36,7 +36,7 @@ def main() -> None:
     mul, k = (int(v) for v in spec.split(","))
     runs.append((f"deconv m={mul} k={k}", TaskConfig(model="conv", mul=mul, kernel_size=k,
                                                        learning_rate=args.deconv_lr)))
-  print(f"| model | params | epochs to 100% test | seconds to 100% test | best test acc | epochs run |")
+  print("| model | params | epochs to 100% test | seconds to 100% test | best test acc | epochs run |")
   print("|---|---|---|---|---|---|")
   rows = []
   for name, base in runs:

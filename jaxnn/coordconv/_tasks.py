@@ -105,6 +105,8 @@ class TaskConfig:
 
   def run_identity(self) -> dict:
     skip = {"epochs", "num_devices", "progress", "eval_every", "data_dir", "stop_at_perfect"}
+    if self.lr_schedule == "constant":  # runs saved before schedules existed resume unchanged
+      skip.add("lr_schedule")
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -161,7 +163,6 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
     optimizer = optax.adam(optax.cosine_decay_schedule(config.learning_rate, num_steps), b1=0.9, b2=0.99)
   evaluate = make_evaluator(model, dp, objective, batch_size=512)
   history: list[dict] = []
-  perfect_at: list[dict] = []
 
   def eval_fn(state):
     record = {"split": "eval", "elapsed_s": time.perf_counter() - t0}
@@ -169,28 +170,27 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
       record.update({f"{name}_{k}": v for k, v in
                      evaluate(state.params, state.model_state, getattr(data, name)).items()})
     history.append(record)
-    if not perfect_at and record.get("test_accuracy", 0.0) == 1.0:
-      perfect_at.append(dict(record))
+    if config.stop_at_perfect and record.get("test_accuracy", 0.0) == 1.0:
+      step = int(state.step)
+      raise _StopTraining(state, {"step": step, "epoch": step / batcher.steps_per_epoch, **record})
     return record
 
   workdir = pathlib.Path(out) if out is not None else None
   step = make_train_step(model, optimizer, objective, config.weight_decay)
-  stop_fn = eval_fn
-  if config.stop_at_perfect:
-    def stop_fn(state):
-      record = eval_fn(state)
-      if perfect_at:
-        raise _StopTraining(state)
-      return record
   try:
     state = run_loop(step, init_train_state(model, optimizer, config.seed), batcher, num_steps,
                      dp=dp, workdir=workdir, run_config=config.run_identity(), log_every=50,
-                     eval_every=config.eval_every * batcher.steps_per_epoch, eval_fn=stop_fn,
+                     eval_every=config.eval_every * batcher.steps_per_epoch, eval_fn=eval_fn,
                      progress=config.progress, description=f"{config.task}/{config.model}")
+    stopped_at = None
   except _StopTraining as stop:
-    state = stop.args[0]
+    state, stopped_at = stop.args
   if workdir is not None:
     history = _read_history(workdir / "metrics.jsonl")
+    if stopped_at is not None:  # run_loop logs an evaluation only once eval_fn returns
+      history.append(stopped_at)
+      with open(workdir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(stopped_at) + "\n")
   results = {name: evaluate(state.params, state.model_state, getattr(data, name))
              for name in ("train", "test")}
   summary = {

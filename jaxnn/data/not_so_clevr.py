@@ -163,7 +163,7 @@ def prepare(data_dir: str | os.PathLike | None = None):
   """Writes the array_record files once (idempotent) and returns the builder."""
   data_dir = pathlib.Path(data_dir) if data_dir else default_data_dir()
   try:
-    import tensorflow_datasets  # noqa: F401
+    import tensorflow_datasets  # noqa: F401  (checked here for a clear error)
   except ImportError as e:
     raise DatasetUnavailableError(
         "not_so_clevr is written with tensorflow-datasets: pip install tensorflow-datasets "

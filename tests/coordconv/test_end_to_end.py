@@ -34,3 +34,20 @@ def test_cli_help(command, capsys):
   with pytest.raises(SystemExit):
     main(["coordconv", command, "--help"])
   assert "--split" in capsys.readouterr().out
+
+
+def test_stop_at_perfect_stops_at_the_first_perfect_evaluation(tmp_path, monkeypatch):
+  import jax.numpy as jnp
+
+  from jaxnn.coordconv import _tasks
+  from jaxnn.train import Objective
+  real = _tasks.PIXEL_SOFTMAX
+  always_right = Objective(real.loss, lambda logits, labels: {
+      **real.metrics(logits, labels), "accuracy": jnp.ones(labels.shape[0])})
+  monkeypatch.setitem(_tasks.OBJECTIVES, "classification", always_right)
+  summary = _tasks.run_task(_tasks.TaskConfig(
+      task="classification", epochs=3, train_examples=16, stop_at_perfect=True, num_devices=1,
+      progress=False, data_dir=str(tmp_path / "data")), tmp_path / "run", plots=False)
+  assert summary["steps"] == 1 and summary["first_perfect_test"]["epoch"] == 1.0
+  lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  assert json.loads(lines[-1])["test_accuracy"] == 1.0

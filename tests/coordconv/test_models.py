@@ -1,7 +1,6 @@
 """The paper's task models: exact parameter counts and output shapes."""
 
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
