@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -82,7 +83,7 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   carry_sharding = carry_sharding or dp.replicated
   batch_sharding = batch_sharding or dp.batch
   # Copies, so that donating the carry to the step never deletes the caller's arrays.
-  place_carry = lambda c: jax.device_put(c, carry_sharding, may_alias=False)
+  place_carry = lambda c: jax.device_put(jax.tree.map(jnp.copy, c), carry_sharding)
   carry = place_carry(carry)
   extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:
