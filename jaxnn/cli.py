@@ -1,8 +1,9 @@
 """The `jaxnn` command: thin argument parsing over the library.
 
 Each method contributes a module with `register(subparsers)` that adds its
-subcommand and sets `func=handler(args) -> int`. Handlers import the library
-lazily so that `jaxnn --help` stays fast. User errors (`JaxnnError`, bad
+subcommand and sets `func=handler(args) -> int`. Only the module of the command
+being run is imported (a method's package imports JAX and Flax), so that
+`jaxnn --help` lists the commands without importing any of them. User errors (`JaxnnError`, bad
 paths) print one line and exit 2; there is never a traceback for them.
 """
 
@@ -14,24 +15,41 @@ import sys
 
 from jaxnn._errors import JaxnnError
 
-# Modules with a `register(subparsers)` function, one per command group.
-COMMAND_MODULES = (
-    "jaxnn.train._cli",
-    "jaxnn.coordconv._cli",
-    "jaxnn.lca._cli",
-    "jaxnn.subspace._cli",
-    "jaxnn.pplm._cli",
-)
+# Command -> (module with a `register(subparsers)` function, one-line help).
+COMMANDS = {
+    "train": ("jaxnn.train._cli", "train a network on a dataset (supervised)"),
+    "datasets": ("jaxnn.train._cli", "list the datasets and whether they work offline"),
+    "coordconv": ("jaxnn.coordconv._cli", "CoordConv (Liu et al. 2018): Not-so-Clevr experiments"),
+    "lca": ("jaxnn.lca._cli", "loss change allocation during training (Lan et al. 2019)"),
+    "subspace": ("jaxnn.subspace._cli", "random-subspace training and intrinsic dimension"),
+    "pplm": ("jaxnn.pplm._cli", "PPLM: steer GPT-2 with bags of words or discriminators"),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+  """The parser, with the full sub-parser of `command` only (None: every command).
+
+  The other commands get a placeholder that carries their help line, so the
+  top-level `--help` lists everything without importing the method packages.
+  """
   parser = argparse.ArgumentParser(
       prog="jaxnn", description="CoordConv, intrinsic dimension, LCA and PPLM in JAX.")
   parser.add_argument("--version", action="version", version=f"jaxnn {_version()}")
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-  for name in COMMAND_MODULES:
-    importlib.import_module(name).register(subparsers)
+  modules = COMMAND_MODULES if command is None else (
+      (COMMANDS[command][0],) if command in COMMANDS else ())
+  for module in modules:
+    importlib.import_module(module).register(subparsers)
+  for name, (_, help_line) in COMMANDS.items():
+    if name not in subparsers.choices:
+      subparsers.add_parser(name, help=help_line)
   return parser
+
+
+def _command(argv: list[str]) -> str:
+  """The first positional argument ("" if none): top-level options take no values."""
+  return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _version() -> str:
@@ -40,7 +58,8 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = build_parser()
+  argv = sys.argv[1:] if argv is None else list(argv)
+  parser = build_parser(_command(argv))
   args = parser.parse_args(argv)
   if not getattr(args, "func", None):
     parser.print_help()

@@ -48,3 +48,23 @@ def test_help_everywhere():
     proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", *args], env=ENV, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "usage: jaxnn" in proc.stdout
+
+
+def test_top_level_help_imports_no_method_package():
+  code = ("import sys\nfrom jaxnn.cli import main\n"
+          "try:\n  main(['--help'])\nexcept SystemExit:\n  pass\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'torch')))")
+  proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().splitlines()[-1] == "[]"
+  for command in ("train", "coordconv", "lca", "subspace", "pplm"):
+    assert command in proc.stdout
+
+
+def test_placeholder_help_lines_match_the_real_subcommands():
+  from jaxnn.cli import COMMANDS, build_parser
+  full = build_parser()
+  action = next(a for a in full._actions if a.dest == "command")
+  real = {c.dest: c.help for c in action._choices_actions}
+  assert real == {name: help_line for name, (_, help_line) in COMMANDS.items()}
