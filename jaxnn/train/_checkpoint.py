@@ -13,6 +13,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxnn._errors import CheckpointError
@@ -62,9 +63,17 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def restore(self, carry_like: Any, step: int | None = None) -> tuple[int, Any]:
-    """Restores the checkpoint at `step` (default latest) into `carry_like`'s structure."""
+    """Restores the checkpoint at `step` (default latest) into `carry_like`'s structure.
+
+    Leaves of `carry_like` that are jax Arrays keep their sharding; numpy
+    leaves are restored onto the first local device, so a checkpoint written
+    on other devices or hosts loads anywhere.
+    """
     step = self.latest_step() if step is None else step
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, carry_like)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+        if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), carry_like)
     try:
       carry = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many kinds for unreadable or mismatched files.

@@ -9,6 +9,7 @@ import pathlib
 import tempfile
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -40,14 +41,18 @@ class MetricsLog:
   """Appends one JSON object per line to `path` (e.g. run/metrics.jsonl).
 
   `truncate_after(step)` drops lines logged after a restored checkpoint, so a
-  resumed run's log reads as if it had never stopped.
+  resumed run's log reads as if it had never stopped. With several processes
+  (multi-host), only process 0 writes; every process computes the same records.
   """
 
   def __init__(self, path: str | pathlib.Path):
     self.path = pathlib.Path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
+    self.writer = jax.process_index() == 0
 
   def write(self, record: dict) -> None:
+    if not self.writer:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(to_jsonable(record)) + "\n")
 
@@ -57,7 +62,7 @@ class MetricsLog:
     return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
   def truncate_after(self, step: int) -> None:
-    if not self.path.exists():
+    if not self.writer or not self.path.exists():
       return
     kept = [r for r in self.read() if r.get("step", 0) <= step]
     fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")

@@ -124,8 +124,7 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
              dynamic_ncols=True, leave=False)
   try:
     for s in range(start, num_steps):
-      x, y = (jax.device_put(a, batch_sharding) for a in batcher.at_step(s)) \
-          if jax.process_count() == 1 else dp.shard_batch(*batcher.at_step(s))
+      x, y = dp.shard_batch(*batcher.at_step(s), sharding=batch_sharding)
       carry, metrics = step(carry, x, y, *extra_args)
       pending.append((s + 1, metrics))
       bar.update(1)

@@ -40,19 +40,17 @@ class DataParallel:
   def replicate(self, tree: Any) -> Any:
     return jax.device_put(tree, self.replicated)
 
-  def shard_batch(self, *arrays: np.ndarray):
-    """Places global-batch arrays split along axis 0 across the mesh.
+  def shard_batch(self, *arrays: np.ndarray, sharding: jax.sharding.Sharding | None = None):
+    """Places global-batch arrays with `sharding` (default: split along axis 0).
 
-    With several processes, each contributes the rows of its own devices.
+    Every process holds the same global batch (the batchers are deterministic),
+    so with several processes each one fills the shards of its own devices.
     """
+    sharding = sharding or self.batch
     if jax.process_count() == 1:
-      return tuple(jax.device_put(a, self.batch) for a in arrays)
-    out = []
-    for a in arrays:
-      rows = len(a) // jax.process_count()
-      local = a[jax.process_index() * rows:(jax.process_index() + 1) * rows]
-      out.append(jax.make_array_from_process_local_data(self.batch, local, a.shape))
-    return tuple(out)
+      return tuple(jax.device_put(a, sharding) for a in arrays)
+    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index])
+                 for a in arrays)
 
 
 def data_parallel(batch_size: int | None = None, num_devices: int | None = None) -> DataParallel:
