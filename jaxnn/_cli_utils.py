@@ -16,34 +16,27 @@ def int_list(text: str) -> tuple[int, ...]:
   return values
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, cast: type, valid, kind: str, requirement: str):
+  """`cast(text)` if `valid` of it, else an argparse error naming `requirement`."""
   try:
-    value = int(text)
+    value = cast(text)
   except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+  if not valid(value):
+    raise argparse.ArgumentTypeError(f"expected {requirement}, got {value}")
   return value
+
+
+def positive_int(text: str) -> int:
+  return _number(text, int, lambda v: v >= 1, "an integer", "a positive integer")
 
 
 def positive_float(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-  return value
+  return _number(text, float, lambda v: v > 0, "a number", "a positive number")
 
 
 def fraction(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-  if not 0 <= value <= 1:
-    raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {value}")
-  return value
+  return _number(text, float, lambda v: 0 <= v <= 1, "a number", "a fraction in [0, 1]")
 
 
 def size(text: str) -> int | float:
