@@ -1,18 +1,22 @@
 """LCA speed and disk, side by side in one run (MNIST-FC 784-100-50-10 on mnist5k).
 
-1. Overhead: the jitted train step with LCA (`with_lca`) against its floor, a
-   jitted step doing the train step and the same full-set gradient evaluations
-   (end point and midpoint, on the training and validation sets) and nothing
-   else. Goal: LCA / floor <= 1.2.
-2. The original's three-stage pipeline (`lca_three_stage.py`, PyTorch + numpy,
+1. The original's three-stage pipeline (`lca_three_stage.py`, PyTorch + numpy,
    every iterate and gradient through the disk) against `jaxnn.lca.run_lca`
    end to end (compile, training, LCA, analyses, checkpoints, records), from
    the same initial weights and batches, so that their LCA must agree too.
+   jaxnn runs twice: cold (an empty compilation cache: the first run of a
+   configuration) and warm (rerun with JAX's persistent compilation cache).
+   Wall and CPU seconds (user + system, all threads) of each side.
    Goal: >= 2x faster and >= 100x less disk.
+
+2. Overhead: the jitted train step with LCA (`with_lca`) against its floor, a
+   jitted step doing the train step and the same full-set gradient evaluations
+   (end point and midpoint, evaluated together on the training and validation
+   sets, as the accumulator does) and nothing else. Goal: LCA / floor <= 1.2.
 
 Both sides get the same threads: run pinned to one core,
 
-  taskset -c 0 python benchmarks/lca_bench.py --epochs 10
+  taskset -c 0 python benchmarks/lca_bench.py --epochs 30
 
 (XLA's CPU client and PyTorch are both set to a single thread below).
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import shutil
 import tempfile
 import time
@@ -34,13 +39,42 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from jaxnn.data import EpochBatcher, load_dataset  # noqa: E402
-from jaxnn.lca import (LCAConfig, full_set_loss, lca_accumulator, make_eval_set, run_lca,  # noqa: E402
+from jaxnn.lca import (LCAConfig, full_set_loss, lca_accumulator, make_eval_sets, run_lca,  # noqa: E402
                        with_lca)
 from jaxnn.models import create_model  # noqa: E402
 from jaxnn.train import from_nnx, init_train_state, make_optimizer, make_train_step  # noqa: E402
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
+
+
+COMPILES = {"count": 0, "seconds": 0.0, "cache_hits": 0}
+
+
+def _on_event(event: str, duration: float, **kwargs) -> None:
+  del kwargs
+  if event == "/jax/core/compile/backend_compile_duration":
+    COMPILES["count"] += 1
+    COMPILES["seconds"] += duration
+  elif event == "/jax/compilation_cache/cache_retrieval_time_sec":
+    COMPILES["cache_hits"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _timed(fn):
+  """(result, wall seconds, CPU seconds, compilations {count, seconds, cache_hits})."""
+  before = dict(COMPILES)
+  w0, c0 = time.perf_counter(), _cpu_seconds()
+  result = fn()
+  wall, cpu = time.perf_counter() - w0, _cpu_seconds() - c0
+  return result, wall, cpu, {k: COMPILES[k] - before[k] for k in COMPILES}
 
 
 def _dir_bytes(path: pathlib.Path) -> int:
@@ -51,34 +85,34 @@ def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
   model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes, widths=config.widths))
   optimizer = make_optimizer("momentum", config.learning_rate, momentum=config.momentum)
   train_step = make_train_step(model, optimizer)
-  sets = (make_eval_set(dataset.train, config.chunk_size), make_eval_set(dataset.validation, config.chunk_size))
+  eval_set = make_eval_sets([dataset.train, dataset.validation], config.chunk_size)
   acc = lca_accumulator(model, steps)
-  vg = full_set_loss(model)
+  # The two points of an iteration at once, as the accumulator evaluates them.
+  vg_pair = jax.vmap(full_set_loss(model), in_axes=(0, None, None))
   lca_step = jax.jit(with_lca(train_step, acc))
 
   @jax.jit
-  def floor_step(state, x, y, *eval_sets):
+  def floor_step(state, x, y, eval_set):
     new_state, metrics = train_step(state, x, y)
-    mid = jax.tree.map(lambda a, b: (a + b) / 2, state.params, new_state.params)
-    grads = [(vg(new_state.params, new_state.model_state, s), vg(mid, new_state.model_state, s))
-             for s in eval_sets]
-    return new_state, grads
+    end_mid = jax.tree.map(lambda a, b: jax.numpy.stack([b, (a + b) / 2]), state.params,
+                           new_state.params)
+    return new_state, vg_pair(end_mid, new_state.model_state, eval_set)
 
   batcher = EpochBatcher(dataset.train, config.batch_size, 0)
   batches = [batcher.at_step(t) for t in range(steps)]
   state0 = init_train_state(model, optimizer)
-  lca0 = jax.jit(acc.init)(model.params, model.state, sets)
+  lca0 = jax.jit(acc.init)(model.params, model.state, eval_set)
 
   def run_lca_steps():
     carry = (state0, lca0)
     for x, y in batches:
-      carry, _ = lca_step(carry, x, y, *sets)
+      carry, _ = lca_step(carry, x, y, eval_set)
     return jax.block_until_ready(carry)
 
   def run_floor_steps():
     state = state0
     for x, y in batches:
-      state, grads = floor_step(state, x, y, *sets)
+      state, grads = floor_step(state, x, y, eval_set)
     return jax.block_until_ready((state, grads))
 
   carry = run_lca_steps()  # compile both first
@@ -86,32 +120,50 @@ def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
   times = {"lca": [], "floor": []}
   for _ in range(repeats):
     for name, fn in (("lca", run_lca_steps), ("floor", run_floor_steps)):
-      t0 = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t0)
-  splits = np.concatenate([np.asarray(r.splits_T) for r in carry[1].sets])
+      times[name].append(_timed(fn)[2])
+  splits = np.asarray(carry[1].sets.splits_T)
   lca_s, floor_s = float(np.median(times["lca"])), float(np.median(times["floor"]))
+  # Per example and point: forward, weight gradient and input gradient products of each dense
+  # layer (2 flops per multiply-add), but no input gradient for the first layer.
+  kernels = [model.params[layer]["kernel"].size for layer in ("dense0", "dense1", "dense2")]
+  flops = 2 * sum(len(s) for s in (dataset.train, dataset.validation)) * (
+      4 * kernels[0] + 6 * sum(kernels[1:]))
+  a, b = jax.numpy.ones((1000, 784)), jax.numpy.ones((784, 200))
+  matmul = jax.jit(lambda a, b: a @ b)
+  jax.block_until_ready(matmul(a, b))
+  mm_cpu = _timed(lambda: [jax.block_until_ready(matmul(a, b)) for _ in range(100)])[2] / 100
   return {"steps": steps, "lca_s": lca_s, "floor_s": floor_s, "ratio": lca_s / floor_s,
-          "all_runs": times, "mean_splits": float(splits.mean())}
+          "all_runs": times, "mean_splits": float(splits.mean()),
+          "lca_gflops": flops * steps / lca_s / 1e9,
+          "matmul_gflops": 2 * 1000 * 784 * 200 / mm_cpu / 1e9}
+
+
+def _jaxnn_side(dataset, config: LCAConfig, out: pathlib.Path) -> dict:
+  summary, wall, cpu, compiles = _timed(lambda: run_lca(config, out, dataset=dataset))
+  outputs = [out / "summary.json", out / "lca_records.npz"]
+  return {"summary": summary, "wall_s": wall, "cpu_s": cpu, "compiles": compiles,
+          "timings": summary["timings"], "disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
+          "disk_bytes_with_checkpoints": _dir_bytes(out)}
 
 
 def pipelines(dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
-  ours_dir = workdir / "jaxnn"
-  t0 = time.perf_counter()
-  ours = run_lca(config, ours_dir, dataset=dataset)
-  ours_s = time.perf_counter() - t0
-  outputs = [ours_dir / "summary.json", ours_dir / "lca_records.npz"]
+  cache = workdir / "xla_cache"
+  config = LCAConfig(**{**config.__dict__, "compile_cache": str(cache)})
+  cold = _jaxnn_side(dataset, config, workdir / "jaxnn_cold")
   model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes, seed=config.seed,
                                 widths=config.widths))
   init = [np.asarray(x) for layer in ("dense0", "dense1", "dense2")
           for x in (model.params[layer]["kernel"], model.params[layer]["bias"])]
   batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
   steps = config.epochs * batcher.steps_per_epoch
-  three = three_stage_lca(init, batcher, steps,
-                          {"train": (dataset.train.x, dataset.train.y),
-                           "validation": (dataset.validation.x, dataset.validation.y)},
-                          workdir / "three_stage", config.learning_rate, config.momentum)
+  three, three_wall, three_cpu, _ = _timed(lambda: three_stage_lca(
+      init, batcher, steps, {"train": (dataset.train.x, dataset.train.y),
+                             "validation": (dataset.validation.x, dataset.validation.y)},
+      workdir / "three_stage", config.learning_rate, config.momentum))
+  shutil.rmtree(workdir / "three_stage")
+  warm = _jaxnn_side(dataset, config, workdir / "jaxnn_warm")
   parity = {}
+  ours = cold["summary"]
   for name in ("train", "validation"):
     ours_layers = np.array(list(ours[name]["layer_totals"].values()))
     theirs = np.array(three["sets"][name]["layer_totals"])
@@ -120,10 +172,8 @@ def pipelines(dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
         "max_rel_diff_layer_totals": float(np.max(np.abs(ours_layers - theirs) / np.abs(theirs))),
         "fraction_helped_jaxnn": ours[name]["fraction_helped_mean"],
         "fraction_helped_three_stage": float(np.mean(three["sets"][name]["helped_T"]) / ours[name]["num_params"])}
-  return {"steps": steps, "jaxnn_s": ours_s, "three_stage_s": three["seconds"],
-          "three_stage_stages_s": three["timings"], "speedup": three["seconds"] / ours_s,
-          "jaxnn_disk_bytes_with_checkpoints": _dir_bytes(ours_dir),
-          "jaxnn_disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
+  return {"steps": steps, "cold": cold, "warm": warm, "three_stage_wall_s": three_wall,
+          "three_stage_cpu_s": three_cpu, "three_stage_stages_s": three["timings"],
           "three_stage_disk_bytes": three["disk_bytes"], "parity": parity}
 
 
@@ -139,12 +189,7 @@ def main():
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}, "
         f"affinity {sorted(os.sched_getaffinity(0))}")
-  o = overhead(dataset, config, args.overhead_steps, args.repeats)
-  print(f"\n1. overhead over {o['steps']} steps (median of {args.repeats}; mean Simpson splits "
-        f"{o['mean_splits']:.2f}):")
-  print(f"   train step + LCA: {o['lca_s']:.3f} s; floor (train step + the same gradient "
-        f"evaluations): {o['floor_s']:.3f} s; ratio {o['ratio']:.3f} (goal <= 1.2)")
-  print(f"   all runs: {o['all_runs']}")
+  print(f"load average at start: {os.getloadavg()}")
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="lca_bench_"))
   try:
     p = pipelines(dataset, config, workdir)
@@ -152,20 +197,38 @@ def main():
     if args.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
   mb = lambda b: b / 2 ** 20
-  print(f"\n2. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + validation LCA:")
-  print(f"   jaxnn run_lca end to end: {p['jaxnn_s']:.1f} s; three-stage: {p['three_stage_s']:.1f} s "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in p['three_stage_stages_s'].items())}); "
-        f"speedup {p['speedup']:.2f}x (goal >= 2)")
+  print(f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + validation LCA:")
+  print(f"   three-stage: wall {p['three_stage_wall_s']:.1f} s, CPU {p['three_stage_cpu_s']:.1f} s "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in p['three_stage_stages_s'].items())} wall)")
+  for side in ("cold", "warm"):
+    q = p[side]
+    print(f"   jaxnn run_lca {side}: wall {q['wall_s']:.1f} s, CPU {q['cpu_s']:.1f} s "
+          f"(parts, wall: {', '.join(f'{k} {v:.1f} s' for k, v in q['timings'].items())}; "
+          f"{q['compiles']['count']} XLA compilations {q['compiles']['seconds']:.1f} s wall, "
+          f"{q['compiles']['cache_hits']} from the cache); speedup wall "
+          f"{p['three_stage_wall_s'] / q['wall_s']:.2f}x, CPU {p['three_stage_cpu_s'] / q['cpu_s']:.2f}x "
+          f"(goal >= 2)")
+  q = p["cold"]
   print(f"   disk: three-stage {mb(p['three_stage_disk_bytes']):.1f} MiB; jaxnn outputs "
-        f"{mb(p['jaxnn_disk_bytes_outputs']):.2f} MiB "
-        f"({p['three_stage_disk_bytes'] / p['jaxnn_disk_bytes_outputs']:.0f}x less), with its Orbax "
-        f"checkpoints {mb(p['jaxnn_disk_bytes_with_checkpoints']):.2f} MiB "
-        f"({p['three_stage_disk_bytes'] / p['jaxnn_disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)")
+        f"{mb(q['disk_bytes_outputs']):.2f} MiB "
+        f"({p['three_stage_disk_bytes'] / q['disk_bytes_outputs']:.0f}x less), with its Orbax "
+        f"checkpoints {mb(q['disk_bytes_with_checkpoints']):.2f} MiB "
+        f"({p['three_stage_disk_bytes'] / q['disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)")
   for name, q in p["parity"].items():
     print(f"   parity {name}: layer totals jaxnn {np.round(q['layer_totals_jaxnn'], 5).tolist()} vs "
           f"three-stage {np.round(q['layer_totals_three_stage'], 5).tolist()} (max rel diff "
           f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped {q['fraction_helped_jaxnn']:.4f} vs "
           f"{q['fraction_helped_three_stage']:.4f}")
+  if args.overhead_steps:
+    o = overhead(dataset, config, args.overhead_steps, args.repeats)
+    print(f"\n2. overhead over {o['steps']} steps, CPU seconds (median of {args.repeats}; mean "
+          f"Simpson splits {o['mean_splits']:.2f}):")
+    print(f"   train step + LCA: {o['lca_s']:.3f} s; floor (train step + the same gradient "
+          f"evaluations): {o['floor_s']:.3f} s; ratio {o['ratio']:.3f} (goal <= 1.2)")
+    print(f"   all runs: {o['all_runs']}")
+    print(f"   LCA step at {o['lca_gflops']:.0f} GFLOP/s (dense-layer products) vs a bare jitted "
+          f"1000x784 @ 784x200 matmul at {o['matmul_gflops']:.0f} GFLOP/s")
+  print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ References:
 
 from jaxnn.lca._accumulate import (METHODS, EvalSet, LCAAccumulator, LCAState, Layout, SetRecord,
                                    full_set_loss, layer_names, lca_accumulator, make_eval_set,
-                                   make_layout, with_lca)
+                                   make_eval_sets, make_layout, with_lca)
 from jaxnn.lca._analysis import records_to_numpy, summarize, synchronization
 from jaxnn.lca._integrate import (MAX_SPLITS, THRESHOLD, Allocation, Point, adaptive_simpson,
                                   first_order, simpson, simpson_weights, tree_sum)
@@ -27,7 +27,7 @@ from jaxnn.lca._stream import LCAStream
 __all__ = [
     "Allocation", "EvalSet", "LCAAccumulator", "LCAConfig", "LCAState", "LCAStream", "Layout",
     "MAX_SPLITS", "METHODS", "Point", "SetRecord", "THRESHOLD", "VIEWS", "adaptive_simpson",
-    "first_order", "full_set_loss", "layer_names", "lca_accumulator", "make_eval_set",
+    "first_order", "full_set_loss", "layer_names", "lca_accumulator", "make_eval_set", "make_eval_sets",
     "make_layout", "plot_all", "records_to_numpy", "run_lca", "simpson", "simpson_weights",
     "summarize", "synchronization", "tree_sum", "with_lca",
 ]

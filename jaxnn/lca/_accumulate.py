@@ -30,8 +30,7 @@ import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.data import Split
-from jaxnn.lca._integrate import (MAX_SPLITS, THRESHOLD, Allocation, Point, adaptive_simpson,
-                                  first_order, tree_sum)
+from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD, Point, tree_sum
 from jaxnn.train import CLASSIFICATION, FunctionalModel, Objective
 
 PyTree = Any
@@ -39,72 +38,136 @@ METHODS = ("simpson", "first_order")
 
 
 class EvalSet(NamedTuple):
-  """A whole evaluation set cut into equal chunks, padded with mask 0.
+  """One or more evaluation sets cut into chunks of one size, padded with mask 0.
+
+  Every chunk holds examples of a single set, so one pass over the chunks
+  gives the gradient of every set (train and validation share the compiled
+  computation and its matrix products).
 
   Attributes:
     x: inputs, shape (chunks, chunk_size, ...).
     y: targets, shape (chunks, chunk_size, ...).
     mask: 1 for real examples, 0 for padding, shape (chunks, chunk_size).
+    set_C: the set of each chunk, int32, shape (chunks,).
+    count_S: real examples per set, float32, shape (sets,).
   """
 
   x: np.ndarray
   y: np.ndarray
   mask: np.ndarray
+  set_C: np.ndarray
+  count_S: np.ndarray
+
+  @property
+  def num_sets(self) -> int:
+    return self.count_S.shape[0]
+
+
+def _chunk_size(sizes: Sequence[int], chunk_size: int, num_devices: int) -> int:
+  """The chunk size <= `chunk_size` (a multiple of `num_devices`) padding the sets least.
+
+  Each extra chunk is charged as 32 padded examples (a chunk has a fixed cost),
+  so 3,600 + 400 examples with chunks of at most 1,000 make 10 chunks of 400.
+  """
+  candidates = range(num_devices, max(chunk_size, num_devices) + 1, num_devices)
+  cost = lambda c: sum(-(-n // c) * (c + 32) for n in sizes)
+  return min(candidates, key=lambda c: (cost(c), -c))
+
+
+def make_eval_sets(splits: Sequence[Split], chunk_size: int = 1000,
+                   num_devices: int = 1) -> EvalSet:
+  """Cuts `splits` into chunks of one size for full-set gradients of each.
+
+  Args:
+    splits: the evaluation sets (whole splits, or fixed subsets the user
+      picked), e.g. (train, validation).
+    chunk_size: the most examples per chunk (a chunk's activations bound the
+      memory); the size is picked to pad the sets least.
+    num_devices: devices a chunk is split across.
+  """
+  if not splits:
+    raise JaxnnError("LCA needs at least one evaluation set (e.g. the training set)")
+  if chunk_size < 1:
+    raise JaxnnError(f"chunk size must be positive, got {chunk_size}")
+  sizes = [len(s) for s in splits]
+  if min(sizes) == 0:
+    raise JaxnnError("an LCA evaluation set is empty; pass a split with examples "
+                     "(or no validation set)")
+  chunk = _chunk_size(sizes, chunk_size, num_devices)
+  xs, ys, masks, sets = [], [], [], []
+  for i, split in enumerate(splits):
+    chunks = -(-len(split) // chunk)
+    pad = chunks * chunk - len(split)
+    pad_rows = lambda a: np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+    shape = lambda a: a.reshape(chunks, chunk, *a.shape[1:])
+    xs.append(shape(pad_rows(split.x)))
+    ys.append(shape(pad_rows(split.y)))
+    masks.append(shape(np.concatenate([np.ones(len(split), np.float32), np.zeros(pad, np.float32)])))
+    sets.append(np.full(chunks, i, np.int32))
+  return EvalSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(masks),
+                 np.concatenate(sets), np.asarray(sizes, np.float32))
 
 
 def make_eval_set(split: Split, chunk_size: int = 1000, num_devices: int = 1) -> EvalSet:
-  """Cuts `split` into chunks for full-set gradients (a chunk's activations bound the memory).
-
-  Args:
-    split: the examples (a whole split, or a fixed subset the user picked).
-    chunk_size: the most examples per chunk; the chunks are balanced (3,600
-      examples in chunks of at most 1,000 make 4 chunks of 900) and rounded up
-      to a multiple of `num_devices`.
-    num_devices: devices a chunk is split across.
-  """
-  n = len(split)
-  if n == 0:
-    raise JaxnnError("an LCA evaluation set is empty; pass a split with examples "
-                     "(or no validation set)")
-  if chunk_size < 1:
-    raise JaxnnError(f"chunk size must be positive, got {chunk_size}")
-  chunks = -(-n // min(chunk_size, n))
-  chunk = -(-n // (chunks * num_devices)) * num_devices  # balanced: padding < chunks * devices
-  pad = chunks * chunk - n
-  pad_rows = lambda a: np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
-  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  shape = lambda a: a.reshape(chunks, chunk, *a.shape[1:])
-  return EvalSet(shape(pad_rows(split.x)), shape(pad_rows(split.y)), shape(mask))
+  """`make_eval_sets` of one split."""
+  return make_eval_sets([split], chunk_size, num_devices)
 
 
-def full_set_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
-                  chunk_sharding=None) -> Callable[[PyTree, PyTree, EvalSet], Point]:
-  """`value_and_grad(params, model_state, eval_set) -> Point` of the mean data loss.
+def _points_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
+                 chunk_sharding=None) -> Callable[[PyTree, PyTree, EvalSet], Point]:
+  """`value_and_grad(params_X, model_state_X, eval_set) -> Point` at X points at once.
 
-  One chunk at a time (`lax.scan` over chunks, each with its own backward
-  pass), so memory is that of one chunk. Inference mode: `train=False`, no
-  dropout key. `chunk_sharding` (e.g. `DataParallel.batch`) splits each chunk
-  across devices.
+  `params_X` and `model_state_X` carry a leading axis of X points; the result
+  holds the mean data loss of every set at every point, `loss` of shape
+  (X, S) and each gradient leaf (X, S, ...). One chunk at a time (`lax.scan`
+  over chunks), with the X points vmapped inside a chunk so that they share
+  its reads (the matrix products of a dense layer become one wider product).
+  Inference mode: `train=False`, no dropout key.
   """
 
   def chunk_loss(params, model_state, x, y, mask):
     outputs, _ = model.apply(params, model_state, x, False, None)
     return jnp.sum(objective.loss(outputs, y) * mask)
 
-  grad_chunk = jax.value_and_grad(chunk_loss)
+  grad_chunk = jax.vmap(jax.value_and_grad(chunk_loss), in_axes=(0, 0, None, None, None))
 
-  def value_and_grad(params, model_state, eval_set: EvalSet) -> Point:
+  def value_and_grad(params_X, model_state_X, eval_set: EvalSet) -> Point:
+    S = eval_set.num_sets
+
     def body(acc, chunk):
-      x, y, mask = chunk
+      x, y, mask, s = chunk
       if chunk_sharding is not None:
         x, y, mask = (jax.lax.with_sharding_constraint(a, chunk_sharding) for a in (x, y, mask))
-      loss, grad = grad_chunk(params, model_state, x, y, mask)
-      return jax.tree.map(jnp.add, acc, (loss, grad)), None
+      value = grad_chunk(params_X, model_state_X, x, y, mask)
+      return jax.tree.map(lambda a, v: a.at[:, s].add(v), acc, value), None
 
-    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-    (loss, grad), _ = jax.lax.scan(body, zero, eval_set)
-    count = jnp.sum(eval_set.mask)
-    return Point(loss / count, jax.tree.map(lambda g: g / count.astype(g.dtype), grad))
+    X = jax.tree.leaves(params_X)[0].shape[0]
+    zero = (jnp.zeros((X, S), jnp.float32),
+            jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), params_X))
+    chunks = (eval_set.x, eval_set.y, eval_set.mask, eval_set.set_C)
+    (loss, grad), _ = jax.lax.scan(body, zero, chunks)
+    count_S = eval_set.count_S
+    return Point(loss / count_S[None],
+                 jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad))
+
+  return value_and_grad
+
+
+def full_set_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
+                  chunk_sharding=None) -> Callable[[PyTree, PyTree, EvalSet], Point]:
+  """`value_and_grad(params, model_state, eval_set) -> Point` of the mean data loss per set.
+
+  The loss has shape (S,) and each gradient leaf (S, ...) for the S sets of
+  `eval_set`, computed one chunk at a time (memory is that of one chunk) in
+  inference mode: `train=False`, no dropout key. `chunk_sharding` (e.g.
+  `DataParallel.batch`) splits each chunk across devices.
+  """
+  vg = _points_loss(model, objective, chunk_sharding)
+
+  def value_and_grad(params, model_state, eval_set: EvalSet) -> Point:
+    add_axis = lambda tree: jax.tree.map(lambda a: a[None], tree)
+    point = vg(add_axis(params), add_axis(model_state), eval_set)
+    return jax.tree.map(lambda a: a[0], point)
 
   return value_and_grad
 
@@ -129,7 +192,8 @@ class Layout:
   A neuron is an output unit of a layer (the last axis of its kernel): its LCA
   is the sum over its incoming weights and its bias, as in the paper's
   neuron x iteration view. Leaves whose last axis differs from the layer's
-  first leaf form their own group of neurons.
+  first leaf form their own group of neurons. Flat parameter vectors follow
+  the leaf order (`jax.tree.leaves`), each leaf raveled.
   """
 
   layers: tuple[str, ...]  # distinct layer names, in parameter order
@@ -137,6 +201,7 @@ class Layout:
   leaf_neuron_offset: tuple[int, ...]  # first neuron of each leaf's units
   neuron_layer: tuple[int, ...]  # layer index of each neuron
   num_params: int
+  leaf_shapes: tuple[tuple[int, ...], ...] = ()  # shape of each leaf
 
   @property
   def num_neurons(self) -> int:
@@ -156,34 +221,48 @@ def make_layout(params: PyTree) -> Layout:
       neuron_layer.extend([layers.index(name)] * group[1])
     offsets.append(groups[group])
   return Layout(layers, tuple(layers.index(n) for n in names), tuple(offsets), tuple(neuron_layer),
-                sum(math.prod(jnp.shape(p)) for p in leaves))
+                sum(math.prod(jnp.shape(p)) for p in leaves),
+                tuple(tuple(int(d) for d in jnp.shape(p)) for p in leaves))
 
 
-def _per_layer(layout: Layout, tree: PyTree) -> jax.Array:
-  out = jnp.zeros(len(layout.layers), jnp.float32)
-  for layer, leaf in zip(layout.leaf_layer, jax.tree.leaves(tree)):
-    out = out.at[layer].add(jnp.sum(leaf, dtype=jnp.float32))
-  return out
+def _leaf_slices(layout: Layout) -> list[slice]:
+  bounds = np.cumsum([0] + [math.prod(s) for s in layout.leaf_shapes]).tolist()
+  return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _per_neuron(layout: Layout, tree: PyTree) -> jax.Array:
-  out = jnp.zeros(layout.num_neurons, jnp.float32)
-  for offset, leaf in zip(layout.leaf_neuron_offset, jax.tree.leaves(tree)):
-    units = leaf.reshape(-1, leaf.shape[-1]).sum(0, dtype=jnp.float32) if leaf.ndim else leaf[None]
-    out = out.at[offset:offset + units.shape[0]].add(units)
-  return out
+def _per_layer(layout: Layout, flat_P: jax.Array) -> jax.Array:
+  """Sums of a flat (..., P) array over each layer's parameters: (..., L)."""
+  sums: list[list[jax.Array]] = [[] for _ in layout.layers]
+  for layer, sl in zip(layout.leaf_layer, _leaf_slices(layout)):
+    sums[layer].append(jnp.sum(flat_P[..., sl], -1, dtype=jnp.float32))
+  return jnp.stack([sum(s) for s in sums], -1)
 
 
-def _flat(tree: PyTree) -> jax.Array:
-  return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)])
+def _per_neuron(layout: Layout, flat_P: jax.Array) -> jax.Array:
+  """Sums of a flat (..., P) array over each neuron's parameters: (..., N)."""
+  lead = flat_P.shape[:-1]
+  groups: dict[int, jax.Array] = {}
+  for offset, shape, sl in zip(layout.leaf_neuron_offset, layout.leaf_shapes, _leaf_slices(layout)):
+    units = shape[-1] if shape else 1
+    sums = jnp.sum(flat_P[..., sl].reshape(*lead, -1, units), -2, dtype=jnp.float32)
+    groups[offset] = groups[offset] + sums if offset in groups else sums
+  return jnp.concatenate([groups[o] for o in sorted(groups)], -1)
+
+
+def _flat(tree: PyTree, lead: int = 0) -> jax.Array:
+  """The leaves raveled and concatenated after `lead` leading axes they share."""
+  return jnp.concatenate([x.reshape(*x.shape[:lead], -1) for x in jax.tree.leaves(tree)], lead)
 
 
 class SetRecord(NamedTuple):
-  """What is accumulated for one evaluation set (T iterations, P parameters).
+  """What is accumulated for the S evaluation sets (T iterations, P parameters).
+
+  Every field has a leading axis of S sets (`records_to_numpy` splits them);
+  per-parameter arrays are flat, in the order of `Layout`.
 
   Attributes:
-    start: loss and gradient at the current parameters (the next iteration's
-      start point, so each endpoint gradient is computed once).
+    start: loss and flat gradient at the current parameters (the next
+      iteration's start point, so each endpoint gradient is computed once).
     loss_T1: L(theta_t), t = 0..T (at theta_t, with the running statistics of
       step t for a stateful model).
     lca_T: sum_i A[t, i], the allocated loss change.
@@ -198,9 +277,9 @@ class SetRecord(NamedTuple):
     helped_T: number of parameters with A[t, i] < 0.
     moved_T: number of parameters with theta_{t+1, i} != theta_{t, i}.
     tracked_TxK: A[t, i] for K tracked parameters.
-    total: sum_t A[t, i] per parameter (pytree like the parameters).
-    helped_count: iterations in which each parameter helped (int32 pytree).
-    moved_count: iterations in which each parameter moved (int32 pytree).
+    total_P: sum_t A[t, i] per parameter.
+    helped_count_P: iterations in which each parameter helped (int32).
+    moved_count_P: iterations in which each parameter moved (int32).
   """
 
   start: Point
@@ -216,35 +295,38 @@ class SetRecord(NamedTuple):
   helped_T: jax.Array
   moved_T: jax.Array
   tracked_TxK: jax.Array
-  total: PyTree
-  helped_count: PyTree
-  moved_count: PyTree
+  total_P: jax.Array
+  helped_count_P: jax.Array
+  moved_count_P: jax.Array
 
 
 class LCAState(NamedTuple):
-  """The accumulator's carry: the iteration, tracked parameters and one record per set.
+  """The accumulator's carry: the iteration, tracked parameters and the sets' records.
 
   Attributes:
     iteration: the next iteration's index t.
+    has_start: whether `sets.start` holds the gradient at the current
+      parameters (False before the first iteration, which computes it).
     tracked_index_K: flat indices of the parameters whose per-iteration LCA and
       values are kept (for trajectory plots).
     tracked_value_T1xK: their values at theta_0..theta_T.
-    sets: one `SetRecord` per evaluation set.
+    sets: the `SetRecord` of all evaluation sets, stacked on a leading axis.
   """
 
   iteration: jax.Array
+  has_start: jax.Array
   tracked_index_K: jax.Array
   tracked_value_T1xK: jax.Array
-  sets: tuple[SetRecord, ...]
+  sets: SetRecord
 
 
 class LCAAccumulator(NamedTuple):
   """Pure functions of an LCA computation (see `lca_accumulator`).
 
   Attributes:
-    init: `init(params, model_state, eval_sets) -> LCAState`.
+    init: `init(params, model_state, eval_set) -> LCAState`.
     update: `update(state, params0, params1, model_state0, model_state1,
-      eval_sets) -> (state, metrics)`: allocates one iteration.
+      eval_set) -> (state, metrics)`: allocates one iteration.
     layout: the static layer / neuron grouping.
     set_names: names of the evaluation sets, in order.
     num_steps: T, the iterations the per-iteration arrays hold.
@@ -257,6 +339,10 @@ class LCAAccumulator(NamedTuple):
   num_steps: int
 
 
+# Rounds of the evaluation loop of one iteration; each evaluates the gradient at two points.
+_START, _BASE, _REFINE = 0, 1, 2
+
+
 def lca_accumulator(model: FunctionalModel, num_steps: int, *,
                     objective: Objective = CLASSIFICATION,
                     set_names: Sequence[str] = ("train", "validation"), method: str = "simpson",
@@ -266,13 +352,23 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
                     ) -> LCAAccumulator:
   """An LCA accumulator for `model` over a run of `num_steps` iterations.
 
+  Each iteration evaluates full-set gradients in rounds of two points (one
+  compiled copy of the gradient, the two points sharing every chunk's
+  matrix products, all sets in the same pass): the end point theta_{t+1}
+  with the midpoint, then, while some set's |error| exceeds `threshold`, the
+  new odd points of the next Simpson level two by two (as in
+  `adaptive_simpson`; a set whose error is within the threshold keeps the
+  level it reached). The end point's gradient is the next iteration's start,
+  so a stateless model needs two points per iteration. The first iteration
+  adds a round for the start point (so `init` evaluates nothing).
+
   Inference mode while evaluating: dropout off. A BatchNorm model is evaluated
   on its running statistics, not per-chunk batch statistics (the original's
   choice), so that the loss is the one the model is evaluated with and does not
   depend on how the set is chunked. The statistics change at every step, so
   iteration t integrates L(., s_{t+1}) (the statistics after the step) from
   theta_t to theta_{t+1}, and the jump L(theta_t, s_{t+1}) - L(theta_t, s_t)
-  is recorded apart as `state_change_T` (one extra gradient per iteration for
+  is recorded apart as `state_change_T` (one extra round per iteration for
   such models; zero and free for stateless ones): the LCA plus the state
   changes add up to the loss change exactly.
 
@@ -280,7 +376,8 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     model: the model; its `params` define the parameters allocated.
     num_steps: T, the length of the per-iteration records.
     objective: per-example data loss (no weight decay is ever added).
-    set_names: names of the evaluation sets passed to `init` / `update`.
+    set_names: names of the evaluation sets of the `EvalSet` passed to
+      `init` / `update` (see `make_eval_sets`).
     method: "simpson" (adaptive, the paper's "RK4") or "first_order".
     threshold: |error| per iteration above which Simpson refines (loss units).
     max_splits: Simpson cap, a power of two (2, 4, ..., 32 in the paper).
@@ -304,100 +401,152 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
   layout = make_layout(model.params)
   set_names = tuple(set_names)
   stateful = bool(jax.tree.leaves(model.state))
-  value_and_grad = full_set_loss(model, objective, chunk_sharding)
+  simpson = method == "simpson"
+  points_loss = _points_loss(model, objective, chunk_sharding)
   num_tracked = min(num_tracked, layout.num_params)
-  T, L, N, K = num_steps, len(layout.layers), layout.num_neurons, num_tracked
+  T, S, L, N, K = num_steps, len(set_names), len(layout.layers), layout.num_neurons, num_tracked
 
-  def check_sets(eval_sets):
-    if len(eval_sets) != len(set_names):
-      raise JaxnnError(f"LCA was set up for {len(set_names)} evaluation sets {set_names}, "
-                       f"got {len(eval_sets)}")
+  def check_sets(eval_set):
+    if not isinstance(eval_set, EvalSet) or eval_set.num_sets != S:
+      got = f"{eval_set.num_sets}" if isinstance(eval_set, EvalSet) else f"a {type(eval_set).__name__}"
+      raise JaxnnError(f"LCA was set up for {S} evaluation sets {set_names}, got {got}; pass "
+                       "make_eval_sets([...]) of that many splits")
 
-  def init(params, model_state, eval_sets) -> LCAState:
-    check_sets(eval_sets)
+  def init(params, model_state, eval_set) -> LCAState:
+    del model_state  # The first update evaluates the start point.
+    check_sets(eval_set)
     index_K = jnp.asarray(np.sort(np.random.default_rng(seed).choice(
         layout.num_params, K, replace=False)), jnp.int32)
-    zeros_int = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.int32), params)
-
-    def record(eval_set):
-      start = value_and_grad(params, model_state, eval_set)
-      f = lambda *shape: jnp.zeros(shape, jnp.float32)
-      return SetRecord(start, f(T + 1).at[0].set(start.loss), f(T), f(T), f(T), f(T),
-                       jnp.zeros(T, jnp.int32), f(T), f(T, L), f(T, N), jnp.zeros(T, jnp.int32),
-                       jnp.zeros(T, jnp.int32), f(T, K), jax.tree.map(jnp.zeros_like, params),
-                       zeros_int(), zeros_int())
-
+    f = lambda *shape: jnp.zeros((S, *shape), jnp.float32)
+    i = lambda *shape: jnp.zeros((S, *shape), jnp.int32)
+    P = layout.num_params
+    sets = SetRecord(Point(f(), f(P)), f(T + 1), f(T), f(T), f(T), f(T), i(T), f(T), f(T, L),
+                     f(T, N), i(T), i(T), f(T, K), f(P), i(P), i(P))
     values = jnp.zeros((T + 1, K), jnp.float32).at[0].set(_flat(params)[index_K])
-    return LCAState(jnp.zeros((), jnp.int32), index_K, values,
-                    tuple(record(s) for s in eval_sets))
+    return LCAState(jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets)
 
-  def allocate(rec: SetRecord, params0, params1, model_state1, eval_set):
-    vg = lambda p: value_and_grad(p, model_state1, eval_set)
-    end = vg(params1)
-    start = vg(params0) if stateful else rec.start
-    state_change = start.loss - rec.start.loss if stateful else jnp.zeros((), jnp.float32)
-    if method == "simpson":
-      alloc = adaptive_simpson(vg, params0, params1, start, end, threshold, max_splits)
-    else:
-      alloc = first_order(params0, params1, start, end.loss)
-    first = alloc if method == "first_order" else first_order(params0, params1, start, end.loss)
-    return end, state_change, alloc, first
+  def evaluate(state: LCAState, params0, delta, model_state0, model_state1, eval_set):
+    """Start and end points and the allocation, per set, in rounds of two gradient points.
 
-  def update(state: LCAState, params0, params1, model_state0, model_state1, eval_sets):
-    del model_state0  # The state change is measured from the carried start point.
-    check_sets(eval_sets)
+    Everything but the model's evaluation works on flat (S, P) arrays: fewer
+    operations to compile than one per parameter leaf.
+    """
+    delta_P = _flat(delta)
+    need_start = jnp.asarray(True) if stateful else ~state.has_start
+    new_old = jax.tree.map(lambda a, b: jnp.stack([a, b]), model_state1, model_state0)
+    new_new = jax.tree.map(lambda a: jnp.stack([a, a]), model_state1)
+    zeros = jnp.zeros((S, layout.num_params), jnp.float32)
+
+    def body(c):
+      at_start, at_base, at_refine = (c["round"] == r for r in (_START, _BASE, _REFINE))
+      n = 2 * c["splits"]  # the level being refined
+      s = jnp.select([at_start, at_base], [jnp.zeros(2), jnp.asarray([1.0, 0.5])],
+                     jnp.stack([4 * c["pair"] + 1, 4 * c["pair"] + 3]) / jnp.maximum(n, 1))
+      params_X = jax.tree.map(lambda a, d: a[None] + s.reshape(2, *(1,) * a.ndim).astype(a.dtype)
+                              * d[None], params0, delta)
+      model_state_X = jax.tree.map(lambda a, b: jnp.where(at_start, a, b), new_old, new_new)
+      point = points_loss(params_X, model_state_X, eval_set)
+      loss_XxS, grad_XxSxP = point.loss, _flat(point.grad, 2).astype(jnp.float32)
+      start = Point(jnp.where(at_start, loss_XxS[0], c["start"].loss),
+                    jnp.where(at_start, grad_XxSxP[0], c["start"].grad))
+      # L(theta_t, s_t): the carried start, or from the start round of the first iteration.
+      prev_loss = jnp.where(at_start & ~state.has_start, loss_XxS[1 if stateful else 0],
+                            c["prev_loss"])
+      end = Point(jnp.where(at_base, loss_XxS[0], c["end"].loss),
+                  jnp.where(at_base, grad_XxSxP[0], c["end"].grad))
+      new_odd = c["new_odd"] + jnp.where(at_refine, grad_XxSxP[0] + grad_XxSxP[1], 0.0)
+      pair = c["pair"] + at_refine.astype(jnp.int32)
+      refined = at_refine & (pair == n // 4)
+      level_done = at_base | refined
+      even = jnp.where(refined, c["even"] + c["odd"], c["even"])
+      odd = jnp.where(at_base, grad_XxSxP[1], jnp.where(refined, new_odd, c["odd"]))
+      new_odd = jnp.where(refined, 0.0, new_odd)
+      splits = jnp.where(at_base, 2, jnp.where(refined, n, c["splits"]))
+      pair = jnp.where(refined, 0, pair)
+      if simpson:
+        mean = (start.grad + end.grad + 4.0 * odd + 2.0 * even) / (3.0 * splits)
+      else:
+        mean = start.grad
+      lca = mean * delta_P[None]
+      error = end.loss - start.loss - jnp.sum(lca, 1)
+      update_S = level_done & ~c["done_S"]
+      done = c["done_S"] | (level_done & ((jnp.abs(error) <= threshold) | (splits >= max_splits)
+                                          | (not simpson)))
+      return dict(round=jnp.where(at_start, _BASE, _REFINE).astype(jnp.int32), pair=pair,
+                  splits=splits, start=start, prev_loss=prev_loss, end=end, odd=odd, even=even,
+                  new_odd=new_odd, lca=jnp.where(update_S[:, None], lca, c["lca"]),
+                  error_S=jnp.where(update_S, error, c["error_S"]),
+                  splits_S=jnp.where(update_S, splits if simpson else 0, c["splits_S"]),
+                  done_S=done)
+
+    start = state.sets.start
+    init_carry = dict(
+        round=jnp.where(need_start, _START, _BASE).astype(jnp.int32), pair=jnp.zeros((), jnp.int32),
+        splits=jnp.zeros((), jnp.int32), start=start, prev_loss=start.loss, end=start, odd=zeros,
+        even=zeros, new_odd=zeros, lca=zeros, error_S=jnp.zeros(S, jnp.float32),
+        splits_S=jnp.zeros(S, jnp.int32), done_S=jnp.zeros(S, bool))
+    return jax.lax.while_loop(lambda c: ~jnp.all(c["done_S"]), body, init_carry)
+
+  def update(state: LCAState, params0, params1, model_state0, model_state1, eval_set):
+    check_sets(eval_set)
     t = state.iteration
-    moved = jax.tree.map(lambda a, b: (a != b), params0, params1)
-    num_moved = tree_sum(jax.tree.map(lambda m: m.astype(jnp.int32), moved)).astype(jnp.int32)
-    records, metrics = [], {}
-    for i, (rec, eval_set) in enumerate(zip(state.sets, eval_sets)):
-      end, state_change, alloc, first = allocate(rec, params0, params1, model_state1, eval_set)
-      helped = jax.tree.map(lambda a: a < 0, alloc.lca)
-      num_helped = tree_sum(jax.tree.map(lambda h: h.astype(jnp.int32), helped)).astype(jnp.int32)
-      lca_P = _flat(alloc.lca)
-      if stream is not None:
-        jax.debug.callback(stream, i, t, lca_P, ordered=True)
-      put = lambda arr, v: arr.at[t].set(v, mode="drop")
-      lca_sum = tree_sum(alloc.lca)
-      records.append(SetRecord(
-          start=end, loss_T1=rec.loss_T1.at[t + 1].set(end.loss, mode="drop"),
-          lca_T=put(rec.lca_T, lca_sum), first_order_T=put(rec.first_order_T, tree_sum(first.lca)),
-          error_T=put(rec.error_T, alloc.error),
-          first_order_error_T=put(rec.first_order_error_T, first.error),
-          splits_T=put(rec.splits_T, alloc.splits), state_change_T=put(rec.state_change_T, state_change),
-          layer_TxL=put(rec.layer_TxL, _per_layer(layout, alloc.lca)),
-          neuron_TxN=put(rec.neuron_TxN, _per_neuron(layout, alloc.lca)),
-          helped_T=put(rec.helped_T, num_helped), moved_T=put(rec.moved_T, num_moved),
-          tracked_TxK=put(rec.tracked_TxK, lca_P[state.tracked_index_K]),
-          total=jax.tree.map(jnp.add, rec.total, alloc.lca),
-          helped_count=jax.tree.map(lambda c, h: c + h.astype(jnp.int32), rec.helped_count, helped),
-          moved_count=jax.tree.map(lambda c, m: c + m.astype(jnp.int32), rec.moved_count, moved)))
-      name = set_names[i]
-      metrics.update({f"lca_{name}_loss": end.loss, f"lca_{name}_sum": lca_sum,
-                      f"lca_{name}_abs_error": jnp.abs(alloc.error),
-                      f"lca_{name}_splits": alloc.splits.astype(jnp.float32),
-                      f"lca_{name}_helped": num_helped / layout.num_params})
+    rec = state.sets
+    delta = jax.tree.map(jnp.subtract, params1, params0)
+    c = evaluate(state, params0, delta, model_state0, model_state1, eval_set)
+    start, end, lca_SxP = c["start"], c["end"], c["lca"]
+    delta_P = _flat(delta)
+    state_change = start.loss - c["prev_loss"] if stateful else jnp.zeros(S, jnp.float32)
+    first_sum = start.grad @ delta_P
+    first_error = end.loss - start.loss - first_sum
+    moved_P = delta_P != 0
+    helped_SxP = lca_SxP < 0
+    helped_S = jnp.sum(helped_SxP, 1, dtype=jnp.int32)
+    lca_sum = jnp.sum(lca_SxP, 1)
+    if stream is not None:
+      for i in range(S):
+        jax.debug.callback(stream, i, t, lca_SxP[i], ordered=True)
+    put = lambda arr, v: arr.at[:, t].set(v, mode="drop")
+    loss_T1 = jnp.where(state.has_start, rec.loss_T1, rec.loss_T1.at[:, 0].set(c["prev_loss"]))
+    sets = SetRecord(
+        start=end, loss_T1=loss_T1.at[:, t + 1].set(end.loss, mode="drop"),
+        lca_T=put(rec.lca_T, lca_sum), first_order_T=put(rec.first_order_T, first_sum),
+        error_T=put(rec.error_T, c["error_S"]),
+        first_order_error_T=put(rec.first_order_error_T, first_error),
+        splits_T=put(rec.splits_T, c["splits_S"]), state_change_T=put(rec.state_change_T, state_change),
+        layer_TxL=put(rec.layer_TxL, _per_layer(layout, lca_SxP)),
+        neuron_TxN=put(rec.neuron_TxN, _per_neuron(layout, lca_SxP)),
+        helped_T=put(rec.helped_T, helped_S),
+        moved_T=put(rec.moved_T, jnp.broadcast_to(jnp.sum(moved_P, dtype=jnp.int32), (S,))),
+        tracked_TxK=put(rec.tracked_TxK, lca_SxP[:, state.tracked_index_K]),
+        total_P=rec.total_P + lca_SxP, helped_count_P=rec.helped_count_P + helped_SxP,
+        moved_count_P=rec.moved_count_P + moved_P[None])
+    metrics = {}
+    for i, name in enumerate(set_names):
+      metrics.update({f"lca_{name}_loss": end.loss[i], f"lca_{name}_sum": lca_sum[i],
+                      f"lca_{name}_abs_error": jnp.abs(c["error_S"][i]),
+                      f"lca_{name}_splits": c["splits_S"][i].astype(jnp.float32),
+                      f"lca_{name}_helped": helped_S[i] / layout.num_params})
     values = state.tracked_value_T1xK.at[t + 1].set(_flat(params1)[state.tracked_index_K],
                                                     mode="drop")
-    return LCAState(t + 1, state.tracked_index_K, values, tuple(records)), metrics
+    return LCAState(t + 1, jnp.ones((), bool), state.tracked_index_K, values, sets), metrics
 
   return LCAAccumulator(init, update, layout, set_names, num_steps)
 
 
 def with_lca(train_step: Callable, accumulator: LCAAccumulator) -> Callable:
-  """Wraps `train_step(state, x, y)` into `step((state, lca_state), x, y, *eval_sets)`.
+  """Wraps `train_step(state, x, y)` into `step((state, lca_state), x, y, eval_set)`.
 
-  The result is what `jaxnn.train.run_loop` drives, with the evaluation sets
-  passed as its `extra_args`: the carry `(TrainState, LCAState)` is
-  checkpointed and resumed like any other.
+  The result is what `jaxnn.train.run_loop` drives, with the `EvalSet` passed
+  as its `extra_args`: the carry `(TrainState, LCAState)` is checkpointed and
+  resumed like any other.
   """
 
-  def step(carry, x, y, *eval_sets):
+  def step(carry, x, y, eval_set):
     state, lca_state = carry
     new_state, metrics = train_step(state, x, y)
     lca_state, lca_metrics = accumulator.update(lca_state, state.params, new_state.params,
                                                 state.model_state, new_state.model_state,
-                                                eval_sets)
+                                                eval_set)
     return (new_state, lca_state), {**metrics, **lca_metrics}
 
   return step

@@ -34,14 +34,14 @@ def records_to_numpy(accumulator: LCAAccumulator, state: LCAState) -> dict[str, 
          "tracked_value_T1xK": np.asarray(state.tracked_value_T1xK)[:t + 1],
          "layers": np.asarray(accumulator.layout.layers),
          "neuron_layer_N": np.asarray(accumulator.layout.neuron_layer)}
-  flat = lambda tree: np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
-  for name, rec in zip(accumulator.set_names, state.sets):
+  for i, name in enumerate(accumulator.set_names):
+    rec = jax.tree.map(lambda a: a[i], state.sets)
     for field in rec._fields:
       value = getattr(rec, field)
       if field == "start":
         continue
-      if field in ("total", "helped_count", "moved_count"):
-        out[f"{name}/{field}_P"] = flat(value)
+      if field.endswith("_P"):
+        out[f"{name}/{field}"] = np.asarray(value)
       else:
         value = np.asarray(value)
         out[f"{name}/{field}"] = value[:t + 1] if field == "loss_T1" else value[:t]

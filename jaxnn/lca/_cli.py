@@ -44,6 +44,11 @@ def register(subparsers) -> None:
                  help="also write the full iterations x parameters LCA to OUT/lca_<set>.npy")
   p.add_argument("--devices", type=cu.positive_int, default=None, help="devices to use (default: all)")
   p.add_argument("--no-plots", action="store_true")
+  p.add_argument("--checkpoint-every", type=cu.positive_int, default=None,
+                 help="steps between checkpoints (default: every 10 epochs, and the last step)")
+  p.add_argument("--compile-cache", default="~/.cache/jaxnn/xla",
+                 help="JAX persistent compilation cache directory: reruns skip XLA compilation "
+                      "('none' to turn it off)")
   p.add_argument("--out", required=True, help="run directory")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(func=_lca)
@@ -59,6 +64,8 @@ def _lca(args) -> int:
       lca_train_subset=args.lca_subset, validation_lca=not args.no_validation,
       method=args.method, threshold=args.threshold, max_splits=args.max_splits,
       chunk_size=args.chunk_size, stream=args.stream, num_devices=args.devices,
+      checkpoint_every=args.checkpoint_every,
+      compile_cache=None if args.compile_cache.lower() == "none" else args.compile_cache,
       plots=not args.no_plots, progress=not args.no_progress)
   summary = run_lca(config, args.out)
   keys = ("params", "steps", "train_accuracy", "validation_accuracy", "test_accuracy",

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, load_dataset
-from jaxnn.lca._accumulate import lca_accumulator, make_eval_set, with_lca
+from jaxnn.lca._accumulate import lca_accumulator, make_eval_sets, with_lca
 from jaxnn.lca._analysis import records_to_numpy, summarize
 from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._plots import plot_all
@@ -54,7 +54,8 @@ class LCAConfig:
   stream: bool = False  # write the full (T, P) LCA to OUT/lca_<set>.npy
   num_devices: int | None = None
   log_every: int = 50
-  checkpoint_every: int | None = None
+  checkpoint_every: int | None = None  # steps between checkpoints; None: every 10 epochs
+  compile_cache: str | None = None  # directory of JAX's persistent compilation cache
   num_shuffles: int = 1000  # shuffles for the synchronization test
   plots: bool = True
   progress: bool = True
@@ -63,7 +64,7 @@ class LCAConfig:
     # The per-iteration records are sized for the run, so epochs stays in the identity: a run
     # resumes to the same length, it is not extended.
     skip = {"num_devices", "log_every", "progress", "checkpoint_every", "num_shuffles", "plots",
-            "chunk_size"}
+            "chunk_size", "compile_cache"}
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -79,10 +80,16 @@ def _subset(split: Split, size: int | None, seed: int) -> Split:
 def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, dataset=None) -> dict:
   """Trains `config`'s network with LCA accumulated at every iteration.
 
-  Writes to `workdir` (if given): `summary.json` (the analyses), `lca_records.npz`
-  (every accumulated array, `np.load`-able without pickle), the PNG views,
-  `metrics.jsonl`, Orbax checkpoints and, if `config.stream`, `lca_<set>.npy`.
-  Rerunning the same command resumes.
+  Writes to `workdir` (if given): `summary.json` (the analyses, and the
+  seconds spent in each part under "timings"), `lca_records.npz` (every
+  accumulated array, `np.load`-able without pickle), the PNG views,
+  `metrics.jsonl`, Orbax checkpoints (every 10 epochs and at the end unless
+  `config.checkpoint_every` says otherwise) and, if `config.stream`,
+  `lca_<set>.npy`. Rerunning the same command resumes.
+
+  With `config.compile_cache`, JAX's persistent compilation cache is turned on
+  (for the whole process) in that directory: a rerun with the same shapes
+  skips XLA compilation, most of a short run's fixed cost.
 
   Returns:
     The summary dict, plus "records" (the arrays) and "state" (the final carry).
@@ -90,6 +97,10 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
   t0 = time.perf_counter()
   if config.epochs < 1:
     raise JaxnnError(f"epochs must be positive, got {config.epochs}")
+  if config.compile_cache:
+    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(config.compile_cache).expanduser()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   if dataset is None:
     dataset = load_dataset(config.dataset, seed=config.seed, validation_size=config.validation_size,
                            max_train=config.max_train)
@@ -107,7 +118,7 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
   splits = {"train": _subset(dataset.train, config.lca_train_subset, config.seed)}
   if config.validation_lca:
     splits["validation"] = dataset.validation
-  eval_sets = tuple(make_eval_set(s, config.chunk_size, dp.num_devices) for s in splits.values())
+  eval_set = make_eval_sets(list(splits.values()), config.chunk_size, dp.num_devices)
   names = tuple(splits)
   stream = None
   if config.stream:
@@ -119,21 +130,26 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
       max_splits=config.max_splits, num_tracked=config.num_tracked, seed=config.seed,
       chunk_sharding=dp.batch if dp.num_devices > 1 else None, stream=stream)
   state = init_train_state(model, optimizer, config.seed)
-  lca_state = jax.jit(accumulator.init)(model.params, model.state, dp.replicate(eval_sets))
+  timings = {"setup": time.perf_counter() - t0}
+  lca_state = jax.jit(accumulator.init)(model.params, model.state, dp.replicate(eval_set))
   step = with_lca(make_train_step(model, optimizer, weight_decay=config.weight_decay), accumulator)
   state, lca_state = run_loop(
       step, (state, lca_state), batcher, num_steps, dp=dp, workdir=workdir,
       run_config=config.run_identity(), log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, progress=config.progress, description="lca",
-      extra_args=eval_sets)
+      checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
+      progress=config.progress, description="lca", extra_args=(eval_set,))
   if stream is not None:
     stream.flush()
+  timings["train_with_lca"] = time.perf_counter() - t0 - sum(timings.values())
   records = records_to_numpy(accumulator, lca_state)
   summary = summarize(records, names, config.threshold, config.num_shuffles)
-  evaluate = make_evaluator(model, dp)
+  timings["analyses"] = time.perf_counter() - t0 - sum(timings.values())
+  # Batches of the LCA chunk size: one compiled evaluation step serves the LCA sets.
+  evaluate = make_evaluator(model, dp, batch_size=eval_set.x.shape[1])
   for split in ("train", "validation", "test"):
     for k, v in evaluate(state.params, state.model_state, getattr(dataset, split)).items():
       summary[f"{split}_{k}"] = v
+  timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
   summary.update(dataset=dataset.name, model=config.model, params=count_params(model.params),
                  steps=num_steps, epochs=config.epochs, devices=dp.num_devices,
                  lca_examples={n: len(s) for n, s in splits.items()},
@@ -144,5 +160,9 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     np.savez(workdir / "lca_records.npz", **records)
     if config.plots:
       summary["plots"] = [p.name for p in plot_all(records, names, workdir)]
+    timings["write"] = time.perf_counter() - t0 - sum(timings.values())
+    summary["seconds"] = time.perf_counter() - t0
+    summary["timings"] = timings
     write_json_atomic(workdir / "summary.json", summary)
+  summary["timings"] = timings
   return {**summary, "records": records, "state": (state, lca_state)}

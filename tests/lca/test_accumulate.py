@@ -9,7 +9,7 @@ import pytest
 from jaxnn import JaxnnError
 from jaxnn.data import Split, load_dataset
 from jaxnn.lca import (LCAStream, Point, full_set_loss, lca_accumulator, make_eval_set,
-                       make_layout, records_to_numpy, simpson, with_lca)
+                       make_eval_sets, make_layout, records_to_numpy, simpson, with_lca)
 from jaxnn.models import FC
 from jaxnn.train import (CLASSIFICATION, FunctionalModel, from_nnx, init_train_state,
                          make_train_step)
@@ -35,10 +35,24 @@ def _mean_loss(model, split):
 def test_chunked_full_set_gradient_matches_unchunked(digits):
   train, _ = digits
   model = from_nnx(FC(64, (16,), 10, rngs=nnx.Rngs(0)))
-  point = jax.jit(full_set_loss(model))(model.params, model.state, make_eval_set(train, 128))
-  loss, grad = jax.value_and_grad(_mean_loss(model, train))(model.params, model.state)
-  np.testing.assert_allclose(point.loss, loss, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), point.grad, grad)
+  first, second = Split(train.x[:170], train.y[:170]), Split(train.x[170:], train.y[170:])
+  point = jax.jit(full_set_loss(model))(model.params, model.state,
+                                        make_eval_sets([train, first, second], 64))
+  for i, split in enumerate((train, first, second)):
+    loss, grad = jax.value_and_grad(_mean_loss(model, split))(model.params, model.state)
+    np.testing.assert_allclose(point.loss[i], loss, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-6),
+                 point.grad, grad)
+
+
+def test_eval_sets_share_a_chunk_size_that_pads_least():
+  split = lambda n: Split(np.zeros((n, 2), np.float32), np.zeros(n, np.int32))
+  sets = make_eval_sets([split(3600), split(400)], 1000)
+  assert sets.x.shape == (10, 400, 2)
+  np.testing.assert_array_equal(sets.set_C, [0] * 9 + [1])
+  np.testing.assert_array_equal(sets.count_S, [3600, 400])
+  one = make_eval_set(split(300), 128)
+  assert one.x.shape == (3, 100, 2) and one.mask.sum() == 300
 
 
 def test_layout_groups_layers_and_neurons():
@@ -57,13 +71,13 @@ def test_run_matches_independent_recomputation(digits, optimizer, tmp_path):
   steps = 6
   stream = LCAStream(tmp_path, steps, make_layout(model.params).num_params, ("train", "validation"))
   acc = lca_accumulator(model, steps, threshold=1e-4, num_tracked=20, stream=stream)
-  sets = (make_eval_set(train, 128), make_eval_set(validation, 32))
+  sets = make_eval_sets([train, validation], 128)
   step = jax.jit(with_lca(make_train_step(model, optimizer, weight_decay=1e-3), acc))
   carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
   thetas = [carry[0].params]
   for t in range(steps):
     i = np.arange(t * 50, t * 50 + 50) % len(train)
-    carry, metrics = step(carry, train.x[i], train.y[i], *sets)
+    carry, metrics = step(carry, train.x[i], train.y[i], sets)
     thetas.append(carry[0].params)
   jax.effects_barrier()
   stream.flush()
@@ -122,11 +136,11 @@ def test_stateful_model_accounts_for_the_state_change(digits):
   optimizer = optax.sgd(0.05)
   steps = 4
   acc = lca_accumulator(model, steps, set_names=("train",))
-  sets = (make_eval_set(train, 100),)
+  sets = make_eval_set(train, 100)
   step = jax.jit(with_lca(make_train_step(model, optimizer), acc))
   carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
   for t in range(steps):
-    carry, _ = step(carry, train.x[t * 30:(t + 1) * 30], train.y[t * 30:(t + 1) * 30], *sets)
+    carry, _ = step(carry, train.x[t * 30:(t + 1) * 30], train.y[t * 30:(t + 1) * 30], sets)
   rec = records_to_numpy(acc, carry[1])
   assert np.all(rec["train/state_change_T"] != 0)
   final = _mean_loss(model, train)(carry[0].params, carry[0].model_state)
@@ -146,4 +160,4 @@ def test_bad_inputs_raise_clear_errors(digits):
     make_eval_set(Split(np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int32)))
   acc = lca_accumulator(model, 3)
   with pytest.raises(JaxnnError, match="2 evaluation sets"):
-    acc.init(model.params, model.state, (make_eval_set(digits[0]),))
+    acc.init(model.params, model.state, make_eval_set(digits[0]))

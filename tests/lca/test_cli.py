@@ -12,7 +12,8 @@ def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
   out = tmp_path / "run"
   args = lambda epochs: ["lca", "--dataset", "digits", "--widths", "12", "--batch-size", "200",
                          "--epochs", str(epochs), "--devices", "2", "--chunk-size", "500",
-                         "--out", str(out), "--no-progress"]
+                         "--checkpoint-every", "4", "--compile-cache", "none", "--out", str(out),
+                         "--no-progress"]
   assert cli.main(args(2)) == 0
   summary = json.loads((out / "summary.json").read_text())
   for key in ("fraction_helped_mean", "layer_totals", "max_abs_iteration_error", "relative_error",
@@ -28,7 +29,7 @@ def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
     np.testing.assert_allclose(s["lca_sum"], s["loss_change"], rtol=1e-3, atol=1e-5)
     assert s["max_abs_iteration_error"] <= 1e-3
     assert s["num_params"] == 64 * 12 + 12 + 12 * 10 + 10
-  # Resume from the epoch-1 checkpoint: the LCA records come out as in the uninterrupted run.
+  # Resume from an earlier checkpoint: the LCA records come out as in the uninterrupted run.
   first = dict(np.load(out / "lca_records.npz"))
   shutil.rmtree(out / "checkpoints" / str(steps))
   assert cli.main(args(2)) == 0
@@ -38,6 +39,7 @@ def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
   # A run is not extended: its per-iteration records are sized for its length.
   assert cli.main(args(3)) == 2
   assert "epochs" in capsys.readouterr().err
+  assert set(summary["timings"]) == {"setup", "train_with_lca", "analyses", "evaluation", "write"}
 
 
 def test_lca_command_bad_input_is_one_line(tmp_path, capsys):
