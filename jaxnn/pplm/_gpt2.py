@@ -5,14 +5,20 @@ Learners") is the frozen language model that PPLM (Dathathri et al. 2020,
 "Plug and Play Language Models", ICLR) steers through its key/value cache.
 
 The parameters are a plain pytree of dicts named after Hugging Face's GPT-2,
-with the transformer blocks stacked on a leading layer axis so that the layers
-run under one `lax.scan` (one compilation however deep the model):
+with one dict per transformer block in the list "h":
 
   {"wte": V x D, "wpe": P x D,
-   "h": {"ln_1": {"scale", "bias"}, "attn": {"c_attn": {"kernel": L x D x 3D,
-         "bias"}, "c_proj": {...}}, "ln_2": {...}, "mlp": {"c_fc": {...},
-         "c_proj": {...}}},
+   "h": [{"ln_1": {"scale": D, "bias": D}, "attn": {"c_attn": {"kernel": D x 3D,
+          "bias": 3D}, "c_proj": {...}}, "ln_2": {...}, "mlp": {"c_fc": {...},
+          "c_proj": {...}}}, ... one per layer],
    "ln_f": {"scale": D, "bias": D}}
+
+The blocks are unrolled in Python rather than run under a `lax.scan` over
+stacked weights: inside a scan every layer dynamic-slices its weights out of
+the stack, which XLA on CPU materializes as a copy of all the weights per pass
+(and again in the backward pass of PPLM's steering gradient), about 2x the
+time of a memory-bound one-token pass. The price is compile time that grows
+with depth (see benchmarks/results/pplm.md).
 
 Kernels are stored (in, out) like Hugging Face's Conv1D, so `x @ kernel`;
 the output head is tied to `wte`.
@@ -109,6 +115,9 @@ class KVCache(NamedTuple):
 
   Perturb it (PPLM) with `cache._replace(k=cache.k + dk_LxBxHxSxK, v=...)`:
   positions at or beyond `length` are masked, so what is added there is ignored.
+  `length` is an int32 scalar; `gpt2_forward` returns it as int32 whatever
+  integer type it was given (e.g. int64 under `jax_enable_x64`), so a loop
+  carrying the cache keeps one type.
   """
   k: Float[Array, "L B H S K"]
   v: Float[Array, "L B H S K"]
@@ -142,18 +151,20 @@ def _dense(x_BxTxI, p):
 
 
 def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
-  """One transformer block; returns the new residual stream and this layer's updated cache."""
+  """One transformer block; returns the new residual stream and the T new keys and values."""
   b, t, d = x_BxTxD.shape
   h, hd = config.n_head, config.head_dim
   s = k_BxHxSxK.shape[2]
   qkv_BxTx3D = _dense(_layer_norm(x_BxTxD, layer["ln_1"], config.layer_norm_epsilon),
                       layer["attn"]["c_attn"])
-  q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (
+  q_BxHxTxK, new_k_BxHxTxK, new_v_BxHxTxK = (
       a.reshape(b, t, h, hd).transpose(0, 2, 1, 3) for a in jnp.split(qkv_BxTx3D, 3, axis=-1))
+  new_k_BxHxTxK = new_k_BxHxTxK.astype(k_BxHxSxK.dtype)
+  new_v_BxHxTxK = new_v_BxHxTxK.astype(v_BxHxSxK.dtype)
   zero = jnp.zeros((), jnp.int32)
-  start = (zero, zero, length.astype(jnp.int32), zero)
-  k_BxHxSxK = jax.lax.dynamic_update_slice(k_BxHxSxK, k_BxHxTxK.astype(k_BxHxSxK.dtype), start)
-  v_BxHxSxK = jax.lax.dynamic_update_slice(v_BxHxSxK, v_BxHxTxK.astype(v_BxHxSxK.dtype), start)
+  start = (zero, zero, length, zero)
+  k_BxHxSxK = jax.lax.dynamic_update_slice(k_BxHxSxK, new_k_BxHxTxK, start)
+  v_BxHxSxK = jax.lax.dynamic_update_slice(v_BxHxSxK, new_v_BxHxTxK, start)
   scores_BxHxTxS = jnp.einsum("bhtk,bhsk->bhts", q_BxHxTxK, k_BxHxSxK) / math.sqrt(hd)
   visible_TxS = jnp.arange(s)[None, :] <= length + jnp.arange(t)[:, None]
   scores_BxHxTxS = jnp.where(visible_TxS[None, None], scores_BxHxTxS,
@@ -165,14 +176,17 @@ def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
   m_BxTxF = jax.nn.gelu(_dense(_layer_norm(x_BxTxD, layer["ln_2"], config.layer_norm_epsilon),
                                layer["mlp"]["c_fc"]), approximate=True)
   x_BxTxD = x_BxTxD + _dense(m_BxTxF, layer["mlp"]["c_proj"])
-  return x_BxTxD, k_BxHxSxK, v_BxHxSxK
+  return x_BxTxD, new_k_BxHxTxK, new_v_BxHxTxK
 
 
 def as_params(params) -> Params:
   """The plain dict pytree from either that pytree or an NNX `State` of a `GPT2` module."""
-  if isinstance(params, dict):
-    return params
-  return nnx.to_pure_dict(params)
+  if not isinstance(params, dict):
+    params = nnx.to_pure_dict(params)
+  layers = params["h"]
+  if isinstance(layers, dict):  # nnx.to_pure_dict writes the list of blocks as {0: .., 1: ..}
+    params = {**params, "h": [layers[i] for i in range(len(layers))]}
+  return params
 
 
 def gpt2_forward(
@@ -212,19 +226,24 @@ def gpt2_forward(
   t = x_BxTxD.shape[1]
   if t > cache.max_len:
     raise JaxnnError(f"{t} new positions do not fit a cache of max_len {cache.max_len}")
-  pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], cache.length, t, axis=0)
+  if len(params["h"]) != config.n_layer:
+    raise JaxnnError(f"params have {len(params['h'])} blocks but the config says n_layer="
+                     f"{config.n_layer}; load both with load_gpt2")
+  length = jnp.asarray(cache.length, jnp.int32)
+  pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, t, axis=0)
   x_BxTxD = x_BxTxD + pos_TxD[None]
-
-  def layer_step(x_BxTxD, inputs):
-    layer, k_BxHxSxK, v_BxHxSxK = inputs
-    x_BxTxD, k_BxHxSxK, v_BxHxSxK = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK,
-                                            cache.length)
-    return x_BxTxD, (k_BxHxSxK, v_BxHxSxK)
-
-  x_BxTxD, (k, v) = jax.lax.scan(layer_step, x_BxTxD, (params["h"], cache.k, cache.v))
+  new_k, new_v = [], []
+  for i, layer in enumerate(params["h"]):
+    x_BxTxD, k_BxHxTxK, v_BxHxTxK = _block(config, x_BxTxD, layer, cache.k[i], cache.v[i], length)
+    new_k.append(k_BxHxTxK)
+    new_v.append(v_BxHxTxK)
+  zero = jnp.zeros((), jnp.int32)
+  start = (zero, zero, zero, length, zero)
+  k = jax.lax.dynamic_update_slice(cache.k, jnp.stack(new_k), start)
+  v = jax.lax.dynamic_update_slice(cache.v, jnp.stack(new_v), start)
   hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
-  logits_BxTxV = hidden_BxTxD @ wte_VxD.T
-  return logits_BxTxV, hidden_BxTxD, KVCache(k, v, cache.length + t)
+  logits_BxTxV = jnp.einsum("btd,vd->btv", hidden_BxTxD, wte_VxD)
+  return logits_BxTxV, hidden_BxTxD, KVCache(k, v, length + t)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "initializer_range", "dtype"))
@@ -240,19 +259,17 @@ def init_params(config: GPT2Config, key, *, initializer_range: float = 0.02,
   zeros = lambda *shape: jnp.zeros(shape, dtype)
   ln = lambda *lead: {"scale": jnp.ones((*lead, d), dtype), "bias": zeros(*lead, d)}
   resid_std = initializer_range / math.sqrt(2 * l)
-  return {
-      "wte": normal((config.vocab_size, d)),
-      "wpe": normal((config.n_positions, d)),
-      "h": {
-          "ln_1": ln(l),
-          "attn": {"c_attn": {"kernel": normal((l, d, 3 * d)), "bias": zeros(l, 3 * d)},
-                   "c_proj": {"kernel": normal((l, d, d), resid_std), "bias": zeros(l, d)}},
-          "ln_2": ln(l),
-          "mlp": {"c_fc": {"kernel": normal((l, d, f)), "bias": zeros(l, f)},
-                  "c_proj": {"kernel": normal((l, f, d), resid_std), "bias": zeros(l, d)}},
-      },
-      "ln_f": ln(),
+  wte_VxD, wpe_PxD = normal((config.vocab_size, d)), normal((config.n_positions, d))
+  stacked = {  # drawn for all layers at once, then split into one dict per block
+      "ln_1": ln(l),
+      "attn": {"c_attn": {"kernel": normal((l, d, 3 * d)), "bias": zeros(l, 3 * d)},
+               "c_proj": {"kernel": normal((l, d, d), resid_std), "bias": zeros(l, d)}},
+      "ln_2": ln(l),
+      "mlp": {"c_fc": {"kernel": normal((l, d, f)), "bias": zeros(l, f)},
+              "c_proj": {"kernel": normal((l, f, d), resid_std), "bias": zeros(l, d)}},
   }
+  return {"wte": wte_VxD, "wpe": wpe_PxD,
+          "h": [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(l)], "ln_f": ln()}
 
 
 def param_specs(config: GPT2Config) -> Params:
@@ -263,6 +280,8 @@ def param_specs(config: GPT2Config) -> Params:
 def _as_nnx(tree):
   if isinstance(tree, dict):
     return nnx.Dict({k: _as_nnx(v) for k, v in tree.items()})
+  if isinstance(tree, (list, tuple)):
+    return nnx.List([_as_nnx(v) for v in tree])
   return nnx.Param(tree)
 
 
@@ -290,7 +309,7 @@ class GPT2(nnx.Module):
       setattr(self, name, _as_nnx(value))
 
   def params(self) -> Params:
-    return nnx.to_pure_dict(nnx.state(self, nnx.Param))
+    return as_params(nnx.state(self, nnx.Param))
 
   def __call__(self, cache: KVCache, tokens_BxT=None, *, embeds_BxTxD=None):
     return gpt2_forward(self.params(), self.config, cache, tokens_BxT, embeds_BxTxD=embeds_BxTxD)

@@ -181,10 +181,11 @@ def load_gpt2(name_or_path: str | os.PathLike, dtype=jnp.float32) -> tuple[Param
   for key, path in _TOP_KEYS.items():
     spec = _get(specs, path)
     _set(params, path, take(key, path, spec.shape))
-  for name, path in _LAYER_KEYS.items():
-    spec = _get(specs["h"], path)
-    layers = [take(f"h.{i}.{name}", ("h", *path), spec.shape[1:]) for i in range(config.n_layer)]
-    _set(params, ("h", *path), np.stack(layers))
+  params["h"] = [{} for _ in range(config.n_layer)]
+  for i, layer_specs in enumerate(specs["h"]):
+    for name, path in _LAYER_KEYS.items():
+      _set(params["h"][i], path, take(f"h.{i}.{name}", ("h", str(i), *path),
+                                      _get(layer_specs, path).shape))
   if "lm_head.weight" in tensors and not np.array_equal(tensors["lm_head.weight"], tensors["wte.weight"]):
     raise JaxnnError(f"{folder}: lm_head.weight differs from wte.weight; jaxnn's GPT-2 ties them")
   return jax.tree.map(lambda a: jnp.asarray(a, dtype), params), config
@@ -197,9 +198,9 @@ def save_gpt2(params: Params, config: GPT2Config, folder: str | os.PathLike) -> 
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   tensors = {key: _get(params, path) for key, path in _TOP_KEYS.items()}
-  for name, path in _LAYER_KEYS.items():
-    stacked = _get(params["h"], path)
-    tensors.update({f"h.{i}.{name}": np.ascontiguousarray(stacked[i]) for i in range(config.n_layer)})
+  for i, layer in enumerate(params["h"]):
+    tensors.update({f"h.{i}.{name}": np.ascontiguousarray(_get(layer, path))
+                    for name, path in _LAYER_KEYS.items()})
   tmp = folder / "model.safetensors.tmp"
   save_file(tensors, tmp, metadata={"format": "pt"})
   tmp.replace(folder / "model.safetensors")

@@ -310,12 +310,9 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
   max_len = max_cache_len(p, config, attributes)
   dtype = params["wte"].dtype
   empty = init_cache(gpt2, b, max_len, dtype)
-  # The default integer type (int64 under jax_enable_x64) keeps the cache's
-  # dynamic_update_slice indices of one type.
-  empty = empty._replace(length=jnp.asarray(0))
   logits_BxPxV, hidden_BxPxD, unpert = gpt2_forward(params, gpt2, empty, prompt_BxP)
   carry = _Carry(
-      pert=unpert._replace(length=jnp.asarray(p - 1)), unpert=unpert,
+      pert=unpert._replace(length=unpert.length - 1), unpert=unpert,
       last_B=prompt_BxP[:, -1].astype(jnp.int32), unpert_logits_BxV=logits_BxPxV[:, -1],
       hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1), last_hidden_BxD=hidden_BxPxD[:, -1],
       grad_norms_LxB=jnp.zeros((gpt2.n_layer, b), dtype), norms_started=jnp.asarray(False),
