@@ -10,6 +10,7 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.pplm import gpt2_forward, init_cache, load_gpt2
+from jaxnn.pplm import _steer
 from jaxnn.pplm import generate as unsteered_generate
 from jaxnn.pplm._steer import (Attributes, BagsOfWords, Discriminator, PPLMConfig,
                                bag_probabilities, steered_generate)
@@ -102,12 +103,14 @@ def test_bag_word_rate_rises_with_stepsize(tiny_gpt2):
   params, config = tiny_gpt2
   bag = single_bag(config.vocab_size)
   prompt = jnp.tile(jnp.asarray([[0, 17, 93, 5]]), (16, 1))
-  rates = []
+  rates, compiled = [], []
   for stepsize in (0.0, 0.05, 0.3):
     tokens = steered_generate(params, config, prompt, Attributes(bags=bag),
                       PPLMConfig(length=10, stepsize=stepsize, sample=True, gm_scale=0.95),
                       key=jax.random.key(1))
     rates.append(float(np.isin(np.asarray(tokens), BAG).mean()))
+    compiled.append(_steer._generate._cache_size())
+  assert compiled[0] == compiled[1] == compiled[2], "a new step size must not recompile"
   assert rates[0] < rates[1] < rates[2], rates
   assert rates[2] > 2 * rates[0] + 0.05, rates
 

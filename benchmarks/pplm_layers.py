@@ -1,0 +1,128 @@
+"""Why jaxnn's GPT-2 unrolls its blocks: one-token passes with three layer layouts.
+
+On a GPT-2-shaped random model (batch 1, a cache of 64 positions, 40 filled),
+times a one-token forward pass and the gradient PPLM needs (with respect to
+the cache, through the whole model) for:
+
+  scan:        `lax.scan` over blocks stacked on a leading axis (jaxnn before),
+  scan_unroll: the same scan with `unroll=True`,
+  unrolled:    a Python loop over one weight dict per block (jaxnn now),
+
+and counts in the optimized XLA HLO the ops that slice a block's weights out
+of the stack (`dynamic-slice` fusions producing weight-shaped arrays): on CPU
+each is a copy of that layer's weights, per pass.
+
+  flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+SIZES = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16)}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
+  parser.add_argument("--threads", type=int, default=1)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--out", default=None, help="write the numbers as JSON here")
+  args = parser.parse_args(argv)
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  if args.threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                               " intra_op_parallelism_threads=1")
+  load_before = os.getloadavg()
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxnn.pplm import GPT2Config, init_cache, init_params
+  from jaxnn.pplm._gpt2 import _block, _layer_norm
+
+  width, layers, heads = SIZES[args.size]
+  config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
+  per_layer = init_params(config, jax.random.key(0))
+  stacked = {**per_layer, "h": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["h"])}
+  cache = init_cache(config, 1, 64)
+  k_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(1), cache.k.shape)
+  v_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(2), cache.v.shape)
+  length = jnp.asarray(40, jnp.int32)
+  token_1x1 = jnp.asarray([[7]])
+
+  def embed(params):
+    pos_1xD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, 1, axis=0)
+    return params["wte"][token_1x1] + pos_1xD[None]
+
+  def head(params, x_BxTxD):
+    hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
+    return jnp.einsum("btd,vd->btv", hidden_BxTxD, params["wte"])
+
+  def scan_forward(params, k, v, unroll=1):
+    def step(x_BxTxD, inputs):
+      layer, k_BxHxSxK, v_BxHxSxK = inputs
+      x_BxTxD, _, _ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
+      return x_BxTxD, None
+    x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
+    return head(params, x_BxTxD)
+
+  def unrolled_forward(params, k, v):
+    x_BxTxD = embed(params)
+    for i, layer in enumerate(params["h"]):
+      x_BxTxD, _, _ = _block(config, x_BxTxD, layer, k[i], v[i], length)
+    return head(params, x_BxTxD)
+
+  variants = {"scan": (scan_forward, stacked),
+              "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked),
+              "unrolled": (unrolled_forward, per_layer)}
+  weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
+                   f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
+  results = {"size": args.size, "threads": args.threads,
+             "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
+  timed = {}
+  for name, (forward, params) in variants.items():
+    def loss(dk, dv, params, forward=forward):
+      logits_1x1xV = forward(params, k_LxBxHxSxK + dk, v_LxBxHxSxK + dv)
+      return jax.nn.log_softmax(logits_1x1xV[0, 0])[5]
+    fns = {"forward": (jax.jit(forward), (params, k_LxBxHxSxK, v_LxBxHxSxK)),
+           "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))),
+                              (jnp.zeros_like(k_LxBxHxSxK), jnp.zeros_like(v_LxBxHxSxK), params))}
+    for kind, (fn, fn_args) in fns.items():
+      start = time.perf_counter()
+      compiled = fn.lower(*fn_args).compile()
+      compile_seconds = time.perf_counter() - start
+      copies = sum(1 for line in compiled.as_text().splitlines()
+                   if "dynamic-slice" in line and "fusion(" in line
+                   and any(f"= {s}" in line for s in weight_shapes))
+      jax.block_until_ready(compiled(*fn_args))
+      results[f"{name}_{kind}_compile_seconds"] = compile_seconds
+      results[f"{name}_{kind}_weight_slice_ops_in_hlo"] = copies
+      timed[(name, kind)] = (compiled, fn_args)
+  seconds = {key: [] for key in timed}
+  for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
+    for key, (compiled, fn_args) in timed.items():
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(*fn_args))
+      seconds[key].append(time.perf_counter() - start)
+  for (name, kind), values in seconds.items():
+    results[f"{name}_{kind}_seconds_median"] = float(np.median(values))
+    results[f"{name}_{kind}_seconds_min"] = float(np.min(values))
+  for kind in ("forward", "cache_gradient"):
+    results[f"scan_over_unrolled_{kind}"] = (results[f"scan_{kind}_seconds_median"]
+                                             / results[f"unrolled_{kind}_seconds_median"])
+  results["load_average_after"] = os.getloadavg()
+  print(json.dumps(results, indent=2))
+  if args.out:
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
