@@ -38,11 +38,17 @@ def register(subparsers) -> None:
     c.add_argument("--kernel-size", type=cu.positive_int, default=3,
                    help="deconv kernel size (baseline) / renderer conv kernel size")
     c.add_argument("--with-r", action="store_true", help="add the radius channel")
+    if task == "classification":
+      c.add_argument("--widths", type=cu.int_list, default=None,
+                     help="CoordConv classifier 1x1 conv widths, e.g. 8,8 (default: the paper's "
+                          "32,32,64,64)")
     c.add_argument("--train-examples", type=cu.positive_int, default=None,
                    help="train on a random subset of this many examples (quick runs)")
     c.add_argument("--eval-every", type=cu.positive_int, default=1, help="epochs between evaluations")
     c.add_argument("--stop-at-perfect", action="store_true",
                    help="stop once test accuracy reaches 100%% (classification, rendering)")
+    c.add_argument("--max-seconds", type=cu.positive_float, default=None,
+                   help="stop at the first evaluation after this much wall time")
     c.add_argument("--devices", type=cu.positive_int, default=None, help="devices (default: all)")
     c.add_argument("--data-dir", default=None, help="TFDS cache (default ~/.cache/jaxnn/tfds)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,7 +63,8 @@ def _run(args) -> int:
       weight_decay=args.weight_decay,
       seed=args.seed, mul=args.mul, kernel_size=args.kernel_size, with_r=args.with_r,
       train_examples=args.train_examples, eval_every=args.eval_every,
-      stop_at_perfect=args.stop_at_perfect, num_devices=args.devices,
+      widths=getattr(args, "widths", None), stop_at_perfect=args.stop_at_perfect,
+      max_seconds=args.max_seconds, num_devices=args.devices,
       progress=not args.no_progress, data_dir=args.data_dir)
   summary = run_task(config, args.out)
   keys = ("task", "split", "model", "params", "train_accuracy", "test_accuracy", "train_iou",

@@ -26,8 +26,9 @@ import optax
 from flax import nnx
 
 from jaxnn._errors import JaxnnError
-from jaxnn.coordconv._models import (ConvRegressor, CoordConvClassifier, CoordConvRegressor,
-                                     CoordConvRenderer, DeconvClassifier, DeconvRenderer)
+from jaxnn.coordconv._models import (PAPER_CLASSIFIER_WIDTHS, ConvRegressor, CoordConvClassifier,
+                                     CoordConvRegressor, CoordConvRenderer, DeconvClassifier,
+                                     DeconvRenderer)
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
 
 TASKS = ("classification", "regression", "rendering")
@@ -67,9 +68,11 @@ class TaskConfig:
   mul: int = 1  # width multiplier of the baselines and the renderer's convs
   kernel_size: int = 3  # deconv kernel (2..4 in the paper) / renderer conv kernel
   with_r: bool = False  # CoordConv radius channel
+  widths: tuple[int, ...] | None = None  # CoordConv classifier 1x1 widths; None: (32, 32, 64, 64)
   eval_every: int = 1  # epochs between train/test evaluations (learning curves)
   train_examples: int | None = None  # a random subset (by seed) of the training split
   stop_at_perfect: bool = False  # stop when test accuracy reaches 100% (classification)
+  max_seconds: float | None = None  # stop at the first evaluation after this wall time
   num_devices: int | None = None  # None: all that divide the batch
   progress: bool = True
   data_dir: str | None = None  # TFDS array_record cache; None: ~/.cache/jaxnn/tfds
@@ -99,23 +102,42 @@ class TaskConfig:
     if config.train_examples is not None and config.train_examples < config.batch_size:
       raise JaxnnError(f"train_examples ({config.train_examples}) must be at least the batch size "
                        f"({config.batch_size})")
+    if config.widths is not None and (config.task, config.model) != ("classification", "coordconv"):
+      raise JaxnnError("widths sets the CoordConv classifier's 1x1 convs: use it with task "
+                       "classification and model coordconv")
+    if config.widths is not None and (not config.widths or min(config.widths) < 1):
+      raise JaxnnError(f"widths must be positive integers, got {config.widths}")
+    if config.max_seconds is not None and not config.max_seconds > 0:
+      raise JaxnnError(f"max_seconds must be positive, got {config.max_seconds}")
     if config.stop_at_perfect and config.task == "regression":
       raise JaxnnError("stop_at_perfect needs an accuracy: use it for classification or rendering")
     return config
 
   def run_identity(self) -> dict:
-    skip = {"epochs", "num_devices", "progress", "eval_every", "data_dir", "stop_at_perfect"}
+    skip = {"epochs", "num_devices", "progress", "eval_every", "data_dir", "stop_at_perfect",
+            "max_seconds"}
     if self.lr_schedule == "constant":  # runs saved before schedules existed resume unchanged
       skip.add("lr_schedule")
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+    if self.widths is None:  # likewise for runs saved before widths existed
+      skip.add("widths")
+    identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+    if self.widths is not None:
+      identity["widths"] = list(self.widths)
+    return identity
 
 
 def create_task_model(task: str, model: str, *, mul: int = 1, kernel_size: int = 3,
-                      with_r: bool = False, seed: int = 0) -> nnx.Module:
-  """The paper's network for `task`: model "coordconv" or "conv" (its baseline)."""
+                      with_r: bool = False, widths: tuple[int, ...] | None = None,
+                      seed: int = 0) -> nnx.Module:
+  """The paper's network for `task`: model "coordconv" or "conv" (its baseline).
+
+  `widths` overrides the CoordConv classifier's 1x1 conv widths (the paper's
+  32, 32, 64, 64 when None).
+  """
   rngs = nnx.Rngs(params=seed)
   if task == "classification":
-    return CoordConvClassifier(mul=1, with_r=with_r, rngs=rngs) if model == "coordconv" \
+    return CoordConvClassifier(widths=widths or PAPER_CLASSIFIER_WIDTHS, with_r=with_r, rngs=rngs) \
+        if model == "coordconv" \
         else DeconvClassifier(mul=mul, kernel_size=kernel_size, rngs=rngs)
   if task == "regression":
     return CoordConvRegressor(rngs=rngs) if model == "coordconv" else ConvRegressor(mul=mul, rngs=rngs)
@@ -152,7 +174,8 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
                                                             replace=False))
     data = dataclasses.replace(data, train=type(data.train)(data.train.x[keep], data.train.y[keep]))
   module = create_task_model(config.task, config.model, mul=config.mul,
-                             kernel_size=config.kernel_size, with_r=config.with_r, seed=config.seed)
+                             kernel_size=config.kernel_size, with_r=config.with_r,
+                             widths=config.widths, seed=config.seed)
   model = from_nnx(module)
   objective = OBJECTIVES[config.task]
   dp = data_parallel(config.batch_size, config.num_devices)
@@ -170,7 +193,9 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
       record.update({f"{name}_{k}": v for k, v in
                      evaluate(state.params, state.model_state, getattr(data, name)).items()})
     history.append(record)
-    if config.stop_at_perfect and record.get("test_accuracy", 0.0) == 1.0:
+    perfect = config.stop_at_perfect and record.get("test_accuracy", 0.0) == 1.0
+    out_of_time = config.max_seconds is not None and record["elapsed_s"] >= config.max_seconds
+    if perfect or out_of_time:
       step = int(state.step)
       raise _StopTraining(state, {"step": step, "epoch": step / batcher.steps_per_epoch, **record})
     return record

@@ -1,4 +1,4 @@
-"""End to end through the CLI: a short regression run, errors, help."""
+"""End to end: CoordConv reaches 100% on the held-out quadrant; the CLI; errors, help."""
 
 import json
 
@@ -46,8 +46,29 @@ def test_stop_at_perfect_stops_at_the_first_perfect_evaluation(tmp_path, monkeyp
       **real.metrics(logits, labels), "accuracy": jnp.ones(labels.shape[0])})
   monkeypatch.setitem(_tasks.OBJECTIVES, "classification", always_right)
   summary = _tasks.run_task(_tasks.TaskConfig(
-      task="classification", epochs=3, train_examples=16, stop_at_perfect=True, num_devices=1,
+      task="classification", widths=(8, 8), epochs=3, train_examples=16, stop_at_perfect=True, num_devices=1,
       progress=False, data_dir=str(tmp_path / "data")), tmp_path / "run", plots=False)
   assert summary["steps"] == 1 and summary["first_perfect_test"]["epoch"] == 1.0
   lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
   assert json.loads(lines[-1])["test_accuracy"] == 1.0
+
+
+def test_coordconv_reaches_100_percent_on_the_held_out_quadrant(tmp_path):
+  """The paper's headline (Liu et al. 2018, Table 1): 100% test accuracy on the quadrant split.
+
+  The full split (2,407 train / 729 test, the bottom-right quadrant never seen in
+  training), Adam at lr 1e-2, batch 16, evaluated on every test example. The
+  classifier is the paper's network with 1x1 convs 8, 8 instead of 32, 32, 64, 64
+  (121 parameters, ~60x cheaper per pixel): it reaches 100% within the first
+  epoch (seeds 0-2 measured), where the paper's widths need ~11 epochs.
+  """
+  from jaxnn.coordconv import TaskConfig, run_task
+  summary = run_task(TaskConfig(
+      task="classification", split="quadrant", model="coordconv", widths=(8, 8), epochs=2,
+      learning_rate=1e-2, stop_at_perfect=True, num_devices=1, progress=False,
+      data_dir=str(tmp_path / "data")), None)
+  assert summary["params"] == 121
+  assert (summary["data"]["sizes"]["train"], summary["data"]["sizes"]["test"]) == (2407, 729)
+  assert summary["test_accuracy"] == 1.0 and summary["test_pixel_error"] == 0.0
+  assert summary["train_accuracy"] >= 0.99
+  assert summary["first_perfect_test"] is not None and summary["epochs_run"] <= 2

@@ -18,6 +18,7 @@ def _params(m):
 
 @pytest.mark.parametrize("make, expected", [
     (lambda r: CoordConvClassifier(rngs=r), 7_553),
+    (lambda r: CoordConvClassifier(widths=(8, 8), rngs=r), 4 * 8 + 8 + 8 * 8 + 8 + 8 + 1),
     (lambda r: DeconvClassifier(mul=1, kernel_size=2, rngs=r), 46_465),
     (lambda r: DeconvClassifier(mul=3, kernel_size=4, rngs=r), 1_632_001),
     (lambda r: CoordConvRegressor(rngs=r), 906),
@@ -33,7 +34,8 @@ def test_deconv_counts_formula():
   for mul, k in [(1, 3), (2, 2), (2, 4)]:
     w = [2, 64 * mul, 64 * mul, 64 * mul, 32 * mul, 32 * mul, 1]
     convs = sum(a * b * k * k + b for a, b in zip(w[:-1], w[1:]))
-    assert _params(DeconvClassifier(mul=mul, kernel_size=k, rngs=nnx.Rngs(0))) == convs + 2 * sum(w[1:-1])
+    model = nnx.eval_shape(lambda: DeconvClassifier(mul=mul, kernel_size=k, rngs=nnx.Rngs(0)))
+    assert _params(model) == convs + 2 * sum(w[1:-1])
 
 
 def test_output_shapes():
@@ -74,6 +76,29 @@ def test_regressor_can_represent_the_exact_answer():
   np.testing.assert_allclose(out, [x / 63 * 2 - 1, y / 63 * 2 - 1], atol=1e-5)
 
 
+def test_narrow_classifier_can_represent_the_exact_answer():
+  """1x1 convs 8, 8 hold logit = -100 (|xx - x| + |yy - y|), peaked at pixel (x, y) anywhere.
+
+  Channels into the first conv: [x, y (tiled, in the [-1, 1] frame), xx, yy].
+  Four ReLU units give |xx - x| and |yy - y|, which depend on differences only,
+  so the same weights are right in the held-out quadrant.
+  """
+  m = CoordConvClassifier(widths=(8, 8), rngs=nnx.Rngs(0))
+  k1 = np.zeros((1, 1, 4, 8), np.float32)
+  for unit, (coord, channel, sign) in enumerate([(0, 2, 1), (0, 2, -1), (1, 3, 1), (1, 3, -1)]):
+    k1[0, 0, channel, unit], k1[0, 0, coord, unit] = sign, -sign  # relu(+-(xx - x)), ...
+  k2 = np.zeros((1, 1, 8, 8), np.float32)
+  k2[0, 0, np.arange(4), np.arange(4)] = 1.0
+  k3 = np.zeros((1, 1, 8, 1), np.float32)
+  k3[0, 0, :4, 0] = -100.0
+  for conv, kernel in [(m.first.conv, k1), (m.hidden[0], k2), (m.out, k3)]:
+    conv.kernel[...] = jnp.asarray(kernel)
+    conv.bias[...] = jnp.zeros_like(conv.bias[...])
+  xy = jnp.array([[4.0, 4.0], [59.0, 59.0], [33.0, 45.0], [12.0, 50.0]])
+  guess = np.asarray(jnp.argmax(m(xy), axis=-1))
+  np.testing.assert_array_equal(guess, [y * 64 + x for x, y in np.asarray(xy, int)])
+
+
 def test_objective_metrics_by_hand():
   logits = jnp.full((2, 4096), -10.0).at[0, 5 * 64 + 7].set(10.0).at[1, 0].set(10.0)
   labels = jnp.array([5 * 64 + 7, 3 * 64 + 4])
@@ -93,3 +118,7 @@ def test_task_config_errors():
   with pytest.raises(JaxnnError, match="coordconv or conv"):
     TaskConfig(model="resnet").resolved()
   assert TaskConfig(task="classification", model="conv").resolved().epochs == 1000
+  with pytest.raises(JaxnnError, match="classification and model coordconv"):
+    TaskConfig(task="regression", widths=(8, 8)).resolved()
+  with pytest.raises(JaxnnError, match="max_seconds"):
+    TaskConfig(max_seconds=0).resolved()
