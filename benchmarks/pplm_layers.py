@@ -1,6 +1,6 @@
 """Why jaxnn's GPT-2 unrolls its blocks: one-token passes with three layer layouts.
 
-On a GPT-2-shaped random model (batch 1, a cache of 64 positions, 40 filled),
+On a GPT-2-shaped random model (batch B, a cache of 64 positions, 40 filled),
 times a one-token forward pass and the gradient PPLM needs (with respect to
 the cache, through the whole model) for:
 
@@ -10,9 +10,12 @@ the cache, through the whole model) for:
 
 and counts in the optimized XLA HLO the ops that slice a block's weights out
 of the stack (`dynamic-slice` fusions producing weight-shaped arrays): on CPU
-each is a copy of that layer's weights, per pass.
+each is a copy of that layer's weights, per pass. For reference it also times
+transformers' one-token forward pass (with a cache) on the same shape and batch.
 
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1
+  flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1 \
+      --batch 8 --variants unrolled
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
   parser.add_argument("--threads", type=int, default=1)
+  parser.add_argument("--batch", type=int, default=1)
+  parser.add_argument("--variants", default="scan,scan_unroll,unrolled",
+                      help="comma-separated subset of scan, scan_unroll, unrolled")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
@@ -51,15 +57,15 @@ def main(argv=None) -> int:
   config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
   per_layer = init_params(config, jax.random.key(0))
   stacked = {**per_layer, "h": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["h"])}
-  cache = init_cache(config, 1, 64)
+  cache = init_cache(config, args.batch, 64)
   k_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(1), cache.k.shape)
   v_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(2), cache.v.shape)
   length = jnp.asarray(40, jnp.int32)
-  token_1x1 = jnp.asarray([[7]])
+  token_Bx1 = jnp.full((args.batch, 1), 7)
 
   def embed(params):
     pos_1xD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, 1, axis=0)
-    return params["wte"][token_1x1] + pos_1xD[None]
+    return params["wte"][token_Bx1] + pos_1xD[None]
 
   def head(params, x_BxTxD):
     hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
@@ -82,15 +88,16 @@ def main(argv=None) -> int:
   variants = {"scan": (scan_forward, stacked),
               "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked),
               "unrolled": (unrolled_forward, per_layer)}
+  variants = {name: variants[name] for name in args.variants.split(",")}
   weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
                    f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
-  results = {"size": args.size, "threads": args.threads,
+  results = {"size": args.size, "batch": args.batch, "threads": args.threads,
              "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
   timed = {}
   for name, (forward, params) in variants.items():
     def loss(dk, dv, params, forward=forward):
-      logits_1x1xV = forward(params, k_LxBxHxSxK + dk, v_LxBxHxSxK + dv)
-      return jax.nn.log_softmax(logits_1x1xV[0, 0])[5]
+      logits_Bx1xV = forward(params, k_LxBxHxSxK + dk, v_LxBxHxSxK + dv)
+      return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
     fns = {"forward": (jax.jit(forward), (params, k_LxBxHxSxK, v_LxBxHxSxK)),
            "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))),
                               (jnp.zeros_like(k_LxBxHxSxK), jnp.zeros_like(v_LxBxHxSxK), params))}
@@ -114,14 +121,37 @@ def main(argv=None) -> int:
   for (name, kind), values in seconds.items():
     results[f"{name}_{kind}_seconds_median"] = float(np.median(values))
     results[f"{name}_{kind}_seconds_min"] = float(np.min(values))
-  for kind in ("forward", "cache_gradient"):
-    results[f"scan_over_unrolled_{kind}"] = (results[f"scan_{kind}_seconds_median"]
-                                             / results[f"unrolled_{kind}_seconds_median"])
+  if "scan" in variants and "unrolled" in variants:
+    for kind in ("forward", "cache_gradient"):
+      results[f"scan_over_unrolled_{kind}"] = (results[f"scan_{kind}_seconds_median"]
+                                               / results[f"unrolled_{kind}_seconds_median"])
+  results["transformers_forward_seconds_median"] = _time_transformers(
+      config, args.batch, args.threads, args.repeats)
   results["load_average_after"] = os.getloadavg()
   print(json.dumps(results, indent=2))
   if args.out:
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
   return 0
+
+
+def _time_transformers(config, batch: int, threads: int, repeats: int) -> float:
+  import numpy as np
+  import torch
+  import transformers
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+      n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head)).eval()
+  prompt = torch.randint(0, config.vocab_size, (batch, 40))
+  token = torch.full((batch, 1), 7)
+  seconds = []
+  with torch.no_grad():
+    for _ in range(repeats + 1):
+      past = model(prompt, use_cache=True).past_key_values
+      start = time.perf_counter()
+      model(token, past_key_values=past, use_cache=True)
+      seconds.append(time.perf_counter() - start)
+  return float(np.median(seconds[1:]))
 
 
 if __name__ == "__main__":
