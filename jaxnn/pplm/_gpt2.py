@@ -16,9 +16,10 @@ with one dict per transformer block in the list "h":
 The blocks are unrolled in Python rather than run under a `lax.scan` over
 stacked weights: inside a scan every layer dynamic-slices its weights out of
 the stack, which XLA on CPU materializes as a copy of all the weights per pass
-(and again in the backward pass of PPLM's steering gradient), about 2x the
-time of a memory-bound one-token pass. The price is compile time that grows
-with depth (see benchmarks/results/pplm.md).
+(and again in the backward pass of PPLM's steering gradient): 1.3x the time
+of a one-token forward pass and 2.1x that of forward + gradient with respect
+to the cache for GPT-2 small on one core. The price is compile time that
+grows with depth (see benchmarks/results/pplm.md).
 
 Kernels are stored (in, out) like Hugging Face's Conv1D, so `x @ kernel`;
 the output head is tied to `wte`.
