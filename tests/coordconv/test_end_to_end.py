@@ -59,7 +59,7 @@ def test_coordconv_reaches_100_percent_on_the_held_out_quadrant(tmp_path):
   The full split (2,407 train / 729 test, the bottom-right quadrant never seen in
   training), Adam at lr 1e-2, batch 16, evaluated on every test example. The
   classifier is the paper's network with 1x1 convs 8, 8 instead of 32, 32, 64, 64
-  (121 parameters, ~60x cheaper per pixel): it reaches 100% within the first
+  (121 parameters, ~70x cheaper per pixel): it reaches 100% within the first
   epoch (seeds 0-2 measured), where the paper's widths need ~11 epochs.
   """
   from jaxnn.coordconv import TaskConfig, run_task
