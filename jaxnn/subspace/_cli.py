@@ -43,7 +43,11 @@ def register(subparsers) -> None:
   s.add_argument("--steps", type=cu.positive_int, default=2000,
                  help="Adam steps per config (d_int90 depends on it: it is recorded)")
   s.add_argument("--batch-size", type=cu.positive_int, default=128)
-  s.add_argument("--lr", type=cu.positive_float, default=1e-3, help="Adam learning rate")
+  s.add_argument("--lr", type=cu.positive_float, default=1e-3,
+                 help="Adam learning rate of theta_d (subspace training often needs more than "
+                      "direct training)")
+  s.add_argument("--baseline-lr", type=cu.positive_float, default=None,
+                 help="Adam learning rate of the individual baseline (default: --lr)")
   s.add_argument("--weight-decay", type=float, default=0.0, help="L2 on the full theta_D")
   s.add_argument("--baseline", type=_baseline, default="individual",
                  help="'individual' (normal training, done by the sweep) or a global accuracy")
@@ -73,7 +77,7 @@ def _sweep(args) -> int:
   config = SweepConfig(
       dataset=args.dataset, model=args.model, widths=args.widths, projection=args.projection,
       dims=args.dims, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
-      learning_rate=args.lr, weight_decay=args.weight_decay, baseline=args.baseline,
+      learning_rate=args.lr, baseline_learning_rate=args.baseline_lr, weight_decay=args.weight_decay, baseline=args.baseline,
       fraction=args.fraction, data_seed=args.data_seed, validation_size=args.validation_size,
       shuffled_pixels=args.shuffled_pixels, shuffled_labels=args.shuffled_labels,
       max_train=args.max_train, d_min=args.d_min, d_max=args.d_max, resolution=args.resolution,

@@ -37,8 +37,13 @@ def plot_sweep(results: dict, path: str | pathlib.Path | None = None, ax=None):
   ax.set_xscale("log")
   ax.set_xlabel("subspace dimension d")
   ax.set_ylabel("validation accuracy")
-  ax.set_title(f"{results['dataset']} {results['model']} ({results['projection']}, "
-               f"D = {results['D']:,}, {results['steps']} steps)", fontsize=9)
+  settings = results.get("settings", {})
+  widths = "-".join(map(str, settings["widths"])) if results["model"] == "fc" and "widths" in (
+      settings) else ""
+  shuffled = ", shuffled pixels" if settings.get("shuffled_pixels") else ""
+  ax.set_title(f"{results['dataset']}{shuffled} {results['model']} {widths} "
+               f"({results['projection']}, D = {results['D']:,}, {results['steps']} steps)",
+               fontsize=9)
   ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
   if path is not None:

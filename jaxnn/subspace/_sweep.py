@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import pathlib
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ class SweepConfig:
   steps: int = 2000  # Adam steps per config; what d_int90 depends on, so recorded
   batch_size: int = 128
   learning_rate: float = 1e-3  # Adam, beta2 0.99, as in the paper
+  baseline_learning_rate: float | None = None  # the individual baseline's Adam lr; None: the same
   weight_decay: float = 0.0  # L2 on the full theta_D
   baseline: str | float = "individual"  # "individual" (trained here) or a global accuracy
   fraction: float = 0.9  # d_int90 threshold = fraction x baseline
@@ -66,7 +68,7 @@ class SweepConfig:
   def identity(self) -> dict:
     """Settings every saved config of a directory must share (not dims, seeds, devices)."""
     keep = ("dataset", "model", "widths", "projection", "steps", "batch_size", "learning_rate",
-            "weight_decay", "data_seed", "validation_size", "shuffled_pixels", "shuffled_labels",
+            "baseline_learning_rate", "weight_decay", "data_seed", "validation_size", "shuffled_pixels", "shuffled_labels",
             "max_train")
     return json.loads(json.dumps({k: getattr(self, k) for k in keep}))
 
@@ -93,8 +95,9 @@ def validate(config: SweepConfig) -> None:
     raise JaxnnError(f"fraction must be in (0, 1], got {config.fraction}")
   if config.projection not in PROJECTIONS:
     raise JaxnnError(f"unknown projection {config.projection!r}; choose from {', '.join(PROJECTIONS)}")
-  if not config.learning_rate > 0:
-    raise JaxnnError(f"learning rate must be positive, got {config.learning_rate}")
+  for lr in (config.learning_rate, config.baseline_learning_rate):
+    if lr is not None and not lr > 0:
+      raise JaxnnError(f"learning rates must be positive, got {lr}")
 
 
 def _program_name(configs: Sequence[tuple[int, int]]) -> str:
@@ -143,6 +146,8 @@ class Sweep:
     self.num_params = count_params(self.model_init(jax.random.PRNGKey(0)).params)
     self.projection = get_projection(config.projection)
     self.optimizer = make_optimizer("adam", config.learning_rate)
+    self.baseline_optimizer = make_optimizer(
+        "adam", config.baseline_learning_rate or config.learning_rate)
     devices = config.num_devices or jax.local_device_count()
     self.dp = data_parallel(None, devices)
     _check_identity(self.out, config)
@@ -155,11 +160,11 @@ class Sweep:
                          "away to train its configs again") from e
       self.done.update({(r["d"], r["seed"]): r for r in records})
 
-  def _train_program(self, member, stack, seeds, description):
+  def _train_program(self, member, stack, seeds, description, optimizer):
     chunk = self.config.configs_per_vmap or vmap_chunk(
         self.num_params, len(seeds) // self.dp.num_devices)
     stack = train_stack(member, stack, seeds, self.data.train, self.config.steps, dp=self.dp,
-                        optimizer=self.optimizer, batch_size=self.config.batch_size,
+                        optimizer=optimizer, batch_size=self.config.batch_size,
                         weight_decay=self.config.weight_decay, chunk=chunk,
                         progress=self.config.progress, description=description)
     evaluate = make_stack_evaluator(member, self.dp, chunk=chunk)
@@ -173,24 +178,33 @@ class Sweep:
             "epochs": self.config.steps / (len(self.data.train) // self.config.batch_size)}
 
   def train_configs(self, configs: Sequence[tuple[int, int]]) -> list[dict]:
-    """Trains the (d, seed) configs not done yet, program by program; returns all records."""
+    """Trains the (d, seed) configs not done yet, program by program; returns all records.
+
+    With `progress`, each program shows a progress bar on a terminal and every
+    saved program prints one line to stderr (also when logging to a file).
+    """
     from jaxnn.train import write_json_atomic
     todo = [c for c in configs if c not in self.done]
     size = self.config.configs_per_program
-    for start in range(0, len(todo), size):
+    starts = range(0, len(todo), size)
+    for k, start in enumerate(starts, 1):
       chunk = todo[start:start + size]
       padded = pad_configs(chunk, self.dp.num_devices)
       dims, seeds = [d for d, _ in padded], [s for _, s in padded]
       member, stack = subspace_stack(self.model_init, self.projection, dims, seeds,
                                      self.optimizer)
-      metrics = self._train_program(
-          member, stack, seeds, f"d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)")
+      label = f"program {k}/{len(starts)}: d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)"
+      metrics = self._train_program(member, stack, seeds, label, self.optimizer)
       name = _program_name(chunk)
       records = [self._record(metrics, i, d=d, seed=s, projection=self.config.projection,
                               D=self.num_params, d_allocated=max(dims), program=name)
                  for i, (d, s) in enumerate(chunk)]
       write_json_atomic(self.out / "configs" / f"{name}.json", {"configs": records})
       self.done.update({(r["d"], r["seed"]): r for r in records})
+      if self.config.progress:
+        accuracy = ", ".join(f"d={r['d']} seed={r['seed']}: {r['validation_accuracy']:.4f}"
+                             for r in records)
+        print(f"{label} saved; validation accuracy {accuracy}", file=sys.stderr, flush=True)
     return [self.done[c] for c in configs]
 
   def baseline(self) -> tuple[float, list[dict]]:
@@ -203,8 +217,9 @@ class Sweep:
     todo = [s for s in range(self.config.seeds) if s not in saved]
     if todo:
       seeds = pad_configs(todo, self.dp.num_devices)
-      member, stack = direct_stack(self.model_init, seeds, self.optimizer)
-      metrics = self._train_program(member, stack, seeds, f"baseline ({len(todo)} seeds)")
+      member, stack = direct_stack(self.model_init, seeds, self.baseline_optimizer)
+      metrics = self._train_program(member, stack, seeds, f"baseline ({len(todo)} seed(s))",
+                                    self.baseline_optimizer)
       saved.update({s: self._record(metrics, i, seed=s, D=self.num_params)
                     for i, s in enumerate(todo)})
       write_json_atomic(path, {"runs": [saved[s] for s in sorted(saved)]})

@@ -105,15 +105,28 @@ def direct_stack(model_init: Callable[[jax.Array], FunctionalModel], seeds: Sequ
 
 
 def vmap_chunk(num_params: int, num_configs: int) -> int:
-  """How many configs of a device to vmap at once: all of them for small models.
+  """How many configs of a device to vmap at once: all for small models, else 1.
 
-  A vmapped step works on every config's parameter-sized vectors together; once
-  they outgrow the CPU caches (a Fastfood transform of 2^18 floats per config
-  on MNIST FC) a vmap of 16 configs runs slower per config than one config
-  alone, so large models are vmapped in chunks of about 2^19 parameters
-  (benchmarks/subspace_vmap.py measures it).
+  vmapping pays where a step is dispatch-bound (small models: one dispatch
+  instead of C). Once the configs' parameter-sized vectors outgrow the CPU
+  caches a vmapped step runs slower per config than one config alone (batched
+  gathers and scatters, a batched Fastfood transform of C x 2^18 floats on MNIST
+  FC), so larger stacks run their configs one at a time inside the program
+  (`jax.lax.map`), which still saves the per-config dispatches.
+  benchmarks/subspace_vmap.py measures both.
   """
-  return max(1, min(num_configs, 2**19 // max(1, num_params)))
+  return num_configs if num_params * num_configs <= 2**20 else 1
+
+
+def _map_configs(fn, xs, chunk: int | None):
+  """`fn` over the leading config axis of `xs`, `chunk` configs vmapped at once (None: all).
+
+  A chunk of 1 is a plain `lax.map` of the unbatched `fn` (not a vmap of size 1,
+  whose batched gathers and scatters are far slower on a CPU).
+  """
+  if chunk == 1:
+    return jax.lax.map(fn, xs)
+  return jax.lax.map(fn, xs, batch_size=chunk or jax.tree.leaves(xs)[0].shape[0])
 
 
 def _per_device(fn, dp: DataParallel | None, in_specs):
@@ -125,27 +138,32 @@ def _per_device(fn, dp: DataParallel | None, in_specs):
 
 def make_stack_step(member: MemberFn, optimizer: optax.GradientTransformation,
                     objective: Objective = CLASSIFICATION, weight_decay: float = 0.0, *,
-                    dp: DataParallel | None = None, chunk: int | None = None):
+                    dp: DataParallel | None = None, chunk: int | None = None,
+                    indexed: bool = False):
   """`step(stack, x_CxB..., y_CxB) -> (stack, metrics of shape (C,))`: every config's train step.
 
   Args:
     member, optimizer, objective, weight_decay: as for `make_train_step`.
     dp: the mesh whose "data" axis splits the configs (None: no split).
     chunk: configs vmapped at once on a device (`jax.lax.map` over chunks);
-      None: all of them.
+      None: all of them; 1: a plain `lax.map` (see `vmap_chunk`).
+    indexed: the batch is example indices instead: `step(stack, i_CxB, y_CxB,
+      x_train)` gathers `x_train[i_CxB]` on the device (see `StackedBatcher`).
   """
 
   def one(args):
     train, frozen, x, y = args
     return make_train_step(member(frozen), optimizer, objective, weight_decay)(train, x, y)
 
-  def local(train, frozen, x, y):
-    return jax.lax.map(one, (train, frozen, x, y), batch_size=chunk or x.shape[0])
+  def local(train, frozen, x, y, *x_train):
+    if indexed:
+      x = jnp.take(x_train[0], x, axis=0)
+    return _map_configs(one, (train, frozen, x, y), chunk)
 
-  run = _per_device(local, dp, P("data"))
+  run = _per_device(local, dp, (P("data"),) * 4 + (P(),) * indexed)
 
-  def step(stack: ConfigStack, x, y):
-    train, metrics = run(stack.train, stack.frozen, x, y)
+  def step(stack: ConfigStack, x, y, *x_train):
+    train, metrics = run(stack.train, stack.frozen, x, y, *x_train)
     return ConfigStack(train, stack.frozen), metrics
 
   return step
@@ -155,9 +173,16 @@ class StackedBatcher:
   """The batch of every config at a step, stacked: config i shuffles with seeds[i].
 
   Duck-types `EpochBatcher` for `run_loop` (`steps_per_epoch`, `at_step`).
+  With `indices=True` it gives the examples' indices into `split.x` instead of
+  the examples (the same examples, in the same order): a step that keeps the
+  training inputs on the device (`make_stack_step(indexed=True)`) then moves
+  C x B integers per step instead of C x B inputs, and the host does not
+  gather and stack C batches.
   """
 
-  def __init__(self, split: Split, batch_size: int, seeds: Sequence[int]):
+  def __init__(self, split: Split, batch_size: int, seeds: Sequence[int], indices: bool = False):
+    if indices:
+      split = Split(np.arange(len(split), dtype=np.int32), split.y)
     self.batchers = {s: EpochBatcher(split, batch_size, s) for s in dict.fromkeys(seeds)}
     self.seeds = list(seeds)
     self.steps_per_epoch = next(iter(self.batchers.values())).steps_per_epoch
@@ -176,7 +201,7 @@ def make_stack_evaluator(member: MemberFn, dp: DataParallel, objective: Objectiv
     def one(args):
       t, f = args
       return make_eval_step(member(f), objective)(t.params, t.model_state, x, y, mask)
-    return jax.lax.map(one, (train, frozen), batch_size=chunk or len(train.step))
+    return _map_configs(one, (train, frozen), chunk)
 
   run = _per_device(sums, dp, (P("data"), P("data"), P(), P(), P()))
   step = jax.jit(lambda stack, x, y, mask: run(stack.train, stack.frozen, x, y, mask),
@@ -200,6 +225,11 @@ def pad_configs(items: Sequence, multiple: int) -> list:
   return items + [items[-1]] * (-len(items) % multiple)
 
 
+# Training inputs up to this size stay on the device (a copy per device); larger ones
+# are batched on the host.
+RESIDENT_BYTES = 2**30
+
+
 def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], train: Split,
                 num_steps: int, *, dp: DataParallel, optimizer: optax.GradientTransformation,
                 batch_size: int = 128, weight_decay: float = 0.0,
@@ -208,12 +238,17 @@ def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], trai
   """Trains a stack of configs for `num_steps` steps with `run_loop`, configs split over `dp`.
 
   The stack's size must be a multiple of `dp.num_devices` (see `pad_configs`).
+  Training inputs of up to `RESIDENT_BYTES` are put on the devices once and
+  every step gathers its batches there from example indices.
   """
   if len(seeds) % dp.num_devices:
     raise JaxnnError(f"{len(seeds)} configs do not split over {dp.num_devices} devices; "
                      "pad them with pad_configs")
-  step = make_stack_step(member, optimizer, objective, weight_decay, dp=dp, chunk=chunk)
+  resident = train.x.nbytes <= RESIDENT_BYTES
+  step = make_stack_step(member, optimizer, objective, weight_decay, dp=dp, chunk=chunk,
+                         indexed=resident)
   return run_loop(step, stack,
-                  StackedBatcher(train, batch_size, seeds), num_steps, dp=dp,
+                  StackedBatcher(train, batch_size, seeds, indices=resident), num_steps, dp=dp,
                   log_every=max(1, min(100, num_steps)), progress=progress,
-                  description=description, carry_sharding=dp.batch, batch_sharding=dp.batch)
+                  description=description, carry_sharding=dp.batch, batch_sharding=dp.batch,
+                  extra_args=(train.x,) if resident else ())

@@ -38,8 +38,11 @@ def _sweep_args(out, *extra):
 def test_sweep_writes_results_csv_and_plot(tmp_path):
   out = tmp_path / "sweep"
   assert main(_sweep_args(out, "--projection", "dense", "--dims", "3,24", "--seeds", "2",
-                          "--steps", "20", "--devices", "2")) == 0
+                          "--steps", "20", "--devices", "2", "--lr", "0.01",
+                          "--baseline-lr", "0.002")) == 0
   results = json.loads((out / "results.json").read_text())
+  assert (results["settings"]["learning_rate"], results["settings"]["baseline_learning_rate"]) == (
+      0.01, 0.002)
   assert results["baseline_kind"] == "individual"
   runs = results["baseline_runs"]
   assert [r["seed"] for r in runs] == [0, 1] and all(r["steps"] == 20 for r in runs)
@@ -62,8 +65,11 @@ def test_sweep_writes_results_csv_and_plot(tmp_path):
 
 def test_global_baseline_and_bad_input(tmp_path, capsys):
   out = tmp_path / "g"
-  assert main(_sweep_args(out, "--dims", "2", "--seeds", "1", "--steps", "5", "--devices", "1",
-                          "--baseline", "0.5")) == 0
+  args = ["subspace", "sweep", *TINY[:-1], "--out", str(out), "--dims", "2", "--seeds", "1",
+          "--steps", "5", "--devices", "1", "--baseline", "0.5"]
+  assert main(args) == 0  # with progress: one line per saved program on stderr
+  assert "program 1/1: d=2..2 (1 configs) saved; validation accuracy d=2 seed=0: " in (
+      capsys.readouterr().err)
   results = json.loads((out / "results.json").read_text())
   assert (results["baseline_kind"], results["baseline"], results["threshold"]) == ("global", 0.5, 0.45)
   assert results["baseline_runs"] == [] and not (out / "baseline.json").exists()
@@ -151,17 +157,18 @@ def test_vmapped_configs_equal_configs_trained_one_by_one(projection):
 
 
 def test_chunked_vmap_and_devices_give_the_same_stack():
-  """lax.map over chunks of 1 config on 1 device = one vmap per device on 2 devices."""
+  """lax.map of 1 config or of vmapped chunks of 3 on 1 device = one vmap per device on 2."""
   data = load_dataset("digits")
   optimizer = make_optimizer("adam", 1e-2)
   dims, seeds = pad_configs([5, 9, 9], 2), pad_configs([0, 0, 1], 2)
   assert (dims, seeds) == ([5, 9, 9, 9], [0, 0, 1, 1])
   out = []
-  for devices, chunk in ((2, None), (1, 1)):
+  for devices, chunk in ((2, None), (1, 1), (1, 3)):
     member, stack = subspace_stack(_digits_model_init, "sparse", dims, seeds, optimizer)
     out.append(train_stack(member, stack, seeds, data.train, 6, dp=data_parallel(None, devices),
                            optimizer=optimizer, batch_size=32, chunk=chunk, progress=False))
-  chex.assert_trees_all_close(out[0].train.params, out[1].train.params, atol=1e-6)
+  for other in out[1:]:
+    chex.assert_trees_all_close(out[0].train.params, other.train.params, atol=1e-6)
   with pytest.raises(JaxnnError, match="pad"):
     train_stack(member, stack, [0, 1, 2], data.train, 1, dp=data_parallel(None, 2),
                 optimizer=optimizer, progress=False)
