@@ -11,7 +11,7 @@ Every variant runs `--steps` steps per round; rounds interleave the variants
 so that the noise of a shared machine hits all of them alike; the median round
 is reported. Both frameworks run on the same number of threads
 (`--threads`, default 1: XLA's Eigen pool off and one intra-op thread;
-`torch.set_num_threads`). Then `--max-width` probes the largest Fastfood model
+`torch.set_num_threads`). Then `--widths` probes the largest Fastfood model
 that trains: FC 784-w-w-10 for growing w, each in a subprocess whose peak
 memory is measured, stopping before a size could need more than half of the
 memory available.
@@ -33,11 +33,10 @@ import time
 
 
 def _pin_threads(threads: int) -> None:
+  """One thread: XLA's Eigen pool off. More: XLA's default pool (pin the cores with taskset)."""
   flags = os.environ.get("XLA_FLAGS", "")
-  if threads == 1:
+  if threads == 1 and "--xla_cpu_multi_thread_eigen=false" not in flags:
     flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-  else:
-    flags += f" intra_op_parallelism_threads={threads}"
   os.environ["XLA_FLAGS"] = flags.strip()
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -103,7 +102,8 @@ def speed(args) -> dict:
 
   from benchmarks.subspace_torch import DirectFC, SubspaceFC, make_torch_step
   from jaxnn.models import create_model
-  from jaxnn.subspace import make_subspace_train_step, subspace_model
+  from jaxnn.subspace import (dense_projection, fastfood_projection, make_subspace_train_step,
+                              subspace_model)
   from jaxnn.train import CLASSIFICATION, from_nnx, init_train_state, make_optimizer, make_train_step
 
   torch.set_num_threads(args.threads)
@@ -136,12 +136,16 @@ def speed(args) -> dict:
   variants["jax direct"] = jax_runner(make_train_step(model, optimizer, CLASSIFICATION, wd),
                                       init_train_state(model, optimizer))
   D = None
-  for name in ("dense", "fastfood"):
-    sub = subspace_model(model, args.d, name, seed=0)
+  projections = {"dense": dense_projection(), "fastfood": fastfood_projection("native"),
+                 "fastfood xla": fastfood_projection("xla")}
+  for name, projection in projections.items():
+    sub = subspace_model(model, args.d, projection, seed=0)
     D = sub.subspace.num_params
     step = make_subspace_train_step(sub.subspace, optimizer, CLASSIFICATION, wd)
     variants[f"jax {name}"] = jax_runner(step, init_train_state(sub.model, optimizer), sub.state,
                                          jnp.int32(args.d))
+    if name == "dense":
+      P_state = sub.state.projection
 
   def torch_runner(module):
     step = make_torch_step(module, 1e-3, wd)
@@ -157,23 +161,38 @@ def speed(args) -> dict:
   for name in ("dense", "fastfood"):
     variants[f"torch {name}"] = torch_runner(SubspaceFC(SIZES, args.d, name))
 
-  # Memory bandwidth: one read of a dense P-sized array, the dense floor's unit.
-  P = jnp.ones((args.d, D), jnp.float32)
-  read = jax.jit(jnp.sum)
-  read(P).block_until_ready()
-  t0 = time.process_time()
-  for _ in range(5):
-    read(P).block_until_ready()
-  bandwidth = 5 * P.nbytes / (time.process_time() - t0)
-  del P
+  # The dense floor on this machine: P theta_d and P^T g each read all of P
+  # (D * d floats) once, for 2 FLOPs per 4 bytes, so they are bound by memory
+  # bandwidth. Timed alone here: the two matrix-vector products of the step,
+  # and a plain read of P (a sum), over the same rounds as the steps.
+  theta_d = jnp.asarray(rng.normal(size=args.d).astype(np.float32))
+  g_D = jnp.asarray(rng.normal(size=D).astype(np.float32))
+  P_dxD = P_state.P_dxD
+  kernels = {"P theta_d": (jax.jit(lambda P, t: t @ P), theta_d),
+             "P^T g": (jax.jit(lambda P, g: P @ g), g_D),
+             "read P (sum)": (jax.jit(lambda P, _: jnp.sum(P)), g_D)}
+
+  def kernel_runner(f, arg):
+    f(P_dxD, arg).block_until_ready()
+
+    def run(n):
+      for _ in range(n):
+        out = f(P_dxD, arg)
+      out.block_until_ready()
+
+    return run
 
   results = time_rounds(variants, args.steps, args.rounds)
-  from jaxnn.subspace import walsh_hadamard
+  results |= time_rounds({name: kernel_runner(*k) for name, k in kernels.items()}, args.steps,
+                         args.rounds)
+  from jaxnn.subspace import _projections, walsh_hadamard
 
   L = 1 << (D - 1).bit_length()
   v = jnp.asarray(rng.normal(size=L).astype(np.float32))
   whts = {}
-  for name, f in (("jaxnn walsh_hadamard", walsh_hadamard), ("radix-2 butterfly", wht_radix2)):
+  for name, f in (("jaxnn walsh_hadamard (C++ kernel)", walsh_hadamard),
+                  ("jaxnn XLA transform (radix-4 + H_64 matmul)", _projections._wht_xla),
+                  ("radix-2 butterfly in XLA", wht_radix2)):
     f = jax.jit(f)
     np.testing.assert_allclose(f(v), walsh_hadamard(v), rtol=1e-3, atol=1e-2)
 
@@ -188,11 +207,19 @@ def speed(args) -> dict:
   floors = {"direct": 1.0}
   for name in ("dense", "fastfood"):
     floors[name] = (flops["total"] + projection_flops(D, args.d, name)) / flops["total"]
+  P_bytes = 4 * D * args.d
+  cpu = {name: t["cpu_median_s"] for name, t in results.items()}
+  bandwidth = {name: P_bytes / cpu[name] / 1e9 for name in kernels}
+  # Dense floor from bandwidth: the direct step plus two reads of P at the
+  # fastest read rate measured (so no gemv can beat it on this machine).
+  read_floor_s = 2 * P_bytes / (max(bandwidth.values()) * 1e9)
   return dict(D=D, d=args.d, batch=args.batch, threads=args.threads, steps=args.steps,
               rounds=args.rounds, weight_decay=wd, model_flops=flops,
               projection_flops={n: projection_flops(D, args.d, n) for n in ("dense", "fastfood")},
-              flop_floor_ratio=floors, read_bandwidth_GBps=bandwidth / 1e9,
-              dense_bandwidth_floor_s=2 * args.d * D * 4 / bandwidth, times=results)
+              flop_floor_ratio=floors, P_bytes=P_bytes, read_bandwidth_GBps=bandwidth,
+              dense_bandwidth_floor_s=cpu["jax direct"] + read_floor_s,
+              dense_bandwidth_floor_ratio=(cpu["jax direct"] + read_floor_s) / cpu["jax direct"],
+              times=results)
 
 
 def probe(width: int, d: int, steps: int) -> dict:
@@ -205,9 +232,12 @@ def probe(width: int, d: int, steps: int) -> dict:
   from jaxnn.subspace import make_subspace_train_step, subspace_model
   from jaxnn.train import from_nnx, init_train_state, make_optimizer
 
+  t0 = time.perf_counter()
   model = from_nnx(create_model("fc", (28, 28, 1), 10, seed=0, widths=(width, width)))
   sub = subspace_model(model, d, "fastfood", seed=0)
   del model
+  jax.block_until_ready(sub.state)
+  init_s = time.perf_counter() - t0
   optimizer = make_optimizer("adam", 1e-3)
   step = jax.jit(make_subspace_train_step(sub.subspace, optimizer), donate_argnums=0)
   rng = np.random.default_rng(0)
@@ -220,7 +250,8 @@ def probe(width: int, d: int, steps: int) -> dict:
     state, metrics = step(state, x, y, sub.state, jnp.int32(d))
     losses.append(float(metrics["loss"]))
     times.append(time.perf_counter() - t0)
-  return dict(width=width, D=sub.subspace.num_params, d=d, losses=losses, step_s=times,
+  return dict(width=width, D=sub.subspace.num_params, L=int(sub.state.projection.B.shape[-1]),
+              d=d, losses=losses, init_s=init_s, step_s=times,
               peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 
@@ -232,27 +263,46 @@ def mem_available_GB() -> float:
   raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
+def fc_params(width: int) -> int:
+  return 784 * width + width + width * width + width + 10 * width + 10
+
+
 def largest_d(args) -> list:
+  """Probes the widths in order; a width runs only if it fits with a margin.
+
+  Its peak is extrapolated from the last two probes (the marginal bytes per
+  parameter, x 1.15) and must leave `--margin-gb` of the memory available
+  then: the machine is shared and has no swap.
+  """
   probes = []
-  width = args.min_width
-  while width <= args.max_width:
-    D = 784 * width + width + width * width + width + 10 * width + 10
+  for width in (int(w) for w in args.widths.split(",")):
+    D = fc_params(width)
     available = mem_available_GB()
-    if probes:
-      per_param = probes[-1]["peak_rss_GB"] / probes[-1]["D"]
-      needed = per_param * D * 1.2
-      if needed > 0.5 * available:
+    done = [p for p in probes if "peak_rss_GB" in p]
+    if len(done) >= 2:
+      (a, b) = done[-2:]
+      per_param = (b["peak_rss_GB"] - a["peak_rss_GB"]) / (b["D"] - a["D"])
+      needed = b["peak_rss_GB"] + 1.15 * per_param * (D - b["D"])
+      if needed > available - args.margin_gb:
         probes.append(dict(width=width, D=D, skipped=f"would need ~{needed:.1f} GB, "
-                           f"{available:.1f} GB available (limit: half)"))
+                           f"{available:.1f} GB available (margin {args.margin_gb} GB)"))
+        print(json.dumps(probes[-1]), flush=True)
         break
-    out = subprocess.run([sys.executable, __file__, "--probe", str(width), "--threads",
-                          str(args.threads), "--d", str(args.d)], capture_output=True, text=True)
+    t0 = time.perf_counter()
+    try:
+      out = subprocess.run([sys.executable, __file__, "--probe", str(width), "--threads",
+                            str(args.threads), "--d", str(args.d)], capture_output=True, text=True,
+                           timeout=args.probe_timeout)
+    except subprocess.TimeoutExpired:
+      probes.append(dict(width=width, D=D, failed=f"timed out after {args.probe_timeout} s"))
+      print(json.dumps(probes[-1]), flush=True)
+      break
     if out.returncode:
       probes.append(dict(width=width, D=D, failed=out.stderr[-2000:]))
       break
-    probes.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"mem_available_GB": available})
+    probes.append(json.loads(out.stdout.strip().splitlines()[-1]) |
+                  {"mem_available_GB": available, "wall_s_total": time.perf_counter() - t0})
     print(json.dumps(probes[-1]), flush=True)
-    width *= 2
   return probes
 
 
@@ -264,8 +314,10 @@ def main():
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--weight-decay", type=float, default=0.0)
-  parser.add_argument("--min-width", type=int, default=1024)
-  parser.add_argument("--max-width", type=int, default=0, help="0: skip the largest-D probe")
+  parser.add_argument("--widths", default="", help="FC widths to probe for the largest D, in "
+                      "order, e.g. 1024,4096,8192,11585,15900 (empty: skip)")
+  parser.add_argument("--margin-gb", type=float, default=3.0)
+  parser.add_argument("--probe-timeout", type=float, default=300.0, help="seconds per width")
   parser.add_argument("--skip-speed", action="store_true")
   parser.add_argument("--probe", type=int, default=0, help=argparse.SUPPRESS)
   parser.add_argument("--out", default="")
@@ -279,7 +331,7 @@ def main():
   if not args.skip_speed:
     report["speed"] = speed(args)
     print(json.dumps(report["speed"], indent=1), flush=True)
-  if args.max_width:
+  if args.widths:
     report["largest_d"] = largest_d(args)
   if args.out:
     with open(args.out, "w") as f:

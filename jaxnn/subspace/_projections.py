@@ -11,7 +11,9 @@ map P whose columns have (approximately) unit length. Three maps:
   `(H G Pi H B x)[:D] / (sqrt(L sum(G^2)) sqrt(D / L))` with L = 2^ceil(log2 D)
   and H the unnormalized Walsh-Hadamard transform; P is never materialized:
   O(D log D) time and O(D) memory. d > L uses ceil(d / L) independent blocks
-  whose outputs add up, so theta_d is never truncated.
+  whose outputs add up, so theta_d is never truncated. On CPU the transform
+  and its transpose run in a C++ kernel (`_fastfood_kernel`, compiled on
+  first use); elsewhere, or with `fastfood_projection("xla")`, in XLA ops.
 
 Every projection is a `Projection(init, apply)`:
 
@@ -37,7 +39,9 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -46,6 +50,7 @@ import scipy.linalg
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
+from jaxnn.subspace import _fastfood_kernel
 
 PROJECTIONS = ("dense", "sparse", "fastfood")
 
@@ -196,21 +201,66 @@ def _wht(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
   return (x.reshape(*lead, L // r, r) @ H_rxr).reshape(*lead, L)
 
 
+_warned: list = []  # the unavailable-kernel warning is given once per process
+
+
+def _native(kernel: str, dtype) -> bool:
+  """Whether to use the CPU kernel of `_fastfood_kernel` (built on first use)."""
+  if kernel == "xla" or dtype != jnp.float32:
+    return False
+  if _fastfood_kernel.available():
+    return True
+  if kernel == "native":
+    raise JaxnnError(f"the Fastfood CPU kernel is unavailable ({_fastfood_kernel.error()}); "
+                     "install a C++ compiler or use kernel='xla'")
+  if not _warned:
+    _warned.append(True)
+    warnings.warn("jaxnn: the Fastfood CPU kernel is unavailable, using the XLA Walsh-Hadamard "
+                  f"transform (about 2x slower on CPU): {_fastfood_kernel.error()}")
+  return False
+
+
+def _vma(x) -> frozenset:
+  """The shard_map mesh axes that x varies over (jax >= 0.7 spells it `vma`)."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, "manual_axis_type", None)
+  return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
+
+
+def _on_cpu(native_fn, xla_fn, *args):
+  """`native_fn(*args)` on CPU, `xla_fn(*args)` on other platforms."""
+
+  def native(*args):
+    # Inside shard_map an FFI call's result is not marked as varying over the
+    # mesh axes that its inputs vary over (XLA ops' results are): mark it.
+    out = native_fn(*args)
+    missing = tuple(sorted(frozenset().union(*map(_vma, args)) - _vma(out)))
+    return jax.lax.pcast(out, missing, to="varying") if missing else out
+
+  return jax.lax.platform_dependent(*args, cpu=native, default=xla_fn)
+
+
 @jax.custom_vjp
 def walsh_hadamard(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
   """The unnormalized Walsh-Hadamard transform H x along the last axis.
 
   H is the Sylvester-ordered Hadamard matrix (`scipy.linalg.hadamard(L)`), L a
   power of 2; O(L log L) time, O(L) memory. H is symmetric, so the backward
-  pass is the same transform of the cotangent.
+  pass is the same transform of the cotangent. On CPU, float32 runs through
+  the cache-blocked kernel of `_fastfood_kernel` (XLA elsewhere).
   """
   L = x.shape[-1]
   if L < 1 or L & (L - 1):
     raise JaxnnError(f"the Walsh-Hadamard transform needs a power-of-2 length, got {L}")
+  if _native("auto", x.dtype):
+    return _on_cpu(_fastfood_kernel.wht, _wht, x)
   return _wht(x)
 
 
 walsh_hadamard.defvjp(lambda x: (walsh_hadamard(x), None), lambda _, g: (walsh_hadamard(g),))
+
+_wht_xla = jax.custom_vjp(_wht)
+_wht_xla.defvjp(lambda x: (_wht_xla(x), None), lambda _, g: (_wht_xla(g),))
 
 
 @jax.custom_vjp
@@ -257,14 +307,65 @@ class FastfoodState:
   D: int = dataclasses.field(metadata=dict(static=True))
 
 
-def fastfood_projection() -> Projection:
+def _fastfood_xla(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D: int):
+  """`sum_b scale_b (H G_b Pi_b tile(H_K (B_b[:K] x_b)))[:D]` in XLA ops."""
+  K = x_nxK.shape[-1]
+  h_nxK = _wht_xla(B_nxL[:, :K] * x_nxK)
+  v_nxL = _wht_xla(G_nxL * _tile_permute(h_nxK, perm_nxL, inv_perm_nxL))
+  return jnp.sum(scale_n[:, None] * v_nxL[:, :D], axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _fastfood_native(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D: int):
+  """`_fastfood_xla` by the CPU kernel on CPU (and by XLA elsewhere)."""
+  def native(x, B, G, perm, inv_perm, scale):
+    return _fastfood_kernel.fastfood_fwd(x, B, G, perm, scale, D)
+
+  return _on_cpu(native, functools.partial(_fastfood_xla, D=D), x_nxK, B_nxL, G_nxL, perm_nxL,
+                 inv_perm_nxL, scale_n)
+
+
+def _fastfood_native_fwd(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D):
+  out = _fastfood_native(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D)
+  return out, (x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n)
+
+
+def _fastfood_native_bwd(D, res, g_D):
+  # The transform is linear in x: its transpose is the kernel's P^T g.
+  x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n = res
+  K = x_nxK.shape[-1]
+
+  def native(g, B, G, perm, inv_perm, scale):
+    return _fastfood_kernel.fastfood_bwd(g, B, G, perm, scale, K)
+
+  def xla(g, B, G, perm, inv_perm, scale):
+    f = lambda x: _fastfood_xla(x, B, G, perm, inv_perm, scale, D)
+    return jax.vjp(f, x_nxK)[1](g)[0]
+
+  dx = _on_cpu(native, xla, g_D, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n)
+  return dx, None, None, None, None, None
+
+
+_fastfood_native.defvjp(_fastfood_native_fwd, _fastfood_native_bwd)
+
+
+def fastfood_projection(kernel: str = "auto") -> Projection:
   """The Fastfood transform: O(D log D) time, O(D) memory, P never stored.
 
   L = 2^ceil(log2 D); theta_d is zero-padded to num_blocks * L with
   num_blocks = ceil(d / L), and block b (its own B, Pi, G from
   `fold_in(key, b)`) maps coordinates [b L, (b + 1) L). Each block's columns
   have norm exactly 1 in R^L and about 1 after keeping the first D rows.
+
+  Args:
+    kernel: how float32 transforms run on CPU. "auto": the C++ kernel of
+      `_fastfood_kernel` (compiled on first use, cached), or XLA with a
+      warning if it cannot be built; "native": the kernel, an error if it
+      cannot be built; "xla": XLA ops only. Other platforms and dtypes
+      always use XLA ops. All give the same P (up to float32 rounding).
   """
+  if kernel not in ("auto", "native", "xla"):
+    raise JaxnnError(f"unknown Fastfood kernel {kernel!r}; choose auto, native or xla")
 
   def init(key, D: int, d: int) -> FastfoodState:
     _check_sizes(D, d)
@@ -276,7 +377,9 @@ def fastfood_projection() -> Projection:
       perm = jax.random.permutation(k_pi, L).astype(jnp.int32)
       G = jax.random.normal(k_g, (L,), jnp.float32)
       scale = 1.0 / (jnp.sqrt(L * jnp.sum(jnp.square(G))) * math.sqrt(D / L))
-      return B, G, perm, jnp.argsort(perm).astype(jnp.int32), scale
+      # The inverse by a scatter, O(L) (an argsort would sort L entries again).
+      inv_perm = jnp.zeros(L, jnp.int32).at[perm].set(jnp.arange(L, dtype=jnp.int32))
+      return B, G, perm, inv_perm, scale
 
     B, G, perm, inv_perm, scale = jax.vmap(block)(_column_keys(key, -(-d // L)))
     return FastfoodState(B, G, perm, inv_perm, scale, D)
@@ -289,9 +392,10 @@ def fastfood_projection() -> Projection:
     # first transform costs O(K), and its tiling folds into the permutation.
     K = L if n > 1 else 1 << (d - 1).bit_length()
     x_nxK = jnp.pad(theta_d, (0, n * K - d)).reshape(n, K)
-    h_nxK = walsh_hadamard(state.B[:, :K] * x_nxK)
-    v_nxL = walsh_hadamard(state.G * _tile_permute(h_nxK, state.perm, state.inv_perm))
-    return jnp.sum(state.scale[:, None] * v_nxL[:, :state.D], axis=0)
+    args = (x_nxK, state.B, state.G, state.perm, state.inv_perm, state.scale)
+    if _native(kernel, theta_d.dtype):
+      return _fastfood_native(*args, state.D)
+    return _fastfood_xla(*args, state.D)
 
   return Projection(init, apply)
 

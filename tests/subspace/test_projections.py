@@ -10,6 +10,12 @@ import scipy.linalg
 from jaxnn import JaxnnError
 from jaxnn.subspace import (PROJECTIONS, dense_projection, fastfood_projection, get_projection,
                             walsh_hadamard)
+from jaxnn.subspace import _fastfood_kernel, _projections
+
+# The two implementations of the transforms: the C++ CPU kernel (what runs on
+# CPU by default) and XLA ops (what runs elsewhere). Both are held to the same
+# exact checks. `walsh_hadamard` itself runs the kernel on CPU.
+WHTS = {"native": walsh_hadamard, "xla": _projections._wht_xla}
 
 
 def materialize(projection, state, d):
@@ -27,19 +33,54 @@ def test_walsh_hadamard_paper_example():
   np.testing.assert_array_equal(walsh_hadamard(x), [4, 2, 0, -2, 0, 2, 0, 2])
 
 
-@pytest.mark.parametrize("L", [1, 2, 4, 32, 256])
-def test_walsh_hadamard_equals_scipy(L):
+def test_the_cpu_kernel_builds():
+  assert _fastfood_kernel.available(), _fastfood_kernel.error()
+
+
+@pytest.mark.parametrize("kernel", WHTS)
+@pytest.mark.parametrize("L", [1, 2, 4, 8, 32, 256, 4096, 16384])
+def test_walsh_hadamard_equals_scipy(kernel, L):
+  # 16384 spans two of the kernel's 8192-entry cache blocks.
   x_3xL = np.random.default_rng(L).normal(size=(3, L)).astype(np.float32)
-  expected = x_3xL @ scipy.linalg.hadamard(L).T
-  np.testing.assert_allclose(jax.jit(walsh_hadamard)(x_3xL), expected, rtol=1e-5, atol=1e-4)
+  # H_{mn} = H_m kron H_n (Sylvester), so H_L x = vec(H_m X H_n^T) for x = vec(X).
+  m = 1 if L <= 256 else 128
+  H_m, H_n = scipy.linalg.hadamard(m), scipy.linalg.hadamard(L // m)
+  X_3xmxn = x_3xL.astype(np.float64).reshape(3, m, L // m)
+  expected = np.einsum("ij,bjk,lk->bil", H_m, X_3xmxn, H_n).reshape(3, L)
+  np.testing.assert_allclose(jax.jit(WHTS[kernel])(x_3xL), expected, rtol=1e-5,
+                             atol=1e-5 * np.sqrt(L))
 
 
-def test_walsh_hadamard_backward_is_forward():
+@pytest.mark.parametrize("kernel", WHTS)
+def test_walsh_hadamard_backward_is_forward(kernel):
   x = np.random.default_rng(0).normal(size=64).astype(np.float32)
   g = np.random.default_rng(1).normal(size=64).astype(np.float32)
-  _, vjp = jax.jit(lambda x: jax.vjp(walsh_hadamard, x))(jnp.asarray(x))
+  _, vjp = jax.jit(lambda x: jax.vjp(WHTS[kernel], x))(jnp.asarray(x))
   np.testing.assert_allclose(vjp(jnp.asarray(g))[0], scipy.linalg.hadamard(64).T @ g, rtol=1e-5,
                              atol=1e-4)
+
+
+@pytest.mark.parametrize("D,d", [(100, 20), (100, 300), (20000, 700)])
+def test_fastfood_kernels_agree_forward_backward_and_vmapped(D, d):
+  """The CPU kernel and the XLA ops give the same P theta and P^T g, also vmapped over configs."""
+  native, xla = fastfood_projection("native"), fastfood_projection("xla")
+  keys = jax.random.split(jax.random.PRNGKey(7), 3)
+  states = jax.jit(jax.vmap(lambda k: native.init(k, D, d)))(keys)
+  rng = np.random.default_rng(D)
+  theta_3xd = jnp.asarray(rng.normal(size=(3, d)), jnp.float32)
+  g_3xD = jnp.asarray(rng.normal(size=(3, D)), jnp.float32)
+
+  def offset_and_grad(projection):
+    def one(state, theta, g):
+      offset, vjp = jax.vjp(lambda t: projection.apply(state, t), theta)
+      return offset, vjp(g)[0]
+    return jax.jit(jax.vmap(one))(states, theta_3xd, g_3xD)
+
+  for got, expected in zip(offset_and_grad(native), offset_and_grad(xla)):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+  one_state = jax.tree.map(lambda x: x[1], states)
+  np.testing.assert_allclose(jax.jit(native.apply)(one_state, theta_3xd[1]),
+                             offset_and_grad(xla)[0][1], rtol=1e-4, atol=1e-5)
 
 
 def test_walsh_hadamard_rejects_non_power_of_two():
@@ -85,10 +126,32 @@ def test_projections_are_nested(name):
   np.testing.assert_allclose(apply(large, theta_d), apply(small, theta_k), rtol=1e-5, atol=1e-6)
 
 
+def test_fastfood_kernel_inside_shard_map_over_devices():
+  """Configs sharded over 2 devices (as the sweep does): the kernel's P^T g equals XLA's."""
+  mesh = jax.make_mesh((2,), ("data",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  grads = {}
+  for kernel in ("native", "xla"):
+    projection = fastfood_projection(kernel)
+    states = jax.vmap(lambda k: projection.init(k, 1210, 50))(
+        jax.random.split(jax.random.PRNGKey(0), 4))
+    theta_4xd = jnp.asarray(np.random.default_rng(0).normal(size=(4, 50)), jnp.float32)
+
+    def grad(states, theta_4xd):
+      loss = lambda s, t: jnp.sum(jnp.square(projection.apply(s, t)))
+      return jax.vmap(jax.grad(loss, argnums=1))(states, theta_4xd)
+
+    spec = jax.sharding.PartitionSpec("data")
+    grads[kernel] = jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(spec, spec), out_specs=spec))(
+        *jax.device_put((states, theta_4xd), sharding))
+  np.testing.assert_allclose(grads["native"], grads["xla"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["native", "xla"])
 @pytest.mark.parametrize("D,d", [(100, 20), (100, 128), (100, 300)])
-def test_fastfood_equals_the_reference_formula(D, d):
+def test_fastfood_equals_the_reference_formula(D, d, kernel):
   """P = sum over blocks of (H G Pi H B)[:D, block columns] / (sqrt(L sum G^2) sqrt(D / L))."""
-  projection = fastfood_projection()
+  projection = fastfood_projection(kernel)
   state = init(projection, jax.random.PRNGKey(5), D, d)
   n, L = state.B.shape
   H = scipy.linalg.hadamard(L).astype(np.float64)
@@ -143,6 +206,8 @@ def test_orthonormal_dense_projection():
 def test_clear_errors():
   with pytest.raises(JaxnnError, match="unknown projection 'fast'"):
     get_projection("fast")
+  with pytest.raises(JaxnnError, match="choose auto, native or xla"):
+    fastfood_projection("cuda")
   for name in PROJECTIONS:
     with pytest.raises(JaxnnError, match="d must be >= 1"):
       get_projection(name).init(jax.random.PRNGKey(0), 100, 0)
