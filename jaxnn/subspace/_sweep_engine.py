@@ -2,7 +2,9 @@
 
 A sweep's configs differ only in their seed (theta_0, the projection, the batch
 order) and their subspace dimension d. They are stacked along a leading config
-axis C and trained by `jax.vmap` of the foundation's pure train step. Different
+axis C and trained by the foundation's pure train step, vmapped over C (small
+models) or mapped config by config inside the program (`jax.lax.map`, large
+ones; see `vmap_chunk`), from training inputs kept on the device. Different
 d share one program: every config's theta_d is allocated at the largest d of
 the stack and coordinates >= its own d are masked to zero, which with the
 nested projections of `jaxnn.subspace` is exactly the dimension-d subspace
