@@ -68,7 +68,7 @@ def bench(dataset: str, projection: str, steps: int, repeats: int, chunks, width
   D = count_params(model_init(jax.random.PRNGKey(0)).params)
   optimizer = make_optimizer("adam", 1e-3)
   configs = [(d, s) for d in DIMS for s in SEEDS]
-  auto = vmap_chunk(D, len(configs))
+  auto = vmap_chunk(len(configs))
   chunks = sorted(set(chunks) | {auto})
   row = {"dataset": dataset, "model": f"fc {widths}", "D": D, "projection": projection,
          "configs": len(configs), "steps_timed": steps, "repeats": repeats, "auto_chunk": auto}

@@ -65,7 +65,8 @@ def register(subparsers) -> None:
   s.add_argument("--configs-per-program", type=cu.positive_int, default=16,
                  help="configs trained together in one compiled program")
   s.add_argument("--configs-per-vmap", type=cu.positive_int, default=None,
-                 help="configs vmapped at once per device (default: by model size)")
+                 help="configs vmapped at once per device (default: 1 on a CPU, i.e. lax.map "
+                      "of one config at a time; all of them on accelerators)")
   s.add_argument("--devices", type=cu.positive_int, default=None, help="devices (default: all)")
   s.add_argument("--out", required=True, help="sweep directory")
   s.add_argument("--no-progress", action="store_true", help="no progress bars")

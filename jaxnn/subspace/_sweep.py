@@ -61,7 +61,7 @@ class SweepConfig:
   d_max: int | None = None  # automatic search: last grid point (None: D)
   resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
   configs_per_program: int = 16  # configs trained together in one compiled program
-  configs_per_vmap: int | None = None  # vmapped at once per device; None: by model size
+  configs_per_vmap: int | None = None  # vmapped at once per device; None: 1 on CPU, else all
   num_devices: int | None = None  # None: all local devices
   progress: bool = True
 
@@ -161,8 +161,7 @@ class Sweep:
       self.done.update({(r["d"], r["seed"]): r for r in records})
 
   def _train_program(self, member, stack, seeds, description, optimizer):
-    chunk = self.config.configs_per_vmap or vmap_chunk(
-        self.num_params, len(seeds) // self.dp.num_devices)
+    chunk = self.config.configs_per_vmap or vmap_chunk(len(seeds) // self.dp.num_devices)
     stack = train_stack(member, stack, seeds, self.data.train, self.config.steps, dp=self.dp,
                         optimizer=optimizer, batch_size=self.config.batch_size,
                         weight_decay=self.config.weight_decay, chunk=chunk,

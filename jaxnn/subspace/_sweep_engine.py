@@ -2,9 +2,9 @@
 
 A sweep's configs differ only in their seed (theta_0, the projection, the batch
 order) and their subspace dimension d. They are stacked along a leading config
-axis C and trained by the foundation's pure train step, vmapped over C (small
-models) or mapped config by config inside the program (`jax.lax.map`, large
-ones; see `vmap_chunk`), from training inputs kept on the device. Different
+axis C and trained by the foundation's pure train step, mapped config by config
+inside the program (`jax.lax.map`, the default on a CPU) or vmapped over C (on
+accelerators; see `vmap_chunk`), from training inputs kept on the device. Different
 d share one program: every config's theta_d is allocated at the largest d of
 the stack and coordinates >= its own d are masked to zero, which with the
 nested projections of `jaxnn.subspace` is exactly the dimension-d subspace
@@ -106,18 +106,19 @@ def direct_stack(model_init: Callable[[jax.Array], FunctionalModel], seeds: Sequ
   return lambda frozen: base, ConfigStack(state, {})
 
 
-def vmap_chunk(num_params: int, num_configs: int) -> int:
-  """How many configs of a device to vmap at once: all for small models, else 1.
+def vmap_chunk(num_configs: int, platform: str | None = None) -> int:
+  """How many configs of a device to vmap at once: 1 on a CPU, all of them elsewhere.
 
-  vmapping pays where a step is dispatch-bound (small models: one dispatch
-  instead of C). Once the configs' parameter-sized vectors outgrow the CPU
-  caches a vmapped step runs slower per config than one config alone (batched
-  gathers and scatters, a batched Fastfood transform of C x 2^18 floats on MNIST
-  FC), so larger stacks run their configs one at a time inside the program
-  (`jax.lax.map`), which still saves the per-config dispatches.
-  benchmarks/subspace_vmap.py measures both.
+  On a CPU a plain `jax.lax.map` of the unbatched step (one config after
+  another inside the program, which still saves the per-config dispatches) was
+  the fastest in every locked run of benchmarks/subspace_vmap.py, on the
+  dispatch-bound digits FC 32 (3.2-3.3x one after another vs 2.6-2.7x vmapped)
+  and on MNIST FC (1.33x vs 0.20x: the vmapped vectors fall out of the caches,
+  and batched gathers and scatters are slow). On accelerators a vmapped step
+  fills the device; that is not measured here.
   """
-  return num_configs if num_params * num_configs <= 2**20 else 1
+  platform = platform or jax.default_backend()
+  return 1 if platform == "cpu" else num_configs
 
 
 def _map_configs(fn, xs, chunk: int | None):
