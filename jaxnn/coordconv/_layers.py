@@ -8,6 +8,15 @@ coordinates; the wrapped kernel has `in_features + spatial dims (+ 1)` input
 channels, so a 2D layer costs `(c + 2) * c' * k * k` weights (+ c' biases).
 Inputs are channels-last, as every Flax convolution.
 
+The coordinate channels are the same for every example, so their share of
+the convolution, `conv(coords, W[..., c:, :])`, is one (1, *spatial, c') map
+added to `conv(x, W[..., :c, :])` over the batch: the layer never builds the
+(B, *spatial, c + 2) input and costs less than a plain convolution on c + 2
+channels. This is exact up to float rounding for the zero paddings of
+`lax.conv_general_dilated` ("SAME", "VALID", explicit pairs); the paddings
+Flax applies to the input first ("CIRCULAR", "REFLECT", "CAUSAL") use the
+literal concatenation.
+
 References:
   Liu et al., "An intriguing failing of convolutional neural networks and the
   CoordConv solution", NeurIPS 2018, https://arxiv.org/abs/1807.03247.
@@ -15,13 +24,36 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import jax
 from flax import nnx
 
 from jaxnn._errors import JaxnnError
-from jaxnn.coordconv._coords import add_coords, num_coord_channels
+from jaxnn.coordconv._coords import add_coords, coordinate_channels, num_coord_channels
+
+# Paddings that Flax applies to the input before calling the convolution.
+_INPUT_PADDINGS = ("CIRCULAR", "REFLECT", "CAUSAL")
+
+
+@dataclasses.dataclass(frozen=True)
+class _CoordinateSplitConv:
+  """`conv_general_dilated` for CoordConv: image part per example, coordinate part once.
+
+  Called by `nnx.Conv` with the image channels alone (`lhs`: (N, *spatial, c))
+  and the whole kernel (`rhs`: (*k, c + n, c')).
+  """
+
+  in_features: int
+  with_r: bool
+  conv: Callable = jax.lax.conv_general_dilated
+
+  def __call__(self, lhs, rhs, window_strides, padding, **kwargs):
+    coords = coordinate_channels(lhs.shape[1:-1], with_r=self.with_r, dtype=lhs.dtype)[None]
+    image = self.conv(lhs, rhs[..., :self.in_features, :], window_strides, padding, **kwargs)
+    return image + self.conv(coords, rhs[..., self.in_features:, :], window_strides, padding,
+                             **kwargs)
 
 
 def _kernel_tuple(kernel_size: int | Sequence[int], spatial_dims: int, what: str) -> tuple[int, ...]:
@@ -41,6 +73,11 @@ class _CoordConvND(nnx.Module):
       raise JaxnnError(f"{name}: grouped convolutions would split the coordinate channels from "
                        "their group; use feature_group_count=1")
     self.with_r = with_r
+    padding = conv_kwargs.get("padding", "SAME")
+    self.split = not (isinstance(padding, str) and padding.upper() in _INPUT_PADDINGS)
+    if self.split:
+      conv_kwargs["conv_general_dilated"] = _CoordinateSplitConv(
+          in_features, with_r, conv_kwargs.get("conv_general_dilated", jax.lax.conv_general_dilated))
     self.conv = nnx.Conv(in_features + num_coord_channels(self.spatial_dims, with_r), out_features,
                          _kernel_tuple(kernel_size, self.spatial_dims, name), strides, rngs=rngs,
                          **conv_kwargs)
@@ -49,7 +86,7 @@ class _CoordConvND(nnx.Module):
     if x.ndim != self.spatial_dims + 2:
       raise JaxnnError(f"{type(self).__name__} takes (batch, {self.spatial_dims} spatial axes, "
                        f"channels); got shape {tuple(x.shape)}")
-    return self.conv(add_coords(x, with_r=self.with_r))
+    return self.conv(x if self.split else add_coords(x, with_r=self.with_r))
 
 
 class CoordConv1D(_CoordConvND):

@@ -1,4 +1,4 @@
-"""The NNX CoordConv layers: the wrapped conv on explicitly concatenated coordinates."""
+"""The NNX CoordConv layers equal the wrapped conv on explicitly concatenated coordinates."""
 
 import chex
 import jax
@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from jaxnn import JaxnnError
-from jaxnn.coordconv import (CoordConv1D, CoordConv2D, CoordConv3D, CoordConvTranspose,
+from jaxnn.coordconv import (CoordConv1D, CoordConv2D, CoordConv3D, CoordConvTranspose, add_coords,
                              coordinate_channels)
 from jaxnn.models import count_params
 
@@ -100,3 +100,21 @@ def test_errors():
     CoordConv2D(4, 4, 3, feature_group_count=2, rngs=nnx.Rngs(0))
   with pytest.raises(JaxnnError, match="takes \\(batch, 2 spatial axes"):
     CoordConv2D(1, 2, 3, rngs=nnx.Rngs(0))(jnp.ones((4, 4, 1)))
+
+
+@pytest.mark.parametrize("conv_kwargs", [
+    dict(padding="SAME"), dict(padding="VALID", strides=(2, 1)),
+    dict(padding=((1, 2), (0, 1)), input_dilation=(2, 1), kernel_dilation=(1, 2)),
+    dict(padding="CIRCULAR"), dict(padding="REFLECT", use_bias=False)])
+def test_coordinate_share_computed_once_equals_the_concatenation(conv_kwargs):
+  layer = CoordConv2D(3, 5, (3, 3), with_r=True, rngs=nnx.Rngs(0), **conv_kwargs)
+  plain = nnx.Conv(6, 5, (3, 3), rngs=nnx.Rngs(0), **conv_kwargs)
+  nnx.update(plain, nnx.state(layer.conv, nnx.Param))
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 7, 6, 3)), jnp.float32)
+  assert layer.split == (conv_kwargs["padding"] not in ("CIRCULAR", "REFLECT"))
+  chex.assert_trees_all_close(layer(x), plain(add_coords(x, with_r=True)), atol=1e-5)
+  grads = [jax.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, v)
+           for m, v in ((layer, x), (plain, add_coords(x, with_r=True)))]
+  chex.assert_trees_all_close(nnx.state(grads[0][0].conv, nnx.Param),
+                              nnx.state(grads[1][0], nnx.Param), atol=1e-4, rtol=1e-5)
+  chex.assert_trees_all_close(grads[0][1], grads[1][1][..., :3], atol=1e-5)
