@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _threads import pin_xla_threads
+
 SIZES = {  # GPT-2 shapes (vocab, positions, width, layers, heads)
     "gpt2": (50257, 1024, 768, 12, 12),
     "gpt2-medium": (50257, 1024, 1024, 24, 16),
@@ -48,10 +50,7 @@ def main(argv=None) -> int:
                            "with taskset")
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  if args.threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                               " intra_op_parallelism_threads=1")
+  pin_xla_threads(args.threads)
   load_before = os.getloadavg()
   import jax
   import jax.numpy as jnp

@@ -31,14 +31,7 @@ import subprocess
 import sys
 import time
 
-
-def _pin_threads(threads: int) -> None:
-  """One thread: XLA's Eigen pool off. More: XLA's default pool (pin the cores with taskset)."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  if threads == 1 and "--xla_cpu_multi_thread_eigen=false" not in flags:
-    flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-  os.environ["XLA_FLAGS"] = flags.strip()
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+from _threads import pin_xla_threads
 
 
 # FLOPs of one training step of 784-200-200-10 at batch B (multiply-add = 2).
@@ -322,7 +315,7 @@ def main():
   parser.add_argument("--probe", type=int, default=0, help=argparse.SUPPRESS)
   parser.add_argument("--out", default="")
   args = parser.parse_args()
-  _pin_threads(args.threads)
+  pin_xla_threads(args.threads)
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if args.probe:
     print(json.dumps(probe(args.probe, args.d, steps=3)))

@@ -16,10 +16,11 @@ pure overhead of partitioning and the gradient all-reduce).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
+
+from _threads import pin_xla_threads
 
 
 def main():
@@ -28,11 +29,7 @@ def main():
   parser.add_argument("--steps", type=int, default=50, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=7)
   args = parser.parse_args()
-  flags = os.environ.get("XLA_FLAGS", "")
-  if args.threads == 1:
-    flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-  os.environ["XLA_FLAGS"] = flags
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  pin_xla_threads(args.threads)
 
   import jax
   jax.config.update("jax_num_cpu_devices", 2)
