@@ -162,7 +162,7 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
   """
   from jaxnn.data import EpochBatcher, load_dataset
   from jaxnn.models import count_params
-  from jaxnn.train import (data_parallel, from_nnx, init_train_state, make_evaluator,
+  from jaxnn.train import (MetricsLog, data_parallel, from_nnx, init_train_state, make_evaluator,
                            make_optimizer, make_train_step, run_loop, write_json_atomic)
 
   t0 = time.perf_counter()
@@ -211,11 +211,10 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
   except _StopTraining as stop:
     state, stopped_at = stop.args
   if workdir is not None:
-    history = _read_history(workdir / "metrics.jsonl")
+    log = MetricsLog(workdir / "metrics.jsonl")
     if stopped_at is not None:  # run_loop logs an evaluation only once eval_fn returns
-      history.append(stopped_at)
-      with open(workdir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(stopped_at) + "\n")
+      log.write(stopped_at)
+    history = [r for r in log.read() if r.get("split") == "eval"]  # also across resumes
   results = {name: evaluate(state.params, state.model_state, getattr(data, name))
              for name in ("train", "test")}
   summary = {
@@ -236,12 +235,6 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
       write_json_atomic(workdir / "summary.json", summary)
   summary["state"] = state
   return summary
-
-
-def _read_history(path: pathlib.Path) -> list[dict]:
-  """The evaluation records of a run (all of them, also across resumes)."""
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return [r for r in records if r.get("split") == "eval"]
 
 
 def load_summary(out: str | pathlib.Path) -> dict:

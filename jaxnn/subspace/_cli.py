@@ -78,7 +78,8 @@ def _sweep(args) -> int:
   config = SweepConfig(
       dataset=args.dataset, model=args.model, widths=args.widths, projection=args.projection,
       dims=args.dims, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
-      learning_rate=args.lr, baseline_learning_rate=args.baseline_lr, weight_decay=args.weight_decay, baseline=args.baseline,
+      learning_rate=args.lr, baseline_learning_rate=args.baseline_lr,
+      weight_decay=args.weight_decay, baseline=args.baseline,
       fraction=args.fraction, data_seed=args.data_seed, validation_size=args.validation_size,
       shuffled_pixels=args.shuffled_pixels, shuffled_labels=args.shuffled_labels,
       max_train=args.max_train, d_min=args.d_min, d_max=args.d_max, resolution=args.resolution,

@@ -68,8 +68,8 @@ class SweepConfig:
   def identity(self) -> dict:
     """Settings every saved config of a directory must share (not dims, seeds, devices)."""
     keep = ("dataset", "model", "widths", "projection", "steps", "batch_size", "learning_rate",
-            "baseline_learning_rate", "weight_decay", "data_seed", "validation_size", "shuffled_pixels", "shuffled_labels",
-            "max_train")
+            "baseline_learning_rate", "weight_decay", "data_seed", "validation_size",
+            "shuffled_pixels", "shuffled_labels", "max_train")
     return json.loads(json.dumps({k: getattr(self, k) for k in keep}))
 
   @property
