@@ -45,3 +45,11 @@ def size(text: str) -> int | float:
     return int(text)
   except ValueError:
     return fraction(text)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out_help: str = "run directory") -> None:
+  """The options every training command shares: --devices, --out, --no-progress."""
+  parser.add_argument("--devices", type=positive_int, default=None,
+                      help="devices to use (default: all)")
+  parser.add_argument("--out", required=True, help=out_help)
+  parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -24,7 +24,6 @@ def register(subparsers) -> None:
                    help="uniform: random 25%% test; quadrant: bottom-right quadrant held out")
     c.add_argument("--model", choices=("coordconv", "conv"), default="coordconv",
                    help="coordconv, or conv: the task's deconv/conv baseline")
-    c.add_argument("--out", required=True, help="run directory")
     c.add_argument("--epochs", type=cu.positive_int, default=None,
                    help="default: the paper's (50; 1,000 for the deconv baselines)")
     c.add_argument("--lr", type=cu.positive_float, default=None, help="Adam learning rate "
@@ -49,9 +48,8 @@ def register(subparsers) -> None:
                    help="stop once test accuracy reaches 100%% (classification, rendering)")
     c.add_argument("--max-seconds", type=cu.positive_float, default=None,
                    help="stop at the first evaluation after this much wall time")
-    c.add_argument("--devices", type=cu.positive_int, default=None, help="devices (default: all)")
     c.add_argument("--data-dir", default=None, help="TFDS cache (default ~/.cache/jaxnn/tfds)")
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cu.add_run_arguments(c)
     c.set_defaults(func=_run, task=task)
 
 

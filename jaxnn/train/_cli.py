@@ -29,9 +29,7 @@ def register(subparsers) -> None:
   p.add_argument("--shuffled-pixels", action="store_true", help="fixed pixel permutation")
   p.add_argument("--shuffled-labels", type=cu.fraction, default=0.0, help="fraction of labels shuffled")
   p.add_argument("--max-train", type=cu.positive_int, default=None, help="cap on training examples")
-  p.add_argument("--devices", type=cu.positive_int, default=None, help="devices to use (default: all)")
-  p.add_argument("--out", required=True, help="run directory")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  cu.add_run_arguments(p)
   p.set_defaults(func=_train)
 
   d = subparsers.add_parser("datasets", help="list the datasets and whether they work offline")
