@@ -35,18 +35,21 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+from _threads import pin_xla_threads
+
+pin_xla_threads(1)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from lca_three_stage import three_stage_lca  # noqa: E402
 
 from jaxnn.data import EpochBatcher, load_dataset  # noqa: E402
-from jaxnn.lca import (LCAConfig, full_set_loss, lca_accumulator, make_eval_sets, run_lca,  # noqa: E402
-                       with_lca)
+from jaxnn.lca import (LCAConfig, full_set_loss, lca_accumulator, make_eval_sets,  # noqa: E402
+                       run_lca, with_lca)
 from jaxnn.models import create_model  # noqa: E402
-from jaxnn.train import from_nnx, init_train_state, make_optimizer, make_train_step  # noqa: E402
+from jaxnn.train import (from_nnx, init_train_state, make_optimizer,  # noqa: E402
+                         make_train_step)
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -86,7 +89,8 @@ def _dir_bytes(path: pathlib.Path) -> int:
 
 
 def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
-  model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes, widths=config.widths))
+  model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes,
+                                widths=config.widths))
   optimizer = make_optimizer("momentum", config.learning_rate, momentum=config.momentum)
   train_step = make_train_step(model, optimizer)
   eval_set = make_eval_sets([dataset.train, dataset.validation], config.chunk_size)
@@ -146,7 +150,8 @@ def _jaxnn_side(dataset, config: LCAConfig, out: pathlib.Path) -> dict:
   summary, wall, cpu, compiles = _timed(lambda: run_lca(config, out, dataset=dataset))
   outputs = [out / "summary.json", out / "lca_records.npz"]
   return {"summary": summary, "wall_s": wall, "cpu_s": cpu, "compiles": compiles,
-          "timings": summary["timings"], "disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
+          "timings": summary["timings"],
+          "disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
           "disk_bytes_with_checkpoints": _dir_bytes(out)}
 
 
@@ -193,7 +198,8 @@ def pipelines(dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
         "layer_totals_jaxnn": ours_layers.tolist(), "layer_totals_three_stage": theirs.tolist(),
         "max_rel_diff_layer_totals": float(np.max(np.abs(ours_layers - theirs) / np.abs(theirs))),
         "fraction_helped_jaxnn": ours[name]["fraction_helped_mean"],
-        "fraction_helped_three_stage": float(np.mean(three["sets"][name]["helped_T"]) / ours[name]["num_params"])}
+        "fraction_helped_three_stage":
+            float(np.mean(three["sets"][name]["helped_T"]) / ours[name]["num_params"])}
   return {"steps": steps, "cold": cold, "warm": warm, "three_stage_wall_s": three_wall,
           "three_stage_cpu_s": three_cpu, "three_stage_stages_s": three["timings"],
           "three_stage_disk_bytes": three["disk_bytes"], "parity": parity}
@@ -204,7 +210,8 @@ def main():
   parser.add_argument("--epochs", type=int, default=10, help="epochs of the pipeline comparison")
   parser.add_argument("--overhead-steps", type=int, default=28)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
+  parser.add_argument("--workdir", default=None,
+                      help="scratch directory (default: a temporary one)")
   parser.add_argument("--rerun-child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--compile-cache", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -224,28 +231,30 @@ def main():
     if args.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
   mb = lambda b: b / 2 ** 20
-  print(f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + validation LCA:")
+  print(f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + "
+        "validation LCA:")
+  stages = ", ".join(f"{k} {v:.1f} s" for k, v in p["three_stage_stages_s"].items())
   print(f"   three-stage: wall {p['three_stage_wall_s']:.1f} s, CPU {p['three_stage_cpu_s']:.1f} s "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in p['three_stage_stages_s'].items())} wall)")
+        f"({stages} wall)")
   for side in ("cold", "warm"):
     q = p[side]
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in q["timings"].items())
     print(f"   jaxnn run_lca {side}: wall {q['wall_s']:.1f} s, CPU {q['cpu_s']:.1f} s "
-          f"(parts, wall: {', '.join(f'{k} {v:.1f} s' for k, v in q['timings'].items())}; "
-          f"{q['compiles']['count']} executables compiled or loaded in {q['compiles']['seconds']:.1f} s "
-          f"wall, {q['compiles']['cache_hits']} of them from the cache); speedup wall "
-          f"{p['three_stage_wall_s'] / q['wall_s']:.2f}x, CPU {p['three_stage_cpu_s'] / q['cpu_s']:.2f}x "
-          f"(goal >= 2)")
+          f"(parts, wall: {parts}; {q['compiles']['count']} executables compiled or loaded in "
+          f"{q['compiles']['seconds']:.1f} s wall, {q['compiles']['cache_hits']} of them from the "
+          f"cache); speedup wall {p['three_stage_wall_s'] / q['wall_s']:.2f}x, CPU "
+          f"{p['three_stage_cpu_s'] / q['cpu_s']:.2f}x (goal >= 2)")
   q = p["cold"]
-  print(f"   disk: three-stage {mb(p['three_stage_disk_bytes']):.1f} MiB; jaxnn outputs "
-        f"{mb(q['disk_bytes_outputs']):.2f} MiB "
-        f"({p['three_stage_disk_bytes'] / q['disk_bytes_outputs']:.0f}x less), with its Orbax "
-        f"checkpoints {mb(q['disk_bytes_with_checkpoints']):.2f} MiB "
-        f"({p['three_stage_disk_bytes'] / q['disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)")
+  disk = p["three_stage_disk_bytes"]
+  print(f"   disk: three-stage {mb(disk):.1f} MiB; jaxnn outputs "
+        f"{mb(q['disk_bytes_outputs']):.2f} MiB ({disk / q['disk_bytes_outputs']:.0f}x less), "
+        f"with its Orbax checkpoints {mb(q['disk_bytes_with_checkpoints']):.2f} MiB "
+        f"({disk / q['disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)")
   for name, q in p["parity"].items():
-    print(f"   parity {name}: layer totals jaxnn {np.round(q['layer_totals_jaxnn'], 5).tolist()} vs "
-          f"three-stage {np.round(q['layer_totals_three_stage'], 5).tolist()} (max rel diff "
-          f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped {q['fraction_helped_jaxnn']:.4f} vs "
-          f"{q['fraction_helped_three_stage']:.4f}")
+    print(f"   parity {name}: layer totals jaxnn {np.round(q['layer_totals_jaxnn'], 5).tolist()} "
+          f"vs three-stage {np.round(q['layer_totals_three_stage'], 5).tolist()} (max rel diff "
+          f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped "
+          f"{q['fraction_helped_jaxnn']:.4f} vs {q['fraction_helped_three_stage']:.4f}")
   if args.overhead_steps:
     o = overhead(dataset, config, args.overhead_steps, args.repeats)
     print(f"\n2. overhead over {o['steps']} steps, CPU seconds (median of {args.repeats}; mean "
@@ -259,6 +268,4 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.path.insert(0, str(pathlib.Path(__file__).parent))
-  from lca_three_stage import three_stage_lca  # noqa: E402
   main()

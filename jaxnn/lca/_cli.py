@@ -49,6 +49,11 @@ def register(subparsers) -> None:
   p.add_argument("--compile-cache", default="~/.cache/jaxnn/xla",
                  help="JAX persistent compilation cache directory: reruns skip XLA compilation "
                       "('none' to turn it off)")
+  p.add_argument("--no-stem", action="store_true",
+                 help="fc: evaluate the first layer at every gradient point instead of "
+                      "interpolating its output (same LCA, more products)")
+  p.add_argument("--slow-compile", action="store_true",
+                 help="compile with XLA's default CPU options (slower to compile, same results)")
   p.add_argument("--out", required=True, help="run directory")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(func=_lca)
@@ -66,7 +71,8 @@ def _lca(args) -> int:
       chunk_size=args.chunk_size, stream=args.stream, num_devices=args.devices,
       checkpoint_every=args.checkpoint_every,
       compile_cache=None if args.compile_cache.lower() == "none" else args.compile_cache,
-      plots=not args.no_plots, progress=not args.no_progress)
+      stem=not args.no_stem, fast_compile=not args.slow_compile, plots=not args.no_plots,
+      progress=not args.no_progress)
   summary = run_lca(config, args.out)
   keys = ("params", "steps", "train_accuracy", "validation_accuracy", "test_accuracy",
           "loss_change", "lca_sum", "relative_error", "max_abs_iteration_error",

@@ -37,7 +37,7 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
              checkpoint_every: int | None = None, eval_every: int | None = None,
              eval_fn: Callable[[Any], dict] | None = None, loss_key: str = "loss",
              progress: bool = True, description: str = "train", extra_args: tuple = (),
-             carry_sharding=None, batch_sharding=None) -> Any:
+             carry_sharding=None, batch_sharding=None, compiler_options: dict | None = None) -> Any:
   """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
 
   Args:
@@ -65,6 +65,7 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
       a sweep that splits a stack of configs across devices.
     batch_sharding: overrides the batch's sharding (default split along the
       "data" axis).
+    compiler_options: XLA options for compiling the step (`jax.jit`'s).
 
   Returns:
     The final carry.
@@ -82,8 +83,9 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   start = 0
   carry_sharding = carry_sharding or dp.replicated
   batch_sharding = batch_sharding or dp.batch
-  # Copies, so that donating the carry to the step never deletes the caller's arrays.
-  place_carry = lambda c: jax.device_put(jax.tree.map(jnp.copy, c), carry_sharding)
+  # Copies, so that donating the carry to the step never deletes the caller's arrays (one
+  # compiled copy of the whole carry, not one per leaf).
+  place_carry = jax.jit(lambda c: jax.tree.map(jnp.copy, c), out_shardings=carry_sharding)
   carry = place_carry(carry)
   extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:
@@ -96,7 +98,8 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   step = jax.jit(step_fn,
                  in_shardings=(carry_sharding, batch_sharding, batch_sharding)
                  + (dp.replicated,) * len(extra_args),
-                 out_shardings=(carry_sharding, None), donate_argnums=0)
+                 out_shardings=(carry_sharding, None), donate_argnums=0,
+                 compiler_options=compiler_options)
   pending: list[tuple[int, Any]] = []
   last_good = start
 
@@ -147,12 +150,15 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
 
 
 def make_evaluator(model: FunctionalModel, dp: DataParallel, objective: Objective = CLASSIFICATION,
-                   batch_size: int = 1000):
-  """`evaluate(params, model_state, split) -> {loss, accuracy, ...}` means over the split."""
+                   batch_size: int = 1000, compiler_options: dict | None = None):
+  """`evaluate(params, model_state, split) -> {loss, accuracy, ...}` means over the split.
+
+  `compiler_options` are XLA options for compiling the evaluation step.
+  """
   batch_size = -(-batch_size // dp.num_devices) * dp.num_devices
   step = jax.jit(make_eval_step(model, objective),
                  in_shardings=(dp.replicated, dp.replicated, dp.batch, dp.batch, dp.batch),
-                 out_shardings=dp.replicated)
+                 out_shardings=dp.replicated, compiler_options=compiler_options)
 
   def evaluate(params, model_state, split: Split) -> dict[str, float]:
     if len(split) == 0:

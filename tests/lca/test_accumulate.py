@@ -8,8 +8,9 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.data import Split, load_dataset
-from jaxnn.lca import (LCAStream, Point, full_set_loss, lca_accumulator, make_eval_set,
-                       make_eval_sets, make_layout, records_to_numpy, simpson, with_lca)
+from jaxnn.lca import (LCAStream, LinearStem, Point, check_stem, fc_stem, full_set_loss,
+                       lca_accumulator, make_eval_set, make_eval_sets, make_layout,
+                       records_to_numpy, simpson, with_lca)
 from jaxnn.models import FC
 from jaxnn.train import (CLASSIFICATION, FunctionalModel, from_nnx, init_train_state,
                          make_train_step)
@@ -63,14 +64,16 @@ def test_layout_groups_layers_and_neurons():
   assert layout.num_params == 64 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
 
 
-@pytest.mark.parametrize("optimizer", [optax.sgd(0.1, momentum=0.9), optax.adam(0.02)],
-                         ids=["momentum", "adam"])
-def test_run_matches_independent_recomputation(digits, optimizer, tmp_path):
+@pytest.mark.parametrize("optimizer,stem", [(optax.sgd(0.1, momentum=0.9), False),
+                                           (optax.adam(0.02), False), (optax.adam(0.02), True)],
+                         ids=["momentum", "adam", "adam-stem"])
+def test_run_matches_independent_recomputation(digits, optimizer, stem, tmp_path):
   train, validation = digits
   model = from_nnx(FC(64, (16,), 10, rngs=nnx.Rngs(0)))
   steps = 6
   stream = LCAStream(tmp_path, steps, make_layout(model.params).num_params, ("train", "validation"))
-  acc = lca_accumulator(model, steps, threshold=1e-4, num_tracked=20, stream=stream)
+  acc = lca_accumulator(model, steps, threshold=1e-4, num_tracked=20, stream=stream,
+                        stem=fc_stem(model.params) if stem else None)
   sets = make_eval_sets([train, validation], 128)
   step = jax.jit(with_lca(make_train_step(model, optimizer, weight_decay=1e-3), acc))
   carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
@@ -161,3 +164,46 @@ def test_bad_inputs_raise_clear_errors(digits):
   acc = lca_accumulator(model, 3)
   with pytest.raises(JaxnnError, match="2 evaluation sets"):
     acc.init(model.params, model.state, make_eval_set(digits[0]))
+
+
+def test_stem_gives_the_plain_allocation_and_checks_its_declaration(digits):
+  """The first layer's output interpolated (refinement points included) = evaluated."""
+  train, validation = digits
+  model = from_nnx(FC(64, (16, 8), 10, rngs=nnx.Rngs(1)))
+  sets = make_eval_sets([train, validation], 128)
+  stem = fc_stem(model.params)
+  check_stem(model, stem, sets.x[0])
+  optimizer = optax.sgd(0.3, momentum=0.9)
+  records = []
+  for s in (None, stem):
+    acc = lca_accumulator(model, 4, threshold=1e-6, max_splits=8, stem=s)
+    step = jax.jit(with_lca(make_train_step(model, optimizer), acc))
+    carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
+    for t in range(4):
+      carry, _ = step(carry, train.x[t * 60:t * 60 + 60], train.y[t * 60:t * 60 + 60], sets)
+    records.append(records_to_numpy(acc, carry[1]))
+  plain, ours = records
+  assert np.all(ours["train/splits_T"] == plain["train/splits_T"])
+  assert np.any(plain["train/splits_T"] > 2)
+  for key in ("lca_T", "error_T", "loss_T1", "layer_TxL", "neuron_TxN", "total_P", "tracked_TxK"):
+    for name in ("train", "validation"):
+      # Loss differences (errors) are at float32 rounding of the loss (~2.3) at best.
+      atol = max(1e-5 * np.max(np.abs(plain[f"{name}/{key}"])), 1e-6)
+      np.testing.assert_allclose(ours[f"{name}/{key}"], plain[f"{name}/{key}"], rtol=1e-4,
+                                 atol=atol)
+  # Declarations that are wrong are refused, never used.
+  nonlinear = stem._replace(apply=lambda p, x: jax.nn.relu(stem.apply(p, x)))
+  with pytest.raises(JaxnnError, match="not affine"):
+    check_stem(model, nonlinear, sets.x[0])
+  squared = stem._replace(apply=lambda p, x: stem.apply(jax.tree.map(jnp.square, p), x))
+  with pytest.raises(JaxnnError, match="not affine"):
+    check_stem(model, squared, sets.x[0])
+  wrong_head = stem._replace(head=lambda p, st, z, train, rng: stem.head(p, st, 2 * z, train, rng))
+  with pytest.raises(JaxnnError, match="differs"):
+    check_stem(model, wrong_head, sets.x[0])
+  with pytest.raises(JaxnnError, match="top-level keys"):
+    check_stem(model, LinearStem(("conv0",), stem.apply, stem.head), sets.x[0])
+  with pytest.raises(JaxnnError, match="top-level keys"):
+    lca_accumulator(model, 4, stem=LinearStem(("conv0",), stem.apply, stem.head))
+  with pytest.raises(JaxnnError, match="jaxnn FC"):
+    fc_stem({"conv0": {}})

@@ -1,0 +1,36 @@
+"""`run_lca`'s faster setup (compile options, first-layer stem) gives the plain results."""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxnn.data import load_dataset
+from jaxnn.lca import LCAConfig, compiler_options, init_model, run_lca
+from jaxnn.models import create_model
+
+
+def test_jitted_initialization_equals_eager_create_model():
+  for name, shape in (("fc", (8, 8, 1)), ("lenet", (16, 16, 1))):
+    config = LCAConfig(model=name, widths=(12,), seed=3)
+    ours = nnx.state(init_model(config, shape, 10), nnx.Param).to_pure_dict()
+    eager = nnx.state(create_model(name, shape, 10, seed=3, widths=(12,)), nnx.Param).to_pure_dict()
+    jax.tree.map(np.testing.assert_array_equal, ours, eager)
+
+
+def test_fast_compile_and_stem_give_the_plain_results():
+  assert compiler_options(False) is None
+  dataset = load_dataset("digits")
+  runs = []
+  for fast in (True, False):  # fast compile and the stem, or neither
+    config = LCAConfig(dataset="digits", widths=(12,), batch_size=200, epochs=1, chunk_size=500,
+                       num_devices=1, num_shuffles=10, plots=False, progress=False,
+                       fast_compile=fast, stem=fast)
+    runs.append(run_lca(config, dataset=dataset))
+  fast, default = runs
+  # No run directory: the summary still says how long it took, and where.
+  assert fast["seconds"] > 0 and set(fast["timings"]) == {"setup", "train_with_lca", "analyses",
+                                                          "evaluation"}
+  for key in ("train/lca_T", "train/layer_TxL", "validation/total_P", "train/loss_T1",
+              "train/helped_T"):
+    np.testing.assert_allclose(fast["records"][key], default["records"][key], rtol=1e-6, atol=1e-9)
+  assert fast["train_accuracy"] == default["train_accuracy"]
