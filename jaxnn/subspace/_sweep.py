@@ -60,7 +60,7 @@ class SweepConfig:
   d_min: int = 10  # automatic search: first grid point
   d_max: int | None = None  # automatic search: last grid point (None: D)
   resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
-  configs_per_program: int = 16  # configs trained together in one compiled program
+  configs_per_program: int | None = None  # configs per compiled program; None: programs_size
   configs_per_vmap: int | None = None  # vmapped at once per device; None: 1 on CPU, else all
   num_devices: int | None = None  # None: all local devices
   progress: bool = True
@@ -89,7 +89,7 @@ def validate(config: SweepConfig) -> None:
   if config.configs_per_vmap is not None and config.configs_per_vmap < 1:
     raise JaxnnError(f"configs_per_vmap must be at least 1, got {config.configs_per_vmap}")
   for name in ("seeds", "steps", "batch_size", "configs_per_program", "d_min"):
-    if getattr(config, name) < 1:
+    if getattr(config, name) is not None and getattr(config, name) < 1:
       raise JaxnnError(f"{name} must be at least 1, got {getattr(config, name)}")
   if not 0 < config.fraction <= 1:
     raise JaxnnError(f"fraction must be in (0, 1], got {config.fraction}")
@@ -98,6 +98,18 @@ def validate(config: SweepConfig) -> None:
   for lr in (config.learning_rate, config.baseline_learning_rate):
     if lr is not None and not lr > 0:
       raise JaxnnError(f"learning rates must be positive, got {lr}")
+
+
+def programs_size(model: str, platform: str) -> int:
+  """Default configs per compiled program: 16, or 1 for convolutional models on a CPU.
+
+  On a CPU, XLA runs a LeNet train step 5x slower inside the `jax.lax.map` loop
+  that trains a program's configs one after another (239 vs 46 ms per step at
+  1 thread, mnist5k, batch 128) and 1.4x slower per config with two configs
+  unrolled into one program (66 vs 46 ms); a program of one config has no loop.
+  FC models gain from 16 configs per program (benchmarks/subspace_vmap.py).
+  """
+  return 1 if platform == "cpu" and model != "fc" else 16
 
 
 def _program_name(configs: Sequence[tuple[int, int]]) -> str:
@@ -148,6 +160,8 @@ class Sweep:
     self.optimizer = make_optimizer("adam", config.learning_rate)
     self.baseline_optimizer = make_optimizer(
         "adam", config.baseline_learning_rate or config.learning_rate)
+    self.configs_per_program = config.configs_per_program or programs_size(
+        config.model, jax.default_backend())
     devices = config.num_devices or jax.local_device_count()
     self.dp = data_parallel(None, devices)
     _check_identity(self.out, config)
@@ -184,7 +198,7 @@ class Sweep:
     """
     from jaxnn.train import write_json_atomic
     todo = [c for c in configs if c not in self.done]
-    size = self.config.configs_per_program
+    size = self.configs_per_program
     starts = range(0, len(todo), size)
     for k, start in enumerate(starts, 1):
       chunk = todo[start:start + size]
@@ -214,13 +228,14 @@ class Sweep:
     path = self.out / "baseline.json"
     saved = {r["seed"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
     todo = [s for s in range(self.config.seeds) if s not in saved]
-    if todo:
-      seeds = pad_configs(todo, self.dp.num_devices)
+    for start in range(0, len(todo), self.configs_per_program):
+      chunk = todo[start:start + self.configs_per_program]
+      seeds = pad_configs(chunk, self.dp.num_devices)
       member, stack = direct_stack(self.model_init, seeds, self.baseline_optimizer)
-      metrics = self._train_program(member, stack, seeds, f"baseline ({len(todo)} seed(s))",
+      metrics = self._train_program(member, stack, seeds, f"baseline ({len(chunk)} seed(s))",
                                     self.baseline_optimizer)
       saved.update({s: self._record(metrics, i, seed=s, D=self.num_params)
-                    for i, s in enumerate(todo)})
+                    for i, s in enumerate(chunk)})
       write_json_atomic(path, {"runs": [saved[s] for s in sorted(saved)]})
     runs = [saved[s] for s in range(self.config.seeds)]
     return float(np.mean([r["validation_accuracy"] for r in runs])), runs
@@ -247,7 +262,7 @@ def run_sweep(config: SweepConfig, out: str | pathlib.Path) -> dict:
     found = _search.search_intrinsic_dim(
         evaluate, threshold, d_min=config.d_min, d_max=config.d_max or sweep.num_params,
         resolution=config.resolution,
-        points_per_round=max(1, config.configs_per_program // config.seeds))
+        points_per_round=max(1, sweep.configs_per_program // config.seeds))
     search = {"rounds": found.rounds, "bracket": found.bracket, "resolution": config.resolution}
     records = sweep.train_configs(config_grid(sorted(found.scores), config.seeds))
   means = _search.mean_by_dim(records)

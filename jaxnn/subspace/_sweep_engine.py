@@ -125,8 +125,14 @@ def _map_configs(fn, xs, chunk: int | None):
   """`fn` over the leading config axis of `xs`, `chunk` configs vmapped at once (None: all).
 
   A chunk of 1 is a plain `lax.map` of the unbatched `fn` (not a vmap of size 1,
-  whose batched gathers and scatters are far slower on a CPU).
+  whose batched gathers and scatters are far slower on a CPU). A single config
+  is `fn` itself, with no loop around it: XLA's CPU backend runs a LeNet train
+  step 5x slower inside a `lax.map` loop, even one of a single iteration (239
+  vs 46 ms at 1 thread, mnist5k, batch 128), so convolutional models train
+  one config per program on a CPU (`configs_per_program` in the sweep).
   """
+  if chunk == 1 and jax.tree.leaves(xs)[0].shape[0] == 1:
+    return jax.tree.map(lambda a: a[None], fn(jax.tree.map(lambda a: a[0], xs)))
   if chunk == 1:
     return jax.lax.map(fn, xs)
   return jax.lax.map(fn, xs, batch_size=chunk or jax.tree.leaves(xs)[0].shape[0])
