@@ -6,16 +6,26 @@ the cache, through the whole model) for:
 
   scan:        `lax.scan` over blocks stacked on a leading axis (jaxnn before),
   scan_unroll: the same scan with `unroll=True`,
-  unrolled:    a Python loop over one weight dict per block (jaxnn now),
+  unrolled:    a Python loop over one weight dict per block, the cache (and
+               the perturbation the gradient is taken for) stacked L x B x H x S x K,
+  per_layer:   the same loop with the cache and the perturbation held as one
+               array per layer (`gpt2_forward_layers`, what PPLM steers now),
 
 and counts in the optimized XLA HLO the ops that slice a block's weights out
-of the stack (`dynamic-slice` fusions producing weight-shaped arrays): on CPU
-each is a copy of that layer's weights, per pass. For reference it also times
-transformers' one-token forward pass (with a cache) on the same shape and batch.
+of the stack (`dynamic-slice` fusions producing weight-shaped arrays; on CPU
+each is a copy of that layer's weights, per pass) and the `pad` ops of the
+whole stacked cache (the gradient of slicing layer i out of the stack: every
+layer's gradient padded to L x B x H x S x K and added). It reports the
+arithmetic rate of each pass (multiply-adds of the dense layers and the head,
+x 2; forward + gradient counted as 2 forwards, no weight gradients), and times
+`lax.top_k` against `kth_largest` (the k-th largest of each row, what the
+steering loop's top-k needs) on a B x vocabulary array. For reference it also
+times transformers' one-token forward pass (with a cache) on the same shape
+and batch.
 
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1 \
-      --batch 8 --variants unrolled
+      --batch 8 --variants unrolled,per_layer
 """
 
 from __future__ import annotations
@@ -38,8 +48,8 @@ def main(argv=None) -> int:
   parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
   parser.add_argument("--threads", type=int, default=1)
   parser.add_argument("--batch", type=int, default=1)
-  parser.add_argument("--variants", default="scan,scan_unroll,unrolled",
-                      help="comma-separated subset of scan, scan_unroll, unrolled")
+  parser.add_argument("--variants", default="scan,scan_unroll,unrolled,per_layer",
+                      help="comma-separated subset of scan, scan_unroll, unrolled, per_layer")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
@@ -51,6 +61,7 @@ def main(argv=None) -> int:
 
   from jaxnn.pplm import GPT2Config, init_cache, init_params
   from jaxnn.pplm._gpt2 import _block, _layer_norm
+  from jaxnn.pplm._model_generate import kth_largest
 
   width, layers, heads = SIZES[args.size]
   config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
@@ -73,7 +84,7 @@ def main(argv=None) -> int:
   def scan_forward(params, k, v, unroll=1):
     def step(x_BxTxD, inputs):
       layer, k_BxHxSxK, v_BxHxSxK = inputs
-      x_BxTxD, _, _ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
+      x_BxTxD, *_ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
       return x_BxTxD, None
     x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
     return head(params, x_BxTxD)
@@ -81,25 +92,31 @@ def main(argv=None) -> int:
   def unrolled_forward(params, k, v):
     x_BxTxD = embed(params)
     for i, layer in enumerate(params["h"]):
-      x_BxTxD, _, _ = _block(config, x_BxTxD, layer, k[i], v[i], length)
+      x_BxTxD, *_ = _block(config, x_BxTxD, layer, k[i], v[i], length)
     return head(params, x_BxTxD)
 
-  variants = {"scan": (scan_forward, stacked),
-              "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked),
-              "unrolled": (unrolled_forward, per_layer)}
+  def split(a_LxBxHxSxK):
+    return [a_LxBxHxSxK[i] for i in range(layers)]
+
+  variants = {"scan": (scan_forward, stacked, lambda a: a),
+              "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked, lambda a: a),
+              "unrolled": (unrolled_forward, per_layer, lambda a: a),
+              "per_layer": (unrolled_forward, per_layer, split)}
   variants = {name: variants[name] for name in args.variants.split(",")}
   weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
                    f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
   results = {"size": args.size, "batch": args.batch, "threads": args.threads,
              "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
+  cache_shape = "f32[" + ",".join(map(str, k_LxBxHxSxK.shape)) + "]"
   timed = {}
-  for name, (forward, params) in variants.items():
-    def loss(dk, dv, params, forward=forward):
-      logits_Bx1xV = forward(params, k_LxBxHxSxK + dk, v_LxBxHxSxK + dv)
+  for name, (forward, params, form) in variants.items():
+    k, v = form(k_LxBxHxSxK), form(v_LxBxHxSxK)
+    def loss(dk, dv, params, forward=forward, k=k, v=v):
+      logits_Bx1xV = forward(params, jax.tree.map(jnp.add, k, dk), jax.tree.map(jnp.add, v, dv))
       return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
-    fns = {"forward": (jax.jit(forward), (params, k_LxBxHxSxK, v_LxBxHxSxK)),
-           "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))),
-                              (jnp.zeros_like(k_LxBxHxSxK), jnp.zeros_like(v_LxBxHxSxK), params))}
+    zeros = jax.tree.map(jnp.zeros_like, k)
+    fns = {"forward": (jax.jit(forward), (params, k, v)),
+           "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))), (zeros, zeros, params))}
     for kind, (fn, fn_args) in fns.items():
       start = time.perf_counter()
       compiled = fn.lower(*fn_args).compile()
@@ -110,6 +127,9 @@ def main(argv=None) -> int:
       jax.block_until_ready(compiled(*fn_args))
       results[f"{name}_{kind}_compile_seconds"] = compile_seconds
       results[f"{name}_{kind}_weight_slice_ops_in_hlo"] = copies
+      results[f"{name}_{kind}_cache_pad_ops_in_hlo"] = sum(
+          1 for line in compiled.as_text().splitlines() if f"= {cache_shape}" in line
+          and " pad(" in line)
       timed[(name, kind)] = (compiled, fn_args)
   seconds = {key: [] for key in timed}
   for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
@@ -117,9 +137,17 @@ def main(argv=None) -> int:
       start = time.perf_counter()
       jax.block_until_ready(compiled(*fn_args))
       seconds[key].append(time.perf_counter() - start)
+  dense = sum(x.size for x in jax.tree.leaves(per_layer["h"]) if x.ndim == 2)
+  forward_flops = 2 * args.batch * (dense + per_layer["wte"].size)
+  results["forward_gflop"] = forward_flops / 1e9
   for (name, kind), values in seconds.items():
     results[f"{name}_{kind}_seconds_median"] = float(np.median(values))
     results[f"{name}_{kind}_seconds_min"] = float(np.min(values))
+    passes = 1 if kind == "forward" else 2
+    results[f"{name}_{kind}_gflop_per_second"] = passes * forward_flops / 1e9 / float(
+        np.median(values))
+  results.update(_time_top_k(jax, jnp, np, kth_largest, args.batch, config.vocab_size,
+                             args.repeats))
   if "scan" in variants and "unrolled" in variants:
     for kind in ("forward", "cache_gradient"):
       results[f"scan_over_unrolled_{kind}"] = (results[f"scan_{kind}_seconds_median"]
@@ -131,6 +159,25 @@ def main(argv=None) -> int:
   if args.out:
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
   return 0
+
+
+def _time_top_k(jax, jnp, np, kth_largest, batch: int, vocab: int, repeats: int) -> dict:
+  """Median seconds of the k-th largest (k = 10) of each row: lax.top_k vs kth_largest."""
+  p_BxV = jax.nn.softmax(jax.random.normal(jax.random.key(3), (batch, vocab)), axis=-1)
+  fns = {"top_k_lax_seconds_median": jax.jit(lambda p: jax.lax.top_k(p, 10)[0][:, -1:]),
+         "top_k_kth_largest_seconds_median": jax.jit(lambda p: kth_largest(p, 10))}
+  out = {}
+  for name, fn in fns.items():
+    jax.block_until_ready(fn(p_BxV))
+    seconds = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(p_BxV))
+      seconds.append(time.perf_counter() - start)
+    out[name] = float(np.median(seconds))
+  assert np.array_equal(fns["top_k_lax_seconds_median"](p_BxV),
+                        fns["top_k_kth_largest_seconds_median"](p_BxV))
+  return out
 
 
 def _time_transformers(config, batch: int, threads: int, repeats: int) -> float:

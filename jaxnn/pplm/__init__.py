@@ -14,7 +14,7 @@ References:
 """
 
 from jaxnn.pplm._gpt2 import (GPT2, GPT2Config, KVCache, Params, as_params, gpt2_forward,
-                              init_cache, init_params, param_specs)
+                              gpt2_forward_layers, init_cache, init_params, param_specs)
 from jaxnn.pplm._loading import KNOWN_MODELS, load_config, load_gpt2, resolve_folder, save_gpt2
 from jaxnn.pplm._model_generate import generate, next_token, top_k_logits
 from jaxnn.pplm._offline_lm import ensure_offline_lm
@@ -30,7 +30,8 @@ from jaxnn.pplm._evaluate import (bag_word_rate, class_probabilities, discrimina
 
 __all__ = [
     "END_OF_TEXT", "GPT2", "GPT2Config", "GPT2Tokenizer", "KNOWN_MODELS", "KVCache", "Params",
-    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "init_cache", "init_params",
+    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "gpt2_forward_layers",
+    "init_cache", "init_params",
     "load_config", "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder",
     "save_gpt2", "top_k_logits",
     # Steering, attribute models and evaluation.

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -152,7 +153,11 @@ def _dense(x_BxTxI, p):
 
 
 def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
-  """One transformer block; returns the new residual stream and the T new keys and values."""
+  """One transformer block.
+
+  Returns the new residual stream, this layer's keys and values with the T new
+  positions written at `length`, and the T new keys and values alone.
+  """
   b, t, d = x_BxTxD.shape
   h, hd = config.n_head, config.head_dim
   s = k_BxHxSxK.shape[2]
@@ -177,7 +182,7 @@ def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
   m_BxTxF = jax.nn.gelu(_dense(_layer_norm(x_BxTxD, layer["ln_2"], config.layer_norm_epsilon),
                                layer["mlp"]["c_fc"]), approximate=True)
   x_BxTxD = x_BxTxD + _dense(m_BxTxF, layer["mlp"]["c_proj"])
-  return x_BxTxD, new_k_BxHxTxK, new_v_BxHxTxK
+  return x_BxTxD, k_BxHxSxK, v_BxHxSxK, new_k_BxHxTxK, new_v_BxHxTxK
 
 
 def as_params(params) -> Params:
@@ -220,31 +225,86 @@ def gpt2_forward(
     with the T positions written and `length + T`.
   """
   params = as_params(params)
-  if (tokens_BxT is None) == (embeds_BxTxD is None):
-    raise JaxnnError("gpt2_forward takes exactly one of tokens_BxT and embeds_BxTxD")
-  wte_VxD = params["wte"]
-  x_BxTxD = wte_VxD[tokens_BxT] if embeds_BxTxD is None else embeds_BxTxD.astype(wte_VxD.dtype)
+  x_BxTxD, length = _embed(params, config, cache.max_len, cache.length, tokens_BxT, embeds_BxTxD)
   t = x_BxTxD.shape[1]
-  if t > cache.max_len:
-    raise JaxnnError(f"{t} new positions do not fit a cache of max_len {cache.max_len}")
-  if len(params["h"]) != config.n_layer:
-    raise JaxnnError(f"params have {len(params['h'])} blocks but the config says n_layer="
-                     f"{config.n_layer}; load both with load_gpt2")
-  length = jnp.asarray(cache.length, jnp.int32)
-  pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, t, axis=0)
-  x_BxTxD = x_BxTxD + pos_TxD[None]
   new_k, new_v = [], []
   for i, layer in enumerate(params["h"]):
-    x_BxTxD, k_BxHxTxK, v_BxHxTxK = _block(config, x_BxTxD, layer, cache.k[i], cache.v[i], length)
+    x_BxTxD, _, _, k_BxHxTxK, v_BxHxTxK = _block(config, x_BxTxD, layer, cache.k[i], cache.v[i],
+                                                 length)
     new_k.append(k_BxHxTxK)
     new_v.append(v_BxHxTxK)
   zero = jnp.zeros((), jnp.int32)
   start = (zero, zero, zero, length, zero)
   k = jax.lax.dynamic_update_slice(cache.k, jnp.stack(new_k), start)
   v = jax.lax.dynamic_update_slice(cache.v, jnp.stack(new_v), start)
-  hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
-  logits_BxTxV = jnp.einsum("btd,vd->btv", hidden_BxTxD, wte_VxD)
+  logits_BxTxV, hidden_BxTxD = _head(params, config, x_BxTxD)
   return logits_BxTxV, hidden_BxTxD, KVCache(k, v, length + t)
+
+
+def gpt2_forward_layers(
+    params: Params,
+    config: GPT2Config,
+    k_layers: Sequence[Float[Array, "B H S K"]],
+    v_layers: Sequence[Float[Array, "B H S K"]],
+    length: Int[Array, ""],
+    tokens_BxT: Int[Array, "B T"] | None = None,
+    *,
+    embeds_BxTxD: Float[Array, "B T D"] | None = None,
+) -> tuple[Float[Array, "B T V"], Float[Array, "B T D"], list, list]:
+  """`gpt2_forward` against a cache held as one keys array and one values array per layer.
+
+  What PPLM differentiates with respect to the cache: the gradient for a
+  per-layer array stays that layer's array, whereas slicing layer i out of
+  the stacked L x B x H x S x K cache makes the backward pass pad every
+  layer's gradient to the whole stack and add the L of them (for GPT-2 small
+  at batch 8 on one CPU core that pad-and-add was 40% of the time of a
+  forward + gradient pass; see benchmarks/results/pplm.md).
+
+  Args:
+    params, config, tokens_BxT, embeds_BxTxD: as for `gpt2_forward`.
+    k_layers, v_layers: L arrays B x H x S x K each (e.g. `cache.k[i]`).
+    length: the number of filled positions; the T new ones are written there.
+
+  Returns:
+    logits_BxTxV, hidden_BxTxD, and the per-layer keys and values with the T
+    positions written (their length is `length + T`).
+  """
+  params = as_params(params)
+  if len(k_layers) != config.n_layer or len(v_layers) != config.n_layer:
+    raise JaxnnError(f"gpt2_forward_layers needs {config.n_layer} key and value arrays (one per "
+                     f"layer), got {len(k_layers)} and {len(v_layers)}")
+  x_BxTxD, length = _embed(params, config, k_layers[0].shape[2], length, tokens_BxT, embeds_BxTxD)
+  k_out, v_out = [], []
+  for layer, k_BxHxSxK, v_BxHxSxK in zip(params["h"], k_layers, v_layers):
+    x_BxTxD, k_BxHxSxK, v_BxHxSxK, _, _ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK,
+                                                 length)
+    k_out.append(k_BxHxSxK)
+    v_out.append(v_BxHxSxK)
+  logits_BxTxV, hidden_BxTxD = _head(params, config, x_BxTxD)
+  return logits_BxTxV, hidden_BxTxD, k_out, v_out
+
+
+def _embed(params, config, max_len, length, tokens_BxT, embeds_BxTxD):
+  """Checks the inputs; returns the input embeddings plus positions, and `length` as int32."""
+  if (tokens_BxT is None) == (embeds_BxTxD is None):
+    raise JaxnnError("gpt2_forward takes exactly one of tokens_BxT and embeds_BxTxD")
+  wte_VxD = params["wte"]
+  x_BxTxD = wte_VxD[tokens_BxT] if embeds_BxTxD is None else embeds_BxTxD.astype(wte_VxD.dtype)
+  t = x_BxTxD.shape[1]
+  if t > max_len:
+    raise JaxnnError(f"{t} new positions do not fit a cache of max_len {max_len}")
+  if len(params["h"]) != config.n_layer:
+    raise JaxnnError(f"params have {len(params['h'])} blocks but the config says n_layer="
+                     f"{config.n_layer}; load both with load_gpt2")
+  length = jnp.asarray(length, jnp.int32)
+  pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, t, axis=0)
+  return x_BxTxD + pos_TxD[None], length
+
+
+def _head(params, config, x_BxTxD):
+  """The final layer norm and the tied output head: (logits_BxTxV, hidden_BxTxD)."""
+  hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
+  return jnp.einsum("btd,vd->btv", hidden_BxTxD, params["wte"]), hidden_BxTxD
 
 
 @functools.partial(jax.jit, static_argnames=("config", "initializer_range", "dtype"))

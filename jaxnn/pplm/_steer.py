@@ -30,7 +30,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import GPT2Config, KVCache, as_params, gpt2_forward, init_cache
+from jaxnn.pplm._gpt2 import (GPT2Config, KVCache, as_params, gpt2_forward, gpt2_forward_layers,
+                              init_cache)
+from jaxnn.pplm._model_generate import kth_largest
 
 SMALL_CONST = 1e-15
 
@@ -147,23 +149,24 @@ def _window_mask_S(config: PPLMConfig, curr_length, max_len):
   return jnp.where(curr_length > w, windowed_S, 1.0) * valid_S
 
 
-def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache,
-                        bags: BagsOfWords):
+def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: BagsOfWords):
   """log p(s1 .. sn) of every multi-token word under the (perturbed) model."""
   b = probs_BxV.shape[0]
+  k_layers, v_layers, length = after_last
 
   @jax.checkpoint
   def one_word(word):
     tokens_W, n = word
     inputs_BxT = jnp.broadcast_to(tokens_W[:-1], (b, tokens_W.shape[0] - 1))
-    logits_BxTxV, _, _ = gpt2_forward(params, gpt2, cache_after_last, inputs_BxT)
+    logits_BxTxV, _, _, _ = gpt2_forward_layers(params, gpt2, k_layers, v_layers, length,
+                                                inputs_BxT)
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
     follow_BxT = logp_BxTxV[:, jnp.arange(tokens_W.shape[0] - 1), tokens_W[1:]]
     used_T = jnp.arange(1, tokens_W.shape[0]) < n
     return jnp.log(probs_BxV[:, tokens_W[0]]) + jnp.where(used_T[None], follow_BxT, 0.0).sum(-1)
 
   # Words run in chunks that copy the cache at most ~256 MB at a time.
-  cache_bytes = 2 * cache_after_last.k.size * cache_after_last.k.dtype.itemsize
+  cache_bytes = 2 * sum(k.size * k.dtype.itemsize for k in k_layers)
   chunk = max(1, min(bags.multi_tokens_MxW.shape[0], 2 ** 28 // cache_bytes))
   logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M),
                          batch_size=chunk)
@@ -179,26 +182,35 @@ def bag_probabilities(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVC
     cache_after_last: the cache that includes the last token (what the
       multi-token words continue from); unused when all words are one token.
   """
+  after_last = ([cache_after_last.k[i] for i in range(gpt2.n_layer)],
+                [cache_after_last.v[i] for i in range(gpt2.n_layer)], cache_after_last.length)
+  return _bag_probabilities(params, gpt2, probs_BxV, after_last, bags)
+
+
+def _bag_probabilities(params, gpt2, probs_BxV, after_last, bags: BagsOfWords):
+  """`bag_probabilities` with the cache as (k_layers, v_layers, length) (see gpt2_forward_layers)."""
   p_BxN = probs_BxV @ bags.single_NxV.T.astype(probs_BxV.dtype)
   if bags.multi_tokens_MxW.shape[0]:
-    word_p_BxM = jnp.exp(_word_log_probs_BxM(params, gpt2, probs_BxV, cache_after_last, bags))
+    word_p_BxM = jnp.exp(_word_log_probs_BxM(params, gpt2, probs_BxV, after_last, bags))
     n = bags.single_NxV.shape[0]
     p_BxN = p_BxN + word_p_BxM @ jax.nn.one_hot(bags.multi_bag_M, n, dtype=word_p_BxM.dtype)
   return p_BxN
 
 
-def _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_BxD, cache_after_last,
+def _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_BxD, after_last,
                       unpert: KVCache, hidden_sum_BxD, curr_length):
   loss_B = jnp.zeros(probs_BxV.shape[:1], probs_BxV.dtype)
   if attributes.bags is not None:
-    p_BxN = bag_probabilities(params, gpt2, probs_BxV, cache_after_last, attributes.bags)
+    p_BxN = _bag_probabilities(params, gpt2, probs_BxV, after_last, attributes.bags)
     loss_B = loss_B - jnp.log(p_BxN).sum(-1)
   if attributes.discriminators:
     acc_BxD = hidden_sum_BxD + jax.lax.stop_gradient(hidden_BxD)
     embeds_Bx1xD = (probs_BxV @ jax.lax.stop_gradient(params["wte"]))[:, None]
-    cache = unpert
-    for _ in range(config.horizon_length):
-      _, h_Bx1xD, cache = gpt2_forward(params, gpt2, cache, embeds_BxTxD=embeds_Bx1xD)
+    k_layers = [unpert.k[i] for i in range(gpt2.n_layer)]
+    v_layers = [unpert.v[i] for i in range(gpt2.n_layer)]
+    for step in range(config.horizon_length):
+      _, h_Bx1xD, k_layers, v_layers = gpt2_forward_layers(
+          params, gpt2, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD)
       acc_BxD = acc_BxD + h_Bx1xD[:, 0]
     mean_BxD = acc_BxD / (curr_length + 1 + config.horizon_length)
     for head in attributes.discriminators:
@@ -234,38 +246,44 @@ def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attri
   """
   bow_only = attributes.bags is not None and not attributes.discriminators
   mask_S = _window_mask_S(config, pert.length, pert.max_len).astype(pert.k.dtype)
-  mask_5d = mask_S[None, None, None, :, None]
+  mask_1x1xSx1 = mask_S[None, None, :, None]
+  layers = range(gpt2.n_layer)
 
+  # The perturbation is held as one array per layer, so that its gradient is
+  # too (see gpt2_forward_layers); it is stacked like the cache at the end.
   def loss_fn(delta):
     dk, dv = delta
-    cache = pert._replace(k=pert.k + dk, v=pert.v + dv)
-    logits_Bx1xV, hidden_Bx1xD, cache_after_last = gpt2_forward(params, gpt2, cache,
-                                                                last_B[:, None])
+    logits_Bx1xV, hidden_Bx1xD, k_after, v_after = gpt2_forward_layers(
+        params, gpt2, [pert.k[i] + dk[i] for i in layers], [pert.v[i] + dv[i] for i in layers],
+        pert.length, last_B[:, None])
     probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1], axis=-1)
     loss_B = _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_Bx1xD[:, 0],
-                               cache_after_last, unpert, hidden_sum_BxD, pert.length)
+                               (k_after, v_after, pert.length + 1), unpert, hidden_sum_BxD,
+                               pert.length)
     loss_B = loss_B + config.kl_scale * _kl_B(probs_BxV, unpert_logits_BxV)
     return loss_B.sum()
 
   def iteration(_, state):
     dk, dv, norms_LxB, started = state
     gk, gv = jax.grad(loss_fn)((dk, dv))
-    gk, gv = gk * mask_5d, gv * mask_5d
-    new_LxB = jnp.sqrt(jnp.sum(gk ** 2, axis=(2, 3, 4)) + jnp.sum(gv ** 2, axis=(2, 3, 4)))
+    gk = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gk]
+    gv = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gv]
+    new_LxB = jnp.sqrt(jnp.stack([jnp.sum(gk[i] ** 2, axis=(1, 2, 3))
+                                  + jnp.sum(gv[i] ** 2, axis=(1, 2, 3)) for i in layers]))
     if bow_only:
       norms_LxB = jnp.where(started, jnp.maximum(norms_LxB, new_LxB), new_LxB + SMALL_CONST)
     else:
       norms_LxB = new_LxB + SMALL_CONST
-    scale_LxB = stepsize / norms_LxB ** config.gamma
-    dk = dk - scale_LxB[:, :, None, None, None] * gk
-    dv = dv - scale_LxB[:, :, None, None, None] * gv
+    scale_LxBx1x1x1 = (stepsize / norms_LxB ** config.gamma)[:, :, None, None, None]
+    dk = tuple(dk[i] - scale_LxBx1x1x1[i] * gk[i] for i in layers)
+    dv = tuple(dv[i] - scale_LxBx1x1x1[i] * gv[i] for i in layers)
     return dk, dv, norms_LxB, jnp.asarray(True)
 
-  zeros = jnp.zeros_like(pert.k)
+  zeros = tuple(jnp.zeros_like(pert.k[0]) for _ in layers)
   dk, dv, norms_LxB, started = jax.lax.fori_loop(
       0, config.num_iterations, iteration, (zeros, zeros, grad_norms_LxB, norms_started))
   has_past = pert.length > 0
-  return (dk, dv, jnp.where(has_past, norms_LxB, grad_norms_LxB),
+  return (jnp.stack(dk), jnp.stack(dv), jnp.where(has_past, norms_LxB, grad_norms_LxB),
           jnp.where(has_past, started, norms_started))
 
 
@@ -275,7 +293,7 @@ def fused_probs(pert_logits_BxV, unpert_logits_BxV, config: PPLMConfig):
   unpert_BxV = jax.nn.softmax(unpert_logits_BxV, axis=-1)
   p_BxV = pert_BxV ** config.gm_scale * unpert_BxV ** (1 - config.gm_scale)
   if config.top_k:
-    kth_Bx1 = jax.lax.top_k(p_BxV, config.top_k)[0][:, -1:]
+    kth_Bx1 = kth_largest(p_BxV, config.top_k)
     p_BxV = jnp.where(p_BxV < kth_Bx1, 0.0, p_BxV)
   return p_BxV / p_BxV.sum(-1, keepdims=True)
 
@@ -284,7 +302,7 @@ def unsteered_probs(logits_BxV, config: PPLMConfig):
   """The plain model's distribution: temperature, top-k on the logits, softmax."""
   logits_BxV = logits_BxV / config.temperature
   if config.top_k:
-    kth_Bx1 = jax.lax.top_k(logits_BxV, config.top_k)[0][:, -1:]
+    kth_Bx1 = kth_largest(logits_BxV, config.top_k)
     logits_BxV = jnp.where(logits_BxV < kth_Bx1, -1e10, logits_BxV)
   return jax.nn.softmax(logits_BxV, axis=-1)
 

@@ -232,3 +232,13 @@ def test_vmap_over_caches_of_different_lengths(tiny_gpt2, tiny_tokenizer):
       stacked, next_2x1x1)
   np.testing.assert_allclose(logits[:, 0, 0], full_logits[0, [3, 7]], atol=2e-5, rtol=1e-5)
   np.testing.assert_array_equal(new.length, [4, 8])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40])
+def test_kth_largest_equals_top_k_with_ties(k):
+  rng = np.random.default_rng(k)
+  x = rng.integers(0, 50, (4, 1000)).astype(np.float32)  # many ties
+  x[1, :] = 7.0
+  x[2, -1] = 1e6
+  expected = jax.lax.top_k(jnp.asarray(x), k)[0][:, -1:]
+  np.testing.assert_array_equal(_model_generate.kth_largest(jnp.asarray(x), k), expected)
