@@ -5,21 +5,28 @@ per radix-4 butterfly stage plus a matmul for the lowest bits (about 1 ms for
 L = 2^18 on one core), and the Fastfood permutation into gathers over all L
 entries. This kernel does in one call what the projection needs:
 
-- `wht`: the unnormalized Walsh-Hadamard transform, cache-blocked: the three
-  lowest levels in registers, the levels inside 32 KB blocks while the block
-  sits in L1, the remaining levels by radix-4 passes over the whole vector.
+- `wht`: the unnormalized Walsh-Hadamard transform, cache-blocked: the
+  levels above 8,192 by radix-4 passes over the whole vector (the first one
+  reading the input), then, block by block while the 32 KB block sits in L1,
+  the three lowest levels in registers and the others by radix-8 passes.
 - `fastfood_fwd`: `sum_b scale_b (H G_b Pi_b tile(H_K (B_b x_b)))[:D]` per
-  block b, the permutation read as a gather from the K-entry vector.
-- `fastfood_bwd`: its transpose, the permutation as a scatter-add into K
-  entries (so no inverse permutation is read; K = L with several blocks).
+  block b. Block by block, the permutation as a gather from the K-entry
+  vector and the block's levels; then the levels above, the last pass
+  writing `scale * y[:D]` straight into the output.
+- `fastfood_bwd`: its transpose. The first pass reads `scale * g` (zeros
+  beyond D); then block by block, the block's levels and the permutation as
+  a scatter-add into K entries while the block is in L1 (so no inverse
+  permutation is read; K = L with several blocks).
 
 The source is compiled on first use with the system C++ compiler (`$CXX`,
 else `c++`) against the XLA FFI headers that ship with jaxlib, and cached in
 `$JAXNN_CACHE_DIR` (default `~/.cache/jaxnn`) under a hash of the source,
-flags and jaxlib version. It is plain C++17; on x86-64 with GCC the hot loops
-are compiled for AVX2 and for baseline x86-64, picked at run time, so the
-cached library is portable across machines of the same OS. Every entry point
-handles leading batch axes (`vmap_method="broadcast_all"`).
+compiler, flags and jaxlib version, so an edited source is rebuilt. It is
+plain C++17 built with portable flags (no `-march=native`); on x86-64 with
+GCC the hot loops are compiled for AVX-512, AVX2 and baseline x86-64, picked
+at run time (`target_clones`), so the cached library is portable across
+machines of the same OS. Every entry point handles leading batch axes
+(`vmap_method="broadcast_all"`).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ _SOURCE = r"""
 namespace ffi = xla::ffi;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define JAXNN_CLONES __attribute__((target_clones("avx2", "default")))
+#define JAXNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define JAXNN_CLONES
 #endif
@@ -99,15 +106,58 @@ JAXNN_INLINE void Levels(float* x, int64_t n, int64_t h, int64_t end) {
       continue;
     }
     switch (h) {
+      // The strides that BlockLevels leaves to radix 4 (after Lowest3 and Radix8).
       case 8: Radix4<8>(x, n); break;
-      case 32: Radix4<32>(x, n); break;
-      case 128: Radix4<128>(x, n); break;
+      case 64: Radix4<64>(x, n); break;
       case 512: Radix4<512>(x, n); break;
-      case 2048: Radix4<2048>(x, n); break;
       default: Radix4<0>(x, n, h);
     }
     h *= 4;
   }
+}
+
+// One radix-8 pass (levels h, 2h, 4h), in registers.
+template <int64_t H>
+JAXNN_INLINE void Radix8(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8 * H) {
+    float* __restrict p0 = x + i;
+    float* __restrict p1 = p0 + H;
+    float* __restrict p2 = p1 + H;
+    float* __restrict p3 = p2 + H;
+    float* __restrict p4 = p3 + H;
+    float* __restrict p5 = p4 + H;
+    float* __restrict p6 = p5 + H;
+    float* __restrict p7 = p6 + H;
+    for (int64_t j = 0; j < H; ++j) {
+      const float a0 = p0[j] + p1[j], a1 = p0[j] - p1[j], a2 = p2[j] + p3[j], a3 = p2[j] - p3[j];
+      const float a4 = p4[j] + p5[j], a5 = p4[j] - p5[j], a6 = p6[j] + p7[j], a7 = p6[j] - p7[j];
+      const float b0 = a0 + a2, b1 = a1 + a3, b2 = a0 - a2, b3 = a1 - a3;
+      const float b4 = a4 + a6, b5 = a5 + a7, b6 = a4 - a6, b7 = a5 - a7;
+      p0[j] = b0 + b4;
+      p1[j] = b1 + b5;
+      p2[j] = b2 + b6;
+      p3[j] = b3 + b7;
+      p4[j] = b0 - b4;
+      p5[j] = b1 - b5;
+      p6[j] = b2 - b6;
+      p7[j] = b3 - b7;
+    }
+  }
+}
+
+// Levels [h, end) of x[0, n) inside L1 (n <= kBlock): radix 8 while three
+// levels fit (8 strided streams would conflict in L1 over a larger vector).
+JAXNN_INLINE void Levels8(float* x, int64_t n, int64_t h, int64_t end) {
+  while (8 * h <= end) {
+    switch (h) {
+      case 8: Radix8<8>(x, n); break;
+      case 64: Radix8<64>(x, n); break;
+      case 512: Radix8<512>(x, n); break;
+      default: Levels(x, n, h, end); return;
+    }
+    h *= 8;
+  }
+  Levels(x, n, h, end);
 }
 
 typedef float Float8 __attribute__((vector_size(32)));
@@ -130,39 +180,160 @@ JAXNN_INLINE void Lowest3(float* x, int64_t n) {
   }
 }
 
-// The levels below kBlock of x[0, n), n <= kBlock: the whole block stays in
-// L1 (32 KB).
+// The levels below kBlock run block by block while the block sits in L1
+// (32 KB); the levels above run as radix-4 passes over the whole vector
+// (at most 4 strided streams: more would map to the same L1 sets), the
+// first of which reads the input (backward) or the last of which writes the
+// output (forward).
 constexpr int64_t kBlock = 8192;
 
+// All levels of x[0, n), n <= kBlock.
 JAXNN_INLINE void BlockLevels(float* x, int64_t n) {
   int64_t h = 1;
   if (n >= 8) {
     Lowest3(x, n);
     h = 8;
   }
-  Levels(x, n, h, n);
+  Levels8(x, n, h, n);
 }
 
-// In place: x <- H_n x, n a power of 2 (Sylvester order, unnormalized): the
-// levels below kBlock block by block, then the others over the whole vector.
-JAXNN_CLONES void Wht(float* x, int64_t n) {
+// y[i] <- load(i) for i < n, with the butterflies of levels h (and 2h if
+// 4h <= end) applied on the way.
+template <class Load>
+JAXNN_INLINE int64_t LoadLevels(float* y, int64_t n, int64_t h, int64_t end, Load load) {
+  if (h >= end) {
+    for (int64_t i = 0; i < n; ++i) y[i] = load(i);
+    return h;
+  }
+  if (4 * h > end) {
+    for (int64_t i = 0; i < n; i += 2 * h) {
+      float* __restrict a = y + i;
+      float* __restrict b = a + h;
+      for (int64_t j = 0; j < h; ++j) {
+        const float p = load(i + j), q = load(i + h + j);
+        a[j] = p + q;
+        b[j] = p - q;
+      }
+    }
+    return 2 * h;
+  }
+  for (int64_t i = 0; i < n; i += 4 * h) {
+    float* __restrict a = y + i;
+    float* __restrict b = a + h;
+    float* __restrict c = b + h;
+    float* __restrict d = c + h;
+    for (int64_t j = 0; j < h; ++j) {
+      const float a0 = load(i + j), b0 = load(i + h + j), c0 = load(i + 2 * h + j),
+                  d0 = load(i + 3 * h + j);
+      const float p = a0 + b0, q = a0 - b0, u = c0 + d0, v = c0 - d0;
+      a[j] = p + u;
+      b[j] = q + v;
+      c[j] = p - u;
+      d[j] = q - v;
+    }
+  }
+  return 4 * h;
+}
+
+// The butterflies of levels [h, end) of y[0, n), the last pass (one or two
+// levels) giving each result to store(i, value) instead of writing y.
+template <class Store>
+JAXNN_INLINE void StoreLevels(float* y, int64_t n, int64_t h, int64_t end, Store store) {
+  if (h >= end) {
+    for (int64_t i = 0; i < n; ++i) store(i, y[i]);
+    return;
+  }
+  int64_t last = h;  // the last pass does levels [last, end)
+  while (4 * last < end) last *= 4;
+  if (2 * last < end && 4 * last > end) last *= 2;
+  Levels(y, n, h, last);
+  if (2 * last == end) {
+    for (int64_t i = 0; i < n; i += 2 * last) {
+      const float* __restrict a = y + i;
+      const float* __restrict b = a + last;
+      for (int64_t j = 0; j < last; ++j) {
+        store(i + j, a[j] + b[j]);
+        store(i + last + j, a[j] - b[j]);
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < n; i += 4 * last) {
+    const float* __restrict a = y + i;
+    const float* __restrict b = a + last;
+    const float* __restrict c = b + last;
+    const float* __restrict d = c + last;
+    for (int64_t j = 0; j < last; ++j) {
+      const float p = a[j] + b[j], q = a[j] - b[j], u = c[j] + d[j], v = c[j] - d[j];
+      store(i + j, p + u);
+      store(i + last + j, q + v);
+      store(i + 2 * last + j, p - u);
+      store(i + 3 * last + j, q - v);
+    }
+  }
+}
+
+// y <- H_n (load(i))_i, then visit(s, y + s, m) for every block [s, s + m).
+template <class Load, class Visit>
+JAXNN_INLINE void LoadWhtVisit(float* y, int64_t n, Load load, Visit visit) {
   const int64_t block = std::min(n, kBlock);
-  for (int64_t s = 0; s < n; s += block) BlockLevels(x + s, block);
-  Levels(x, n, block, n);
+  const int64_t h = LoadLevels(y, n, block, n, load);
+  Levels(y, n, h, n);
+  for (int64_t s = 0; s < n; s += block) {
+    BlockLevels(y + s, block);
+    visit(s, y + s, block);
+  }
 }
 
-// y[i] = g[i] h[perm[i] & mask]. Baseline code on purpose: AVX2's vgatherdps
-// is slower than scalar loads from the L1-resident h on some CPUs (AMD EPYC).
-void GatherScale(const float* h, const float* g, const int32_t* perm, int64_t mask, int64_t n,
-                 float* y) {
+// y <- H_n x, n a power of 2 (Sylvester order, unnormalized; y != x).
+JAXNN_CLONES void Wht(const float* x, int64_t n, float* y) {
+  LoadWhtVisit(y, n, [x](int64_t i) { return x[i]; }, [](int64_t, float*, int64_t) {});
+}
+
+// h <- H_K (B x) (the forward's first transform; h != x).
+JAXNN_CLONES void HeadFwd(const float* x, const float* B, int64_t K, float* h) {
+  LoadWhtVisit(h, K, [=](int64_t i) { return B[i] * x[i]; }, [](int64_t, float*, int64_t) {});
+}
+
+// u <- B H_K (sum of the 4 copies of tmp) (the backward's last transform).
+JAXNN_CLONES void HeadBwd(const float* tmp, const float* B, int64_t K, float* u) {
+  LoadWhtVisit(
+      u, K,
+      [=](int64_t k) { return (tmp[k] + tmp[K + k]) + (tmp[2 * K + k] + tmp[3 * K + k]); },
+      [=](int64_t s, float* chunk, int64_t n) {
+        for (int64_t i = 0; i < n; ++i) chunk[i] *= B[s + i];
+      });
+}
+
+// y[0:n) <- g * h[perm & mask]; the AVX2 and AVX-512 clones vectorize it with
+// gathers from the L1-resident h (faster than scalar loads on AMD Zen 4).
+JAXNN_INLINE void GatherScale(const float* h, const float* g, const int32_t* perm, int64_t mask,
+                              int64_t n, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = g[i] * h[perm[i] & mask];
+}
+
+// o[:D] (+)= scale (H_L (g * h[perm & mask]))[:D]; y: L entries of scratch.
+// The gather block by block just before the block's levels, then the levels
+// above kBlock by passes over y, the last of which writes o.
+JAXNN_CLONES void FwdBlock(const float* h, const float* g, const int32_t* perm, int64_t mask,
+                           int64_t L, float scale, int64_t D, bool accumulate, float* y,
+                           float* o) {
+  const int64_t block = std::min(L, kBlock);
+  for (int64_t s = 0; s < L; s += block) {
+    GatherScale(h, g + s, perm + s, mask, block, y + s);
+    BlockLevels(y + s, block);
+  }
+  const auto store = [=](int64_t i, float v) {
+    if (i < D) o[i] = accumulate ? o[i] + scale * v : scale * v;
+  };
+  StoreLevels(y, L, block, L, store);
 }
 
 // tmp[c K + (perm[i] & mask)] += g[i] w[i] with c = i mod 4 (n a multiple of
 // 4): 4 interleaved copies of the K sums, so that consecutive adds do not
 // wait on each other.
-void ScatterScale(const float* w, const float* g, const int32_t* perm, int64_t mask, int64_t n,
-                  float* tmp) {
+JAXNN_INLINE void ScatterScale(const float* w, const float* g, const int32_t* perm, int64_t mask,
+                               int64_t n, float* tmp) {
   const int64_t K = mask + 1;
   for (int64_t i = 0; i < n; i += 4) {
     tmp[perm[i] & mask] += g[i] * w[i];
@@ -172,33 +343,28 @@ void ScatterScale(const float* w, const float* g, const int32_t* perm, int64_t m
   }
 }
 
-// y <- H_L (g * h[perm & mask]), the gather done block by block just before
-// the block's levels, so y is written once before the global levels.
-JAXNN_CLONES void GatherWht(const float* h, const float* g, const int32_t* perm, int64_t mask,
-                            int64_t L, float* y) {
-  const int64_t block = std::min(L, kBlock);
-  for (int64_t s = 0; s < L; s += block) {
-    GatherScale(h, g + s, perm + s, mask, block, y + s);
-    BlockLevels(y + s, block);
-  }
-  Levels(y, L, block, L);
+// tmp[0:4K] += the scatter of g * (H_L (scale x[:D], zero-padded to L)) by
+// perm & mask; w: L entries of scratch.
+JAXNN_CLONES void BwdBlock(const float* x, int64_t D, float scale, const float* g,
+                           const int32_t* perm, int64_t mask, int64_t L, float* w, float* tmp) {
+  LoadWhtVisit(
+      w, L, [=](int64_t i) { return i < D ? scale * x[i] : 0.0f; },
+      [=](int64_t s, const float* chunk, int64_t n) {
+        if (n >= 4) {
+          ScatterScale(chunk, g + s, perm + s, mask, n, tmp);
+        } else {
+          for (int64_t i = 0; i < n; ++i) tmp[perm[s + i] & mask] += g[s + i] * chunk[i];
+        }
+      });
 }
 
-// u <- tile^T Pi^T (g * H_L w) (K = mask + 1 entries; w is overwritten).
-JAXNN_CLONES void WhtScatter(float* w, const float* g, const int32_t* perm, int64_t mask, int64_t L,
-                             float* tmp, float* u) {
-  const int64_t K = mask + 1;
-  Wht(w, L);
-  std::fill(tmp, tmp + 4 * K, 0.0f);
-  const int64_t head = L & ~int64_t{3};
-  ScatterScale(w, g, perm, mask, head, tmp);
-  for (int64_t i = head; i < L; ++i) tmp[perm[i] & mask] += g[i] * w[i];
-  for (int64_t k = 0; k < K; ++k) u[k] = (tmp[k] + tmp[K + k]) + (tmp[2 * K + k] + tmp[3 * K + k]);
-}
+// Per-thread scratch, kept between calls (a fresh 1 MB vector per call would
+// be a fresh mmap, page-faulted in on every step): kBig holds the L-entry
+// intermediate of either direction, kSmall the K-entry ones, so that both
+// directions reuse the same memory.
+enum ScratchIndex { kBig = 0, kSmall = 1 };
 
-// Per-thread scratch, kept between calls: a fresh 1 MB vector per call would
-// be a fresh mmap, page-faulted in on every step.
-float* Scratch(size_t index, int64_t size) {
+float* Scratch(ScratchIndex index, int64_t size) {
   thread_local std::vector<float> buffers[2];
   if (buffers[index].size() < static_cast<size_t>(size)) buffers[index].resize(size);
   return buffers[index].data();
@@ -216,9 +382,7 @@ ffi::Error WhtImpl(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out) {
   const int64_t n = dims.back();
   if (n < 1 || (n & (n - 1))) return ffi::Error::InvalidArgument("wht: length not a power of 2");
   const int64_t rows = Rows(dims, 1);
-  float* o = out->typed_data();
-  std::memcpy(o, x.typed_data(), sizeof(float) * rows * n);
-  for (int64_t r = 0; r < rows; ++r) Wht(o + r * n, n);
+  for (int64_t r = 0; r < rows; ++r) Wht(x.typed_data() + r * n, n, out->typed_data() + r * n);
   return ffi::Error::Success();
 }
 
@@ -233,20 +397,17 @@ ffi::Error FwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> B, ffi::Buffer
   const int64_t D = out->dimensions().back(), rows = Rows(xd, 2);
   if ((K & (K - 1)) || (L & (L - 1)) || K > L || D > L || (nb > 1 && K != L))
     return ffi::Error::InvalidArgument("fastfood_fwd: bad sizes");
-  float* h = Scratch(0, K);
-  float* y = Scratch(1, L);
+  float* h = Scratch(kSmall, K);
+  float* y = Scratch(kBig, L);
   for (int64_t r = 0; r < rows; ++r) {
     float* o = out->typed_data() + r * D;
-    std::fill(o, o + D, 0.0f);
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t blk = r * nb + b;
       const float* xb = x.typed_data() + blk * K;
       const float* Bb = B.typed_data() + blk * L;
-      for (int64_t k = 0; k < K; ++k) h[k] = Bb[k] * xb[k];
-      Wht(h, K);
-      GatherWht(h, G.typed_data() + blk * L, perm.typed_data() + blk * L, K - 1, L, y);
-      const float s = scale.typed_data()[blk];
-      for (int64_t i = 0; i < D; ++i) o[i] += s * y[i];
+      HeadFwd(xb, Bb, K, h);
+      FwdBlock(h, G.typed_data() + blk * L, perm.typed_data() + blk * L, K - 1, L,
+               scale.typed_data()[blk], D, b > 0, y, o);
     }
   }
   return ffi::Error::Success();
@@ -263,20 +424,16 @@ ffi::Error BwdImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> B, ffi::Buffer
   const int64_t D = g.dimensions().back(), rows = Rows(od, 2);
   if ((K & (K - 1)) || (L & (L - 1)) || K > L || D > L || (nb > 1 && K != L))
     return ffi::Error::InvalidArgument("fastfood_bwd: bad sizes");
-  float* w = Scratch(0, L);
+  float* w = Scratch(kBig, L);
+  float* tmp = Scratch(kSmall, 4 * K);
   for (int64_t r = 0; r < rows; ++r) {
     const float* gr = g.typed_data() + r * D;
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t blk = r * nb + b;
-      const float s = scale.typed_data()[blk];
-      for (int64_t i = 0; i < D; ++i) w[i] = s * gr[i];
-      std::fill(w + D, w + L, 0.0f);
-      float* u = out->typed_data() + blk * K;
-      WhtScatter(w, G.typed_data() + blk * L, perm.typed_data() + blk * L, K - 1, L,
-                 Scratch(1, 4 * K), u);
-      Wht(u, K);
-      const float* Bb = B.typed_data() + blk * L;
-      for (int64_t k = 0; k < K; ++k) u[k] *= Bb[k];
+      std::fill(tmp, tmp + 4 * K, 0.0f);
+      BwdBlock(gr, D, scale.typed_data()[blk], G.typed_data() + blk * L,
+               perm.typed_data() + blk * L, K - 1, L, w, tmp);
+      HeadBwd(tmp, B.typed_data() + blk * L, K, out->typed_data() + blk * K);
     }
   }
   return ffi::Error::Success();
@@ -317,16 +474,22 @@ def _cache_dir() -> str:
                                                            "jaxnn")
 
 
-def _build() -> str:
-  """Compiles the kernel into the cache (atomically) and returns its path."""
+def _library_path(source: str, compiler: str) -> str:
+  """Where the library built from `source` is cached: any change of the source,
+  flags, compiler or jaxlib (whose FFI headers it includes) gives a new file."""
   import jaxlib
 
+  key = hashlib.sha256("\0".join((source, *_FLAGS, compiler, jaxlib.__version__,
+                                  sys.platform)).encode()).hexdigest()[:16]
+  return os.path.join(_cache_dir(), f"fastfood_{key}.so")
+
+
+def _build() -> str:
+  """Compiles the kernel into the cache (atomically) and returns its path."""
   compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
   if not compiler:
     raise JaxnnError("no C++ compiler found (set $CXX or install g++)")
-  key = hashlib.sha256("\0".join((_SOURCE, *_FLAGS, compiler, jaxlib.__version__,
-                                  sys.platform)).encode()).hexdigest()[:16]
-  path = os.path.join(_cache_dir(), f"fastfood_{key}.so")
+  path = _library_path(_SOURCE, compiler)
   if os.path.exists(path):
     return path
   os.makedirs(_cache_dir(), exist_ok=True)

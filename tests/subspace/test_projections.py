@@ -37,10 +37,23 @@ def test_the_cpu_kernel_builds():
   assert _fastfood_kernel.available(), _fastfood_kernel.error()
 
 
+def test_an_edited_kernel_source_is_rebuilt(monkeypatch, tmp_path):
+  """The cache key covers the source and the flags: an edit never loads a stale library."""
+  monkeypatch.setenv("JAXNN_CACHE_DIR", str(tmp_path))
+  source = _fastfood_kernel._SOURCE
+  path = _fastfood_kernel._library_path(source, "c++")
+  assert path.startswith(str(tmp_path))
+  assert path == _fastfood_kernel._library_path(source, "c++")
+  assert path != _fastfood_kernel._library_path(source + "\n// edited\n", "c++")
+  assert path != _fastfood_kernel._library_path(source, "clang++")
+  monkeypatch.setattr(_fastfood_kernel, "_FLAGS", _fastfood_kernel._FLAGS + ("-O2",))
+  assert path != _fastfood_kernel._library_path(source, "c++")
+
+
 @pytest.mark.parametrize("kernel", WHTS)
-@pytest.mark.parametrize("L", [1, 2, 4, 8, 32, 256, 4096, 16384])
+@pytest.mark.parametrize("L", [1, 2, 4, 8, 32, 256, 4096, 16384, 65536])
 def test_walsh_hadamard_equals_scipy(kernel, L):
-  # 16384 spans two of the kernel's 8192-entry cache blocks.
+  # 16384 and 65536 span 2 and 8 of the kernel's 8192-entry cache blocks.
   x_3xL = np.random.default_rng(L).normal(size=(3, L)).astype(np.float32)
   # H_{mn} = H_m kron H_n (Sylvester), so H_L x = vec(H_m X H_n^T) for x = vec(X).
   m = 1 if L <= 256 else 128
@@ -60,7 +73,13 @@ def test_walsh_hadamard_backward_is_forward(kernel):
                              atol=1e-4)
 
 
-@pytest.mark.parametrize("D,d", [(100, 20), (100, 300), (20000, 700)])
+# The kernel's paths by L (its blocks hold 8,192 entries): L = 128 (one
+# block), 2^14 (one radix-2 pass above the blocks; d = 20,000 makes two
+# Fastfood blocks of K = L, the second accumulated), 2^15 (one radix-4 pass)
+# and 2^18 (radix 4, 4, 2: the benchmark's MNIST FC). D is never a multiple
+# of 8,192, so a block straddles D.
+@pytest.mark.parametrize("D,d", [(100, 20), (100, 300), (9000, 20000), (20000, 700),
+                                 (199210, 750)])
 def test_fastfood_kernels_agree_forward_backward_and_vmapped(D, d):
   """The CPU kernel and the XLA ops give the same P theta and P^T g, also vmapped over configs."""
   native, xla = fastfood_projection("native"), fastfood_projection("xla")
