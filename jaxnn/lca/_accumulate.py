@@ -242,11 +242,7 @@ def check_stem(model: FunctionalModel, stem: LinearStem, x: jax.Array, seed: int
                      f"parameters ({list(params) if isinstance(params, dict) else 'not a dict'}); "
                      "declare the keys of its first layer, or pass no stem")
 
-  def outputs(params, noise):
-    keys = jax.random.split(jax.random.key(seed), len(jax.tree.leaves(params)))
-    other = jax.tree.unflatten(jax.tree.structure(params), [
-        p + noise * jax.random.normal(k, p.shape, p.dtype)
-        for p, k in zip(jax.tree.leaves(params), keys)])
+  def outputs(params, other, x):
     stem0, rest0 = _split_stem(stem, params)
     stem1, rest1 = _split_stem(stem, other)
     z0, z1 = stem.apply(stem0, x), stem.apply(stem1, x)
@@ -257,8 +253,11 @@ def check_stem(model: FunctionalModel, stem: LinearStem, x: jax.Array, seed: int
             stem.head(rest1, model.state, z1, False, None)[0],
             model.apply(other, model.state, x, False, None)[0])
 
+  rng = np.random.default_rng(seed)  # numpy: no random-number kernel to compile
+  other = jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(np.shape(p)).astype(
+      np.asarray(p).dtype), params)
   try:
-    zmid, zmean, *outs = jax.jit(outputs, compiler_options=compiler_options)(params, 0.1)
+    zmid, zmean, *outs = jax.jit(outputs, compiler_options=compiler_options)(params, other, x)
   except (NotImplementedError, TypeError, ValueError) as e:
     raise JaxnnError(f"the LCA stem is not affine in its parameters {stem.keys} or does not fit "
                      f"the model ({type(e).__name__}: {str(e).splitlines()[0]}); pass no "
