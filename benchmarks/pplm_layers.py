@@ -25,7 +25,7 @@ and batch.
 
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1 \
-      --batch 8 --variants unrolled,per_layer
+      --batch 1,8 --variants unrolled,per_layer
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
   parser.add_argument("--threads", type=int, default=1)
-  parser.add_argument("--batch", type=int, default=1)
+  parser.add_argument("--batch", default="1",
+                      help="batch size, or several (e.g. 1,8) timed interleaved in one run")
   parser.add_argument("--variants", default="scan,scan_unroll,unrolled,per_layer",
                       help="comma-separated subset of scan, scan_unroll, unrolled, per_layer")
   parser.add_argument("--repeats", type=int, default=5)
@@ -67,70 +68,74 @@ def main(argv=None) -> int:
   config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
   per_layer = init_params(config, jax.random.key(0))
   stacked = {**per_layer, "h": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["h"])}
-  cache = init_cache(config, args.batch, 64)
-  k_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(1), cache.k.shape)
-  v_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(2), cache.v.shape)
   length = jnp.asarray(40, jnp.int32)
-  token_Bx1 = jnp.full((args.batch, 1), 7)
-
-  def embed(params):
-    pos_1xD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, 1, axis=0)
-    return params["wte"][token_Bx1] + pos_1xD[None]
+  weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
+                   f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
+  batches = [int(b) for b in args.batch.split(",")]
+  results = {"size": args.size, "batch": args.batch, "threads": args.threads,
+             "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
 
   def head(params, x_BxTxD):
     hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
     return jnp.einsum("btd,vd->btv", hidden_BxTxD, params["wte"])
 
-  def scan_forward(params, k, v, unroll=1):
-    def step(x_BxTxD, inputs):
-      layer, k_BxHxSxK, v_BxHxSxK = inputs
-      x_BxTxD, *_ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
-      return x_BxTxD, None
-    x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
-    return head(params, x_BxTxD)
-
-  def unrolled_forward(params, k, v):
-    x_BxTxD = embed(params)
-    for i, layer in enumerate(params["h"]):
-      x_BxTxD, *_ = _block(config, x_BxTxD, layer, k[i], v[i], length)
-    return head(params, x_BxTxD)
-
   def split(a_LxBxHxSxK):
     return [a_LxBxHxSxK[i] for i in range(layers)]
 
-  variants = {"scan": (scan_forward, stacked, lambda a: a),
-              "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked, lambda a: a),
-              "unrolled": (unrolled_forward, per_layer, lambda a: a),
-              "per_layer": (unrolled_forward, per_layer, split)}
-  variants = {name: variants[name] for name in args.variants.split(",")}
-  weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
-                   f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
-  results = {"size": args.size, "batch": args.batch, "threads": args.threads,
-             "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
-  cache_shape = "f32[" + ",".join(map(str, k_LxBxHxSxK.shape)) + "]"
   timed = {}
-  for name, (forward, params, form) in variants.items():
-    k, v = form(k_LxBxHxSxK), form(v_LxBxHxSxK)
-    def loss(dk, dv, params, forward=forward, k=k, v=v):
-      logits_Bx1xV = forward(params, jax.tree.map(jnp.add, k, dk), jax.tree.map(jnp.add, v, dv))
-      return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
-    zeros = jax.tree.map(jnp.zeros_like, k)
-    fns = {"forward": (jax.jit(forward), (params, k, v)),
-           "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))), (zeros, zeros, params))}
-    for kind, (fn, fn_args) in fns.items():
-      start = time.perf_counter()
-      compiled = fn.lower(*fn_args).compile()
-      compile_seconds = time.perf_counter() - start
-      copies = sum(1 for line in compiled.as_text().splitlines()
-                   if "dynamic-slice" in line and "fusion(" in line
-                   and any(f"= {s}" in line for s in weight_shapes))
-      jax.block_until_ready(compiled(*fn_args))
-      results[f"{name}_{kind}_compile_seconds"] = compile_seconds
-      results[f"{name}_{kind}_weight_slice_ops_in_hlo"] = copies
-      results[f"{name}_{kind}_cache_pad_ops_in_hlo"] = sum(
-          1 for line in compiled.as_text().splitlines() if f"= {cache_shape}" in line
-          and " pad(" in line)
-      timed[(name, kind)] = (compiled, fn_args)
+  for batch in batches:  # every (batch, variant, pass) compiled first, then timed interleaved
+    prefix = f"batch{batch}_" if len(batches) > 1 else ""
+    cache = init_cache(config, batch, 64)
+    k_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(1), cache.k.shape)
+    v_LxBxHxSxK = 0.1 * jax.random.normal(jax.random.key(2), cache.v.shape)
+    token_Bx1 = jnp.full((batch, 1), 7)
+
+    def embed(params, token_Bx1=token_Bx1):
+      pos_1xD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, 1, axis=0)
+      return params["wte"][token_Bx1] + pos_1xD[None]
+
+    def scan_forward(params, k, v, unroll=1, embed=embed):
+      def step(x_BxTxD, inputs):
+        layer, k_BxHxSxK, v_BxHxSxK = inputs
+        x_BxTxD, *_ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
+        return x_BxTxD, None
+      x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
+      return head(params, x_BxTxD)
+
+    def unrolled_forward(params, k, v, embed=embed):
+      x_BxTxD = embed(params)
+      for i, layer in enumerate(params["h"]):
+        x_BxTxD, *_ = _block(config, x_BxTxD, layer, k[i], v[i], length)
+      return head(params, x_BxTxD)
+
+    variants = {"scan": (scan_forward, stacked, lambda a: a),
+                "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked,
+                                lambda a: a),
+                "unrolled": (unrolled_forward, per_layer, lambda a: a),
+                "per_layer": (unrolled_forward, per_layer, split)}
+    variants = {name: variants[name] for name in args.variants.split(",")}
+    cache_shape = "f32[" + ",".join(map(str, k_LxBxHxSxK.shape)) + "]"
+    for name, (forward, params, form) in variants.items():
+      k, v = form(k_LxBxHxSxK), form(v_LxBxHxSxK)
+      def loss(dk, dv, params, forward=forward, k=k, v=v):
+        logits_Bx1xV = forward(params, jax.tree.map(jnp.add, k, dk), jax.tree.map(jnp.add, v, dv))
+        return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
+      zeros = jax.tree.map(jnp.zeros_like, k)
+      fns = {"forward": (jax.jit(forward), (params, k, v)),
+             "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))), (zeros, zeros, params))}
+      for kind, (fn, fn_args) in fns.items():
+        start = time.perf_counter()
+        compiled = fn.lower(*fn_args).compile()
+        compile_seconds = time.perf_counter() - start
+        hlo = compiled.as_text().splitlines()
+        jax.block_until_ready(compiled(*fn_args))
+        results[f"{prefix}{name}_{kind}_compile_seconds"] = compile_seconds
+        results[f"{prefix}{name}_{kind}_weight_slice_ops_in_hlo"] = sum(
+            1 for line in hlo if "dynamic-slice" in line and "fusion(" in line
+            and any(f"= {s}" in line for s in weight_shapes))
+        results[f"{prefix}{name}_{kind}_cache_pad_ops_in_hlo"] = sum(
+            1 for line in hlo if f"= {cache_shape}" in line and " pad(" in line)
+        timed[(prefix, batch, name, kind)] = (compiled, fn_args)
   seconds = {key: [] for key in timed}
   for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
     for key, (compiled, fn_args) in timed.items():
@@ -138,22 +143,25 @@ def main(argv=None) -> int:
       jax.block_until_ready(compiled(*fn_args))
       seconds[key].append(time.perf_counter() - start)
   dense = sum(x.size for x in jax.tree.leaves(per_layer["h"]) if x.ndim == 2)
-  forward_flops = 2 * args.batch * (dense + per_layer["wte"].size)
-  results["forward_gflop"] = forward_flops / 1e9
-  for (name, kind), values in seconds.items():
-    results[f"{name}_{kind}_seconds_median"] = float(np.median(values))
-    results[f"{name}_{kind}_seconds_min"] = float(np.min(values))
+  for (prefix, batch, name, kind), values in seconds.items():
+    forward_flops = 2 * batch * (dense + per_layer["wte"].size)
+    results[f"{prefix}forward_gflop"] = forward_flops / 1e9
+    results[f"{prefix}{name}_{kind}_seconds_median"] = float(np.median(values))
+    results[f"{prefix}{name}_{kind}_seconds_min"] = float(np.min(values))
     passes = 1 if kind == "forward" else 2
-    results[f"{name}_{kind}_gflop_per_second"] = passes * forward_flops / 1e9 / float(
+    results[f"{prefix}{name}_{kind}_gflop_per_second"] = passes * forward_flops / 1e9 / float(
         np.median(values))
-  results.update(_time_top_k(jax, jnp, np, kth_largest, args.batch, config.vocab_size,
-                             args.repeats))
-  if "scan" in variants and "unrolled" in variants:
-    for kind in ("forward", "cache_gradient"):
-      results[f"scan_over_unrolled_{kind}"] = (results[f"scan_{kind}_seconds_median"]
-                                               / results[f"unrolled_{kind}_seconds_median"])
-  results["transformers_forward_seconds_median"] = _time_transformers(
-      config, args.batch, args.threads, args.repeats)
+  for batch in batches:
+    prefix = f"batch{batch}_" if len(batches) > 1 else ""
+    results.update({prefix + key: value for key, value in _time_top_k(
+        jax, jnp, np, kth_largest, batch, config.vocab_size, args.repeats).items()})
+    if "scan" in args.variants.split(",") and "unrolled" in args.variants.split(","):
+      for kind in ("forward", "cache_gradient"):
+        results[f"{prefix}scan_over_unrolled_{kind}"] = (
+            results[f"{prefix}scan_{kind}_seconds_median"]
+            / results[f"{prefix}unrolled_{kind}_seconds_median"])
+    results[f"{prefix}transformers_forward_seconds_median"] = _time_transformers(
+        config, batch, args.threads, args.repeats)
   results["load_average_after"] = os.getloadavg()
   print(json.dumps(results, indent=2))
   if args.out:
