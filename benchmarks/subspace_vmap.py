@@ -13,8 +13,9 @@ second, steady state, compilation excluded) of
     training inputs on the device and each step's batches gathered there from
     indices, as the sweep does; `host_batches`: the default chunk with the
     16 batches gathered and stacked on the host and copied every step instead;
-    `lax_map`: the default chunk in a `jax.lax.map` loop (the engine before it
-    unrolled the configs into straight-line code);
+  - one-config programs: the sweep's stacked step with one config per program
+    (no `jax.lax.map` loop; the sweep's default for convolutional models on a
+    CPU), one program after another;
   - exact-d programs: the same 16 configs as 4 programs (one per d, 4 seeds,
     no padding), to weigh padding + masking against one program per d.
 Every variant is timed `--repeats` times, interleaved (A B C A B C ...), and
@@ -39,7 +40,6 @@ import argparse
 import json
 import sys
 import time
-from unittest import mock
 
 from _threads import pin_xla_threads
 
@@ -52,7 +52,6 @@ import numpy as np  # noqa: E402
 from jaxnn.data import EpochBatcher, load_dataset
 from jaxnn.models import count_params, create_model
 from jaxnn.subspace import make_subspace, make_subspace_train_step
-from jaxnn.subspace import _sweep_engine  # noqa: E402
 from jaxnn.subspace._sweep_engine import (StackedBatcher, make_stack_step, subspace_stack,  # noqa: E402
                                           vmap_chunk)
 from jaxnn.train import from_nnx, init_train_state, make_optimizer, make_train_step  # noqa: E402
@@ -120,24 +119,19 @@ def bench(dataset: str, model: str, projection: str, steps: int, repeats: int, c
       return Timed(lambda c, i, y: step(c, i, y, x_train), stack, batcher.at_step)
     return Timed(step, stack, batcher.at_step)
 
-  def lax_map(fn, xs, chunk):
-    if chunk == 1:
-      return jax.lax.map(fn, xs)
-    return jax.lax.map(fn, xs, batch_size=chunk or jax.tree.leaves(xs)[0].shape[0])
-
   dims, seeds = [d for d, _ in configs], [s for _, s in configs]
   together = {f"together_chunk{chunk}": stacked(dims, seeds, chunk) for chunk in chunks}
   together["together_host_batches"] = stacked(dims, seeds, auto, indexed=False)
-  with mock.patch.object(_sweep_engine, "_map_configs", lax_map):  # traced when Timed compiles
-    together["together_lax_map"] = stacked(dims, seeds, auto)
   exact = [stacked([d] * len(grid_seeds), list(grid_seeds), min(auto, len(grid_seeds)))
            for d in grid_dims]
+  single = [stacked([d], [s], 1) for d, s in configs]
 
   best: dict[str, float] = {}
   for _ in range(repeats):
     times = {"direct_per_seed": sum(t.run(steps) for t in direct) * len(grid_dims),
              "one_after_another": sum(t.run(steps) for t in sequential),
              "exact_d_programs": sum(t.run(steps) for t in exact),
+             "one_config_programs": sum(t.run(steps) for t in single),
              **{name: t.run(steps) for name, t in together.items()}}
     best = {k: min(v, best.get(k, v)) for k, v in times.items()}
   base = len(configs) / best["one_after_another"]
