@@ -63,8 +63,9 @@ def register(subparsers) -> None:
   s.add_argument("--resolution", type=cu.positive_float, default=0.05,
                  help="auto: stop at this bracket width (>= 1: dims, < 1: relative)")
   s.add_argument("--configs-per-program", type=cu.positive_int, default=None,
-                 help="configs trained together in one compiled program (default: 16; 1 for "
-                      "convolutional models on a CPU, where XLA runs them slower in a loop)")
+                 help="configs trained together in one compiled program (default: 16; one per "
+                      "device for convolutional models on a CPU, where XLA runs them slower in "
+                      "a loop)")
   s.add_argument("--configs-per-vmap", type=cu.positive_int, default=None,
                  help="configs vmapped at once per device (default: 1 on a CPU, i.e. lax.map "
                       "of one config at a time; all of them on accelerators)")

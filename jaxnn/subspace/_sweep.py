@@ -60,7 +60,7 @@ class SweepConfig:
   d_min: int = 10  # automatic search: first grid point
   d_max: int | None = None  # automatic search: last grid point (None: D)
   resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
-  configs_per_program: int | None = None  # configs per compiled program; None: programs_size
+  configs_per_program: int | None = None  # configs per compiled program; None: programs_size()
   configs_per_vmap: int | None = None  # vmapped at once per device; None: 1 on CPU, else all
   num_devices: int | None = None  # None: all local devices
   progress: bool = True
@@ -100,8 +100,8 @@ def validate(config: SweepConfig) -> None:
       raise JaxnnError(f"learning rates must be positive, got {lr}")
 
 
-def programs_size(model: str, platform: str) -> int:
-  """Default configs per compiled program: 16, or 1 for convolutional models on a CPU.
+def programs_size(model: str, platform: str, num_devices: int = 1) -> int:
+  """Default configs per compiled program: 16; one per device for conv models on a CPU.
 
   On a CPU, XLA runs a LeNet train step 5x slower inside the `jax.lax.map` loop
   that trains a program's configs one after another (239 vs 46 ms per step at
@@ -109,7 +109,7 @@ def programs_size(model: str, platform: str) -> int:
   unrolled into one program (66 vs 46 ms); a program of one config has no loop.
   FC models gain from 16 configs per program (benchmarks/subspace_vmap.py).
   """
-  return 1 if platform == "cpu" and model != "fc" else 16
+  return num_devices if platform == "cpu" and model != "fc" else 16
 
 
 def _program_name(configs: Sequence[tuple[int, int]]) -> str:
@@ -160,9 +160,9 @@ class Sweep:
     self.optimizer = make_optimizer("adam", config.learning_rate)
     self.baseline_optimizer = make_optimizer(
         "adam", config.baseline_learning_rate or config.learning_rate)
-    self.configs_per_program = config.configs_per_program or programs_size(
-        config.model, jax.default_backend())
     devices = config.num_devices or jax.local_device_count()
+    self.configs_per_program = config.configs_per_program or programs_size(
+        config.model, jax.default_backend(), devices)
     self.dp = data_parallel(None, devices)
     _check_identity(self.out, config)
     self.done: dict[tuple[int, int], dict] = {}

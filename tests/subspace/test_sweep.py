@@ -174,8 +174,8 @@ def test_chunked_vmap_and_devices_give_the_same_stack():
   alone = train_stack(member, stack, [1], data.train, 6, dp=data_parallel(None, 1),
                       optimizer=optimizer, batch_size=32, chunk=1, progress=False)
   chex.assert_trees_all_close(alone.train.params[0], out[0].train.params[3], atol=1e-6)
-  assert (programs_size("lenet", "cpu"), programs_size("fc", "cpu"),
-          programs_size("lenet", "gpu")) == (1, 16, 16)
+  assert (programs_size("lenet", "cpu"), programs_size("lenet", "cpu", 2),
+          programs_size("fc", "cpu"), programs_size("lenet", "gpu")) == (1, 2, 16, 16)
   with pytest.raises(JaxnnError, match="pad"):
     train_stack(member, stack, [0, 1, 2], data.train, 1, dp=data_parallel(None, 2),
                 optimizer=optimizer, progress=False)
