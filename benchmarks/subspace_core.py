@@ -83,8 +83,15 @@ def time_rounds(variants: dict, steps: int, rounds: int) -> dict:
       wall[name].append((time.perf_counter() - w0) / steps)
       cpu[name].append((time.process_time() - c0) / steps)
   return {name: dict(wall_median_s=statistics.median(wall[name]), wall_min_s=min(wall[name]),
-                     cpu_median_s=statistics.median(cpu[name]), cpu_min_s=min(cpu[name]))
+                     cpu_median_s=statistics.median(cpu[name]), cpu_min_s=min(cpu[name]),
+                     cpu_rounds_s=cpu[name])
           for name in variants}
+
+
+def round_ratios(times: dict, name: str, base: str) -> dict:
+  """`name` / `base` CPU time per step round by round (the two ran back to back)."""
+  ratios = [a / b for a, b in zip(times[name]["cpu_rounds_s"], times[base]["cpu_rounds_s"])]
+  return dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios))
 
 
 def speed(args) -> dict:
@@ -212,7 +219,9 @@ def speed(args) -> dict:
               flop_floor_ratio=floors, P_bytes=P_bytes, read_bandwidth_GBps=bandwidth,
               dense_bandwidth_floor_s=cpu["jax direct"] + read_floor_s,
               dense_bandwidth_floor_ratio=(cpu["jax direct"] + read_floor_s) / cpu["jax direct"],
-              times=results)
+              round_ratios={name: round_ratios(results, name, "jax direct")
+                            for name in variants if name.startswith("jax ")},
+              load_average=os.getloadavg(), times=results)
 
 
 def probe(width: int, d: int, steps: int) -> dict:
