@@ -237,12 +237,15 @@ def main():
         f"affinity {sorted(os.sched_getaffinity(0))}")
   print(f"load average at start: {os.getloadavg()}")
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="lca_bench_"))
-  try:
-    p = pipelines(dataset, config, workdir)
+  try:  # The scratch directory (and the compilation cache in it) lives until the end.
+    report(args, dataset, config, workdir)
   finally:
     if args.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
-  jax.config.update("jax_enable_compilation_cache", False)  # its directory is gone
+
+
+def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> None:
+  p = pipelines(dataset, config, workdir)
   mb = lambda b: b / 2 ** 20
   print(f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + "
         "validation LCA:")
