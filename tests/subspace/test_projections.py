@@ -59,7 +59,7 @@ def test_walsh_hadamard_equals_scipy(kernel, L):
   m = 1 if L <= 256 else 128
   H_m, H_n = scipy.linalg.hadamard(m), scipy.linalg.hadamard(L // m)
   X_3xmxn = x_3xL.astype(np.float64).reshape(3, m, L // m)
-  expected = np.einsum("ij,bjk,lk->bil", H_m, X_3xmxn, H_n).reshape(3, L)
+  expected = (H_m @ X_3xmxn @ H_n.T).reshape(3, L)
   np.testing.assert_allclose(jax.jit(WHTS[kernel])(x_3xL), expected, rtol=1e-5,
                              atol=1e-5 * np.sqrt(L))
 
