@@ -257,8 +257,8 @@ def gpt2_forward_layers(
   per-layer array stays that layer's array, whereas slicing layer i out of
   the stacked L x B x H x S x K cache makes the backward pass pad every
   layer's gradient to the whole stack and add the L of them (for GPT-2 small
-  at batch 8 on one CPU core that pad-and-add was 40% of the time of a
-  forward + gradient pass; see benchmarks/results/pplm.md).
+  at batch 8 on one CPU core, removing that pad-and-add made a forward +
+  gradient pass 1.3-1.8x faster; see benchmarks/results/pplm.md).
 
   Args:
     params, config, tokens_BxT, embeds_BxTxD: as for `gpt2_forward`.

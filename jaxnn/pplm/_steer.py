@@ -188,7 +188,11 @@ def bag_probabilities(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVC
 
 
 def _bag_probabilities(params, gpt2, probs_BxV, after_last, bags: BagsOfWords):
-  """`bag_probabilities` with the cache as (k_layers, v_layers, length) (see gpt2_forward_layers)."""
+  """`bag_probabilities` with the cache as (k_layers, v_layers, length).
+
+  The per-layer form of `gpt2_forward_layers`, so that the steering gradient
+  through the multi-token words stays per layer too.
+  """
   p_BxN = probs_BxV @ bags.single_NxV.T.astype(probs_BxV.dtype)
   if bags.multi_tokens_MxW.shape[0]:
     word_p_BxM = jnp.exp(_word_log_probs_BxM(params, gpt2, probs_BxV, after_last, bags))
