@@ -243,9 +243,8 @@ JAXNN_INLINE void StoreLevels(float* y, int64_t n, int64_t h, int64_t end, Store
     for (int64_t i = 0; i < n; ++i) store(i, y[i]);
     return;
   }
-  int64_t last = h;  // the last pass does levels [last, end)
+  int64_t last = h;  // the last pass does levels [last, end): end = 2 last or 4 last
   while (4 * last < end) last *= 4;
-  if (2 * last < end && 4 * last > end) last *= 2;
   Levels(y, n, h, last);
   if (2 * last == end) {
     for (int64_t i = 0; i < n; i += 2 * last) {
