@@ -203,7 +203,7 @@ class LinearStem(NamedTuple):
 def fc_stem(params: dict) -> LinearStem:
   """The first dense layer of a `jaxnn.models.FC` (params "dense0".."denseK") as a stem."""
   names = [f"dense{i}" for i in range(len(params))]
-  if not isinstance(params, dict) or sorted(params) != sorted(names) or len(names) < 2:
+  if not isinstance(params, dict) or sorted(params) != sorted(names) or not names:
     raise JaxnnError(f"fc_stem needs the parameters of a jaxnn FC (dense0..denseK), got "
                      f"{list(params) if isinstance(params, dict) else type(params).__name__}")
 
