@@ -42,7 +42,6 @@ def register(subparsers) -> None:
                  help="examples per chunk of the full-set gradients (bounds memory)")
   p.add_argument("--stream", action="store_true",
                  help="also write the full iterations x parameters LCA to OUT/lca_<set>.npy")
-  p.add_argument("--devices", type=cu.positive_int, default=None, help="devices to use (default: all)")
   p.add_argument("--no-plots", action="store_true")
   p.add_argument("--checkpoint-every", type=cu.positive_int, default=None,
                  help="steps between checkpoints (default: every 10 epochs, and the last step)")
@@ -54,8 +53,7 @@ def register(subparsers) -> None:
                       "interpolating its output (same LCA, more products)")
   p.add_argument("--slow-compile", action="store_true",
                  help="compile with XLA's default CPU options (slower to compile, same results)")
-  p.add_argument("--out", required=True, help="run directory")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  cu.add_run_arguments(p)
   p.set_defaults(func=_lca)
 
 
