@@ -69,9 +69,7 @@ def register(subparsers) -> None:
   s.add_argument("--configs-per-vmap", type=cu.positive_int, default=None,
                  help="configs vmapped at once per device (default: 1 on a CPU, i.e. lax.map "
                       "of one config at a time; all of them on accelerators)")
-  s.add_argument("--devices", type=cu.positive_int, default=None, help="devices (default: all)")
-  s.add_argument("--out", required=True, help="sweep directory")
-  s.add_argument("--no-progress", action="store_true", help="no progress bars")
+  cu.add_run_arguments(s, out_help="sweep directory")
   s.set_defaults(func=_sweep)
 
 
