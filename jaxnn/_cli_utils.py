@@ -47,9 +47,14 @@ def size(text: str) -> int | float:
     return fraction(text)
 
 
+def device_count(text: str) -> int | None:
+  """A positive number of devices, or "all" (None: every local device)."""
+  return None if text.strip().lower() == "all" else positive_int(text)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str = "run directory") -> None:
   """The options every training command shares: --devices, --out, --no-progress."""
-  parser.add_argument("--devices", type=positive_int, default=None,
-                      help="devices to use (default: all)")
+  parser.add_argument("--devices", type=device_count, default="all",
+                      help="number of devices to use, or all")
   parser.add_argument("--out", required=True, help=out_help)
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -68,3 +68,16 @@ def test_placeholder_help_lines_match_the_real_subcommands():
   action = next(a for a in full._actions if a.dest == "command")
   real = {c.dest: c.help for c in action._choices_actions}
   assert real == {name: help_line for name, (_, help_line) in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("command", [["train"], ["lca"], ["subspace", "sweep"],
+                                     ["coordconv", "classify"]])
+def test_devices_option_is_a_count_or_all(command, capsys):
+  from jaxnn.cli import build_parser
+  parser = build_parser()
+  assert parser.parse_args([*command, "--out", "x"]).devices is None
+  assert parser.parse_args([*command, "--out", "x", "--devices", "all"]).devices is None
+  assert parser.parse_args([*command, "--out", "x", "--devices", "2"]).devices == 2
+  with pytest.raises(SystemExit):
+    parser.parse_args([*command, "--out", "x", "--devices", "0"])
+  assert "expected a positive integer, got 0" in capsys.readouterr().err
