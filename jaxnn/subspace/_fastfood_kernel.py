@@ -18,11 +18,9 @@ entries. This kernel does in one call what the projection needs:
   a scatter-add into K entries while the block is in L1 (so no inverse
   permutation is read; K = L with several blocks).
 
-The source is compiled on first use with the system C++ compiler (`$CXX`,
-else `c++`) against the XLA FFI headers that ship with jaxlib, and cached in
-`$JAXNN_CACHE_DIR` (default `~/.cache/jaxnn`) under a hash of the source,
-compiler, flags and jaxlib version, so an edited source is rebuilt. It is
-plain C++17 built with portable flags (no `-march=native`); on x86-64 with
+The source is compiled on first use and cached by `jaxnn._native` (keyed by
+the source, compiler, flags and jaxlib version, so an edited source is
+rebuilt). It is plain C++17 built with portable flags (no `-march=native`); on x86-64 with
 GCC the hot loops are compiled for AVX-512, AVX2 and baseline x86-64, picked
 at run time (`target_clones`), so the cached library is portable across
 machines of the same OS. Every entry point handles leading batch axes
@@ -31,19 +29,10 @@ machines of the same OS. Every entry point handles leading batch axes
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-
 import jax
 import jax.numpy as jnp
 
-from jaxnn._errors import JaxnnError
+from jaxnn._native import NativeLibrary
 
 _SOURCE = r"""
 #include <algorithm>
@@ -461,69 +450,19 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodFwd, FwdImpl, FastfoodBinding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodBwd, BwdImpl, FastfoodBinding());
 """
 
-_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
-_TARGETS = {"jaxnn_wht": "JaxnnWht", "jaxnn_fastfood_fwd": "JaxnnFastfoodFwd",
-            "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd"}
-_lock = threading.Lock()
-_status: dict = {}
-
-
-def _cache_dir() -> str:
-  return os.environ.get("JAXNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                           "jaxnn")
-
-
-def _library_path(source: str, compiler: str) -> str:
-  """Where the library built from `source` is cached: any change of the source,
-  flags, compiler or jaxlib (whose FFI headers it includes) gives a new file."""
-  import jaxlib
-
-  key = hashlib.sha256("\0".join((source, *_FLAGS, compiler, jaxlib.__version__,
-                                  sys.platform)).encode()).hexdigest()[:16]
-  return os.path.join(_cache_dir(), f"fastfood_{key}.so")
-
-
-def _build() -> str:
-  """Compiles the kernel into the cache (atomically) and returns its path."""
-  compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-  if not compiler:
-    raise JaxnnError("no C++ compiler found (set $CXX or install g++)")
-  path = _library_path(_SOURCE, compiler)
-  if os.path.exists(path):
-    return path
-  os.makedirs(_cache_dir(), exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=_cache_dir()) as tmp:
-    source = os.path.join(tmp, "fastfood.cc")
-    with open(source, "w") as f:
-      f.write(_SOURCE)
-    built = os.path.join(tmp, "fastfood.so")
-    result = subprocess.run([compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}", source, "-o", built],
-                            capture_output=True, text=True)
-    if result.returncode:
-      raise JaxnnError(f"compiling the Fastfood CPU kernel with {compiler} failed:\n"
-                       f"{result.stderr[-2000:]}")
-    os.replace(built, path)  # atomic: concurrent builders all end with a complete file
-  return path
+_LIBRARY = NativeLibrary(
+    "fastfood", _SOURCE, {"jaxnn_wht": "JaxnnWht", "jaxnn_fastfood_fwd": "JaxnnFastfoodFwd",
+                          "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd"})
 
 
 def available() -> bool:
   """Builds and registers the kernel once; False (with the reason in `error()`) if it cannot."""
-  with _lock:
-    if "ok" not in _status:
-      try:
-        library = ctypes.cdll.LoadLibrary(_build())
-        for target, symbol in _TARGETS.items():
-          jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
-                                      platform="cpu")
-        _status["ok"] = True
-      except (JaxnnError, OSError) as e:
-        _status.update(ok=False, error=str(e))
-    return _status["ok"]
+  return _LIBRARY.available()
 
 
 def error() -> str:
   """Why `available()` is False ("" if it is not)."""
-  return _status.get("error", "")
+  return _LIBRARY.error()
 
 
 def wht(x):

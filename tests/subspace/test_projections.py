@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 
 from jaxnn import JaxnnError
+from jaxnn._native import NativeLibrary
 from jaxnn.subspace import (PROJECTIONS, dense_projection, fastfood_projection, get_projection,
                             walsh_hadamard)
 from jaxnn.subspace import _fastfood_kernel, _projections
@@ -40,14 +41,22 @@ def test_the_cpu_kernel_builds():
 def test_an_edited_kernel_source_is_rebuilt(monkeypatch, tmp_path):
   """The cache key covers the source and the flags: an edit never loads a stale library."""
   monkeypatch.setenv("JAXNN_CACHE_DIR", str(tmp_path))
-  source = _fastfood_kernel._SOURCE
-  path = _fastfood_kernel._library_path(source, "c++")
+  library = _fastfood_kernel._LIBRARY
+  path = library.library_path("c++")
   assert path.startswith(str(tmp_path))
-  assert path == _fastfood_kernel._library_path(source, "c++")
-  assert path != _fastfood_kernel._library_path(source + "\n// edited\n", "c++")
-  assert path != _fastfood_kernel._library_path(source, "clang++")
-  monkeypatch.setattr(_fastfood_kernel, "_FLAGS", _fastfood_kernel._FLAGS + ("-O2",))
-  assert path != _fastfood_kernel._library_path(source, "c++")
+  assert path == library.library_path("c++")
+  assert path != library.library_path("clang++")
+  edited = NativeLibrary(library.name, library.source + "\n// edited\n", library.targets)
+  assert path != edited.library_path("c++")
+  reflagged = NativeLibrary(library.name, library.source, library.targets, library.flags + ("-O2",))
+  assert path != reflagged.library_path("c++")
+
+
+def test_a_kernel_that_does_not_compile_says_why(monkeypatch, tmp_path):
+  monkeypatch.setenv("JAXNN_CACHE_DIR", str(tmp_path))
+  broken = NativeLibrary("broken", "this is not C++", {"jaxnn_broken": "Broken"})
+  assert not broken.available()
+  assert "compiling the broken CPU kernel" in broken.error()
 
 
 @pytest.mark.parametrize("kernel", WHTS)
