@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from jaxnn._errors import JaxnnError, NonFiniteLossError
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
-from jaxnn.models import count_params, create_model
+from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
 from jaxnn.train._functional import FunctionalModel, from_nnx
 from jaxnn.train._io import MetricsLog, write_json_atomic
@@ -223,8 +223,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | pathlib.Path | None,
                            shuffled_labels=config.shuffled_labels, max_train=config.max_train)
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
-  model = from_nnx(create_model(config.model, dataset.input_shape, dataset.num_classes,
-                                seed=config.seed, widths=config.widths))
+  model = from_nnx(init_model(config.model, dataset.input_shape, dataset.num_classes,
+                              seed=config.seed, widths=config.widths))
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
   batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)

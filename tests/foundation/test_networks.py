@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxnn import JaxnnError
-from jaxnn.models import count_params, create_model
+from jaxnn.models import count_params, create_model, init_model
 
 
 def fc_count(sizes):
@@ -51,6 +51,16 @@ def test_resnet20_count_matches_architecture_formula():
   total += 64 * 10 + 10
   model = create_model("resnet20", (32, 32, 3), 10)
   assert count_params(nnx.state(model, nnx.Param)) == total == 272_474
+
+
+@pytest.mark.parametrize("name, shape", [("fc", (8, 8, 1)), ("lenet", (16, 16, 1)),
+                                         ("lca_lenet", (16, 16, 1)), ("resnet20", (8, 8, 3))])
+def test_compiled_initialization_equals_eager_create_model(name, shape):
+  compiled = init_model(name, shape, 10, seed=3, widths=(12,))
+  eager = create_model(name, shape, 10, seed=3, widths=(12,))
+  assert nnx.graphdef(compiled) == nnx.graphdef(eager)
+  jax.tree.map(np.testing.assert_array_equal, nnx.state(compiled).to_pure_dict(),
+               nnx.state(eager).to_pure_dict())
 
 
 def test_forward_shapes_and_modes():
