@@ -57,6 +57,18 @@ def _version() -> str:
   return __version__
 
 
+_OUT_OF_MEMORY = ("out of memory: rerun with a smaller batch, model, length or subspace "
+                  "dimension, or fewer configs per program (--configs-per-program); nothing "
+                  "already saved was lost, and training commands resume from it")
+
+
+def _is_out_of_memory(e: Exception) -> bool:
+  """Whether `e` is XLA running out of (host or device) memory."""
+  message = str(e)
+  return type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and (
+      "Out of memory" in message or "RESOURCE_EXHAUSTED" in message)
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   parser = build_parser(_command(argv))
@@ -72,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
   except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
           NotADirectoryError) as e:
     print(f"jaxnn: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+    return 2
+  except MemoryError as e:
+    print(f"jaxnn: error: {_OUT_OF_MEMORY} ({e})", file=sys.stderr)
+    return 2
+  except Exception as e:  # XLA's runtime errors have no importable type before jax loads
+    if not _is_out_of_memory(e):
+      raise
+    print(f"jaxnn: error: {_OUT_OF_MEMORY} ({str(e).splitlines()[0][:200]})", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("jaxnn: interrupted; run the same command again to resume from the last checkpoint",

@@ -43,6 +43,26 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
   assert "Traceback" not in proc.stderr
 
 
+def test_running_out_of_memory_is_one_line_that_says_what_to_do(monkeypatch, capsys):
+  import argparse
+
+  import jax.numpy as jnp
+
+  import jaxnn.cli
+
+  def allocate_too_much(args):
+    return int(jnp.ones(10**12).sum())  # 4 TB: XLA's real out-of-memory error
+
+  parser = argparse.ArgumentParser()
+  parser.set_defaults(func=allocate_too_much)
+  monkeypatch.setattr(jaxnn.cli, "build_parser", lambda command: parser)
+  assert main([]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("jaxnn: error: out of memory: rerun with a smaller batch")
+  assert "Out of memory allocating 4000000000000 bytes" in err
+  assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_help_everywhere():
   for args in (["--help"], ["train", "--help"], ["datasets", "--help"]):
     proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", *args], env=ENV, capture_output=True,
