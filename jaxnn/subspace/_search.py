@@ -3,8 +3,9 @@
 Li et al. (2018) define d_int90 as the smallest subspace dimension d whose mean
 validation accuracy over seeds exceeds 90% of a baseline accuracy. The search
 below finds it without a hand-chosen list: a coarse geometric grid brackets the
-threshold, then rounds of evenly spaced interior points (one compiled program
-each) shrink the bracket to a requested resolution. Every round depends only on
+threshold (smallest dims first, a few per round, so that no round trains dims
+far above the threshold), then rounds of evenly spaced interior points shrink
+the bracket to a requested resolution. Every round depends only on
 the scores of earlier rounds, so a resumed search replays the same rounds.
 
 References:
@@ -90,7 +91,8 @@ class SearchResult(NamedTuple):
 
 def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]], threshold: float,
                          *, d_min: int, d_max: int, resolution: float = 0.05,
-                         points_per_round: int = 4, ratio: float = 2.0) -> SearchResult:
+                         points_per_round: int = 4, ratio: float = 2.0,
+                         grid_points_per_round: int = 3) -> SearchResult:
   """Finds the smallest d whose score exceeds `threshold`: grid, then bisection.
 
   Assumes the score grows with d (as accuracy does, up to seed noise); d_int is
@@ -104,12 +106,17 @@ def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]
     d_min, d_max: the range searched; the coarse grid starts at d_min.
     resolution: stop when the bracket is this wide (>= 1: dims; < 1: fraction
       of its upper end) or its ends are adjacent integers.
-    points_per_round: dims evaluated per round (grid chunks and bisection
-      points); set it so that one round fills one compiled program.
+    points_per_round: dims evaluated per bisection round; set it so that one
+      round fills one compiled program.
     ratio: the coarse grid's growth factor.
+    grid_points_per_round: grid dims evaluated per round, smallest first (at
+      most `points_per_round`): the search stops at the first round with a
+      passing d, so no dim above ratio^grid_points_per_round x d_int is
+      trained (their cost grows with d for dense and sparse projections).
   """
-  if points_per_round < 1:
-    raise JaxnnError(f"points_per_round must be at least 1, got {points_per_round}")
+  if points_per_round < 1 or grid_points_per_round < 1:
+    raise JaxnnError(f"points_per_round and grid_points_per_round must be at least 1, got "
+                     f"{points_per_round} and {grid_points_per_round}")
   if not resolution > 0:
     raise JaxnnError(f"resolution must be positive, got {resolution}")
   scores: dict[int, float] = {}
@@ -124,8 +131,9 @@ def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]
     scores.update({int(d): float(got[d]) for d in dims})
 
   grid = geometric_grid(d_min, d_max, ratio)
-  for start in range(0, len(grid), points_per_round):
-    run(grid[start:start + points_per_round])
+  per_round = min(points_per_round, grid_points_per_round)
+  for start in range(0, len(grid), per_round):
+    run(grid[start:start + per_round])
     if intrinsic_dim(scores, threshold) is not None:
       break
   while True:

@@ -198,15 +198,13 @@ class Sweep:
     """
     from jaxnn.train import write_json_atomic
     todo = [c for c in configs if c not in self.done]
-    size = self.configs_per_program
-    starts = range(0, len(todo), size)
-    for k, start in enumerate(starts, 1):
-      chunk = todo[start:start + size]
+    programs = program_chunks(todo, self.configs_per_program)
+    for k, chunk in enumerate(programs, 1):
       padded = pad_configs(chunk, self.dp.num_devices)
       dims, seeds = [d for d, _ in padded], [s for _, s in padded]
       member, stack = subspace_stack(self.model_init, self.projection, dims, seeds,
                                      self.optimizer)
-      label = f"program {k}/{len(starts)}: d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)"
+      label = f"program {k}/{len(programs)}: d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)"
       metrics = self._train_program(member, stack, seeds, label, self.optimizer)
       name = _program_name(chunk)
       records = [self._record(metrics, i, d=d, seed=s, projection=self.config.projection,
@@ -239,6 +237,26 @@ class Sweep:
       write_json_atomic(path, {"runs": [saved[s] for s in sorted(saved)]})
     runs = [saved[s] for s in range(self.config.seeds)]
     return float(np.mean([r["validation_accuracy"] for r in runs])), runs
+
+
+def program_chunks(configs: Sequence[tuple[int, int]], size: int,
+                   max_padding: float = 2.0) -> list[list[tuple[int, int]]]:
+  """Consecutive (d, seed) configs, sorted by d, grouped into programs of at most `size`.
+
+  A program pads every config to its largest d, so it grows only while its
+  padded dims (count x largest d) stay within `max_padding` x the sum of its
+  dims: configs of very different d (an automatic search's grid from 10 to D)
+  do not all pay for the largest one, while seeds of one d always share.
+  """
+  programs: list[list[tuple[int, int]]] = []
+  for config in configs:
+    program = programs[-1] if programs else []
+    dims = [d for d, _ in program] + [config[0]]
+    if program and len(program) < size and len(dims) * max(dims) <= max_padding * sum(dims):
+      program.append(config)
+    else:
+      programs.append([config])
+  return programs
 
 
 def config_grid(dims: Sequence[int], seeds: int) -> list[tuple[int, int]]:

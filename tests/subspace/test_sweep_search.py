@@ -6,6 +6,7 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.subspace import get_projection, train_toy
+from jaxnn.subspace._sweep import config_grid, program_chunks
 from jaxnn.subspace._search import (geometric_grid, interior_points, intrinsic_dim, mean_by_dim,
                                     resolved, search_intrinsic_dim, threshold_for)
 
@@ -43,6 +44,21 @@ def test_grid_points_and_resolution():
     geometric_grid(0, 10)
 
 
+def test_programs_pad_at_most_twice_their_dims():
+  # A coarse grid from 10 to D: never one program padded to D for all.
+  grid = config_grid([10, 20, 40, 80, 160, 199_210], 1)
+  assert program_chunks(grid, 16) == [[(10, 0), (20, 0), (40, 0)], [(80, 0), (160, 0)],
+                                      [(199_210, 0)]]
+  # Seeds of one d always share a program, up to its size.
+  assert program_chunks(config_grid([750], 5), 2) == [[(750, 0), (750, 1)], [(750, 2), (750, 3)],
+                                                     [(750, 4)]]
+  for programs in (program_chunks(config_grid([100, 200, 300, 400, 600, 800, 1200], 2), 16),
+                   program_chunks(grid, 16)):
+    for program in programs:
+      dims = [d for d, _ in program]
+      assert len(dims) * max(dims) <= 2 * sum(dims)
+
+
 @pytest.mark.parametrize("points_per_round", [1, 3, 8])
 def test_search_finds_analytic_threshold(points_per_round):
   # accuracy(d) = 1 - exp(-d / 100) exceeds 0.9 first at d = ceil(100 ln 10) = 231.
@@ -57,8 +73,13 @@ def test_search_finds_analytic_threshold(points_per_round):
   assert found.d_int == math.ceil(100 * math.log(10)) == 231
   assert found.bracket == (230, 231)
   assert found.rounds == calls and all(len(r) <= points_per_round for r in calls)
-  # Never evaluates beyond the first passing grid point's chunk (grid 10 .. 320).
-  assert max(d for r in calls for d in r) <= 10 * 2 ** (5 + points_per_round)
+  # The grid (10, 20, ..., 320 passes) goes in rounds of at most 3, smallest first, and
+  # never beyond the first passing grid point's round.
+  per_round = min(points_per_round, 3)
+  grid = [10, 20, 40, 80, 160, 320]
+  grid_rounds = [grid[i:i + per_round] for i in range(0, len(grid), per_round)]
+  assert calls[:len(grid_rounds)] == grid_rounds
+  assert max(d for r in calls for d in r) == 320
 
 
 def test_search_relative_resolution_and_unreached():
