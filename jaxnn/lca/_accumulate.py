@@ -173,24 +173,33 @@ def full_set_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
 
 
 class LinearStem(NamedTuple):
-  """A model's first layer, affine in its parameters on fixed inputs, and the rest of it.
+  """A model's first layer, linear in its parameters on fixed inputs, and the rest of it.
 
-  Declaring it lets the accumulator skip the first layer's forward products
-  at all but one point per iteration, exactly: if z = A(x) theta_stem + c
-  (e.g. x @ W + b) then every point of the step theta_t + s dtheta has
-  z = (1 - s) z(theta_t) + s z(theta_{t+1}), so z is computed at the end
-  point only (its value at theta_t is kept from the previous iteration) and
-  interpolated at the midpoint and at every refinement point. The stem's
-  gradient is A(x)^T dL/dz (`jax.linear_transpose`), as autodiff computes
-  it. On MNIST-FC this saves a quarter of the products per iteration.
-  `check_stem` verifies a declaration (linearity and that the two parts
-  rebuild the model); `fc_stem` declares the first layer of `jaxnn.models.FC`.
+  Declaring it lets the accumulator skip most of the first layer's products,
+  exactly. If z = A_x(theta_stem) with A_x linear (e.g. x @ W + b), every
+  point of the step theta_t + s dtheta has z = (1 - s) z(theta_t) +
+  s z(theta_{t+1}): z is computed at the end point only (its value at
+  theta_t is kept from the previous iteration) and interpolated at the
+  midpoint and at every refinement point. The stem's gradient at a point is
+  A_x^T(dL/dz), so its LCA over the iteration, dtheta_stem * sum_k w_k
+  A_x^T(dL/dz_k) with the Simpson weights w_k, is dtheta_stem *
+  A_x^T(sum_k w_k dL/dz_k): the accumulator carries dL/dz per evaluation
+  example instead of the stem's gradient (the end point's for the next
+  iteration too) and transposes once per iteration (for `fc_stem`, one
+  x^T (dL/dz) product instead of one per point). Its LCA summed over the
+  stem's parameters, which the refinement decision needs at every level, is
+  <dz, sum_k w_k dL/dz_k> with dz = z(theta_{t+1}) - z(theta_t)
+  (`jax.linear_transpose` is the adjoint). On MNIST-FC this leaves two of
+  the first layer's products per iteration instead of five (three with the
+  output interpolated alone). `check_stem` verifies a declaration (linearity
+  and that the two parts rebuild the model); `fc_stem` declares the first
+  layer of `jaxnn.models.FC`.
 
   Attributes:
     keys: the top-level keys of the parameter dict that the stem uses; the
       head gets the other keys only.
-    apply: `apply(stem_params, x) -> z`, affine in `stem_params` (a dict of
-      `keys`), in inference mode.
+    apply: `apply(stem_params, x) -> z`, linear in `stem_params` (a dict of
+      `keys`; a bias is linear in itself), in inference mode.
     head: `head(params, model_state, z, train, rng) -> (outputs, new_state)`,
       the model from z on, with `params` lacking `keys`.
   """
@@ -276,10 +285,13 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
   """`_points_loss` with the stem's output interpolated between the step's ends (`LinearStem`).
 
   `value_and_grad(params_X, model_state_X, eval_set, s_X, compute, as_start,
-  z0_C, z1_C) -> (Point, z0_C, z1_C)`: `z0_C` and `z1_C` hold the stem's
-  output at the start and end of the step for every chunk; when `compute`,
-  it is evaluated at point 0's parameters and stored as the start's (if
-  `as_start`) or the end's. Point x then uses (1 - s_X[x]) z0 + s_X[x] z1.
+  z0_C, z1_C) -> (Point, dz_XxC, z0_C, z1_C)`: `z0_C` and `z1_C` hold the
+  stem's output at the start and end of the step for every chunk; when
+  `compute`, it is evaluated at point 0's parameters and stored as the
+  start's (if `as_start`) or the end's. Point x then uses (1 - s_X[x]) z0 +
+  s_X[x] z1. The Point's gradient holds the head's parameters only; `dz_XxC`
+  is the gradient of each set's mean loss with respect to the stem's output,
+  (X, chunks, chunk_size, ...) (zero on padding).
   """
 
   def head_loss(rest, model_state, z, y, mask):
@@ -304,22 +316,43 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
       z1 = jnp.where(compute & ~as_start, z_new, z1)
       w = s_X.reshape(-1, *(1,) * z0.ndim).astype(z0.dtype)
       z_X = (1 - w) * z0[None] + w * z1[None]
-      loss, (grad_rest, grad_z) = head_grad(rest_X, model_state_X, z_X, y, mask)
-      transpose = jax.linear_transpose(lambda p: stem.apply(p, x), stem0)
-      grad = {**grad_rest, **jax.vmap(lambda g: transpose(g)[0])(grad_z)}
-      return jax.tree.map(lambda a, v: a.at[:, s].add(v), acc, (loss, grad)), (z0, z1)
+      loss, (grad_rest, dz_X) = head_grad(rest_X, model_state_X, z_X, y, mask)
+      acc = jax.tree.map(lambda a, v: a.at[:, s].add(v), acc, (loss, grad_rest))
+      return acc, (z0, z1, dz_X / eval_set.count_S[s].astype(dz_X.dtype))
 
     X = s_X.shape[0]
     zero = (jnp.zeros((X, S), jnp.float32),
-            jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), params_X))
+            jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), rest_X))
     chunks = (eval_set.x, eval_set.y, eval_set.mask, eval_set.set_C, z0_C, z1_C)
-    (loss, grad), (z0_C, z1_C) = jax.lax.scan(body, zero, chunks)
+    (loss, grad), (z0_C, z1_C, dz_CxX) = jax.lax.scan(body, zero, chunks)
     count_S = eval_set.count_S
     point = Point(loss / count_S[None],
                   jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad))
-    return point, z0_C, z1_C
+    return point, jnp.moveaxis(dz_CxX, 1, 0), z0_C, z1_C
 
   return value_and_grad
+
+
+def _stem_sum(eval_set: EvalSet, dz_C: jax.Array, a_C: jax.Array) -> jax.Array:
+  """sum over each set's examples of <dz, a> (stem outputs, per chunk): shape (S,)."""
+  per_chunk = jnp.sum((dz_C * a_C).reshape(dz_C.shape[0], -1), 1, dtype=jnp.float32)
+  return jax.ops.segment_sum(per_chunk, eval_set.set_C, eval_set.num_sets)
+
+
+def _stem_transpose(stem: LinearStem, stem_params: dict, eval_set: EvalSet, a_C: jax.Array,
+                    chunk_sharding=None) -> dict:
+  """sum over each set's chunks of A_x^T(a) (the stem's adjoint): leaves (S, ...)."""
+
+  def body(acc, chunk):
+    x, a, s = chunk
+    if chunk_sharding is not None:
+      x, a = (jax.lax.with_sharding_constraint(v, chunk_sharding) for v in (x, a))
+    (grad,) = jax.linear_transpose(lambda p: stem.apply(p, x), stem_params)(a)
+    return jax.tree.map(lambda acc_, g: acc_.at[s].add(g), acc, grad), None
+
+  zero = jax.tree.map(lambda p: jnp.zeros((eval_set.num_sets, *p.shape), p.dtype), stem_params)
+  total, _ = jax.lax.scan(body, zero, (eval_set.x, a_C, eval_set.set_C))
+  return total
 
 
 def _key_name(key) -> str:
@@ -404,6 +437,14 @@ def _flat(tree: PyTree, lead: int = 0) -> jax.Array:
   return jnp.concatenate([x.reshape(*x.shape[:lead], -1) for x in jax.tree.leaves(tree)], lead)
 
 
+def _unflat(flat: jax.Array, like: PyTree, lead: int = 0) -> PyTree:
+  """The inverse of `_flat`: a tree like `like` (shapes without the `lead` axes)."""
+  leaves, treedef = jax.tree.flatten(like)
+  shapes = [np.shape(leaf) for leaf in leaves]
+  parts = jnp.split(flat, np.cumsum([math.prod(s) for s in shapes])[:-1].tolist(), axis=lead)
+  return treedef.unflatten([a.reshape(*flat.shape[:lead], *s) for a, s in zip(parts, shapes)])
+
+
 class SetRecord(NamedTuple):
   """What is accumulated for the S evaluation sets (T iterations, P parameters).
 
@@ -412,7 +453,9 @@ class SetRecord(NamedTuple):
 
   Attributes:
     start: loss and flat gradient at the current parameters (the next
-      iteration's start point, so each endpoint gradient is computed once).
+      iteration's start point, so each endpoint gradient is computed once);
+      with a `LinearStem`, the gradient of the head's parameters only (the
+      stem's is carried as `LCAState.stem_dz`).
     loss_T1: L(theta_t), t = 0..T (at theta_t, with the running statistics of
       step t for a stateful model).
     lca_T: sum_i A[t, i], the allocated loss change.
@@ -463,6 +506,9 @@ class LCAState(NamedTuple):
     sets: the `SetRecord` of all evaluation sets, stacked on a leading axis.
     stem_z: with a `LinearStem`, its output at the current parameters for
       every chunk, (chunks, chunk_size, ...); otherwise empty.
+    stem_dz: with a `LinearStem`, the gradient of each set's mean loss with
+      respect to `stem_z` (the start point's, like `sets.start`); otherwise
+      empty.
   """
 
   iteration: jax.Array
@@ -471,6 +517,7 @@ class LCAState(NamedTuple):
   tracked_value_T1xK: jax.Array
   sets: SetRecord
   stem_z: jax.Array
+  stem_dz: jax.Array
 
 
 class LCAAccumulator(NamedTuple):
@@ -540,11 +587,12 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
       the full-set evaluation across devices.
     stream: `stream(set_index, t, lca_P)` called (through `jax.debug.callback`)
       with each iteration's full per-parameter LCA, e.g. an `LCAStream`.
-    stem: the model's first layer when it is affine in its parameters (see
+    stem: the model's first layer when it is linear in its parameters (see
       `LinearStem`; verify it with `check_stem`): its output is computed at
-      one point per iteration and interpolated at the others. The same LCA
-      as without (to float rounding), fewer products. None: every point is
-      evaluated through `model.apply`.
+      one point per iteration and interpolated at the others, and its
+      gradient is integrated as dL/dz, transposed once per iteration. The
+      same LCA as without (to float rounding), fewer products. None: every
+      point is evaluated through `model.apply`.
   """
   if method not in METHODS:
     raise JaxnnError(f"unknown LCA method {method!r}; choose from {', '.join(METHODS)}")
@@ -562,11 +610,14 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
   simpson = method == "simpson"
   if stem is None:
     points_loss = _points_loss(model, objective, chunk_sharding)
+    P_head = layout.num_params
   elif not isinstance(model.params, dict) or any(k not in model.params for k in stem.keys):
     raise JaxnnError(f"the LCA stem's keys {stem.keys} are not top-level keys of the model's "
                      "parameters; declare the keys of its first layer, or pass no stem")
   else:
     points_loss = _stem_points_loss(model, stem, objective, chunk_sharding)
+    head_like = _split_stem(stem, model.params)[1]
+    P_head = sum(math.prod(np.shape(p)) for p in jax.tree.leaves(head_like))
   num_tracked = min(num_tracked, layout.num_params)
   T, S, L, N, K = num_steps, len(set_names), len(layout.layers), layout.num_neurons, num_tracked
 
@@ -584,26 +635,35 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     f = lambda *shape: jnp.zeros((S, *shape), jnp.float32)
     i = lambda *shape: jnp.zeros((S, *shape), jnp.int32)
     P = layout.num_params
-    sets = SetRecord(Point(f(), f(P)), f(T + 1), f(T), f(T), f(T), f(T), i(T), f(T), f(T, L),
-                     f(T, N), i(T), i(T), f(T, K), f(P), i(P), i(P))
+    sets = SetRecord(Point(f(), f(P_head)), f(T + 1), f(T), f(T), f(T), f(T), i(T), f(T),
+                     f(T, L), f(T, N), i(T), i(T), f(T, K), f(P), i(P), i(P))
     values = jnp.zeros((T + 1, K), jnp.float32).at[0].set(_flat(params)[index_K])
-    stem_z = jnp.zeros((0,), jnp.float32)
+    stem_z = stem_dz = jnp.zeros((0,), jnp.float32)
     if stem is not None:
       z = jax.eval_shape(stem.apply, _split_stem(stem, params)[0], eval_set.x[0])
       stem_z = jnp.zeros((eval_set.x.shape[0], *z.shape), z.dtype)
-    return LCAState(jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets, stem_z)
+      stem_dz = jnp.zeros(stem_z.shape, jnp.float32)
+    return LCAState(jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets, stem_z,
+                    stem_dz)
 
   def evaluate(state: LCAState, params0, delta, model_state0, model_state1, eval_set):
     """Start and end points and the allocation, per set, in rounds of two gradient points.
 
     Everything but the model's evaluation works on flat (S, P) arrays: fewer
-    operations to compile than one per parameter leaf.
+    operations to compile than one per parameter leaf. A point's gradient is
+    a tuple: the flat gradient (of the head's parameters with a stem), and
+    with a stem dL/dz per chunk, (chunks, chunk_size, ...), which is
+    integrated the same way; `a_dz` is the integrated dL/dz of each set's
+    chunks at the level where the set stopped.
     """
-    delta_P = _flat(delta)
+    delta_P = _flat(delta if stem is None else _split_stem(stem, delta)[1])
     need_start = jnp.asarray(True) if stateful else ~state.has_start
     new_old = jax.tree.map(lambda a, b: jnp.stack([a, b]), model_state1, model_state0)
     new_new = jax.tree.map(lambda a: jnp.stack([a, a]), model_state1)
-    zeros = jnp.zeros((S, layout.num_params), jnp.float32)
+    zeros = jnp.zeros((S, P_head), jnp.float32)
+    grad0 = (state.sets.start.grad,) if stem is None else (state.sets.start.grad, state.stem_dz)
+    zero_grad = jax.tree.map(jnp.zeros_like, grad0)
+    chunk_set = lambda v_S, a_C: v_S[eval_set.set_C].reshape(-1, *(1,) * (a_C.ndim - 1))
 
     def body(c):
       at_start, at_base, at_refine = (c["round"] == r for r in (_START, _BASE, _REFINE))
@@ -616,48 +676,59 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
       z0, z1 = c["z0"], c["z1"]
       if stem is None:
         point = points_loss(params_X, model_state_X, eval_set)
+        grad_X = (_flat(point.grad, 2).astype(jnp.float32),)
       else:  # The stem's output computed at the start and end points, interpolated elsewhere.
-        point, z0, z1 = points_loss(params_X, model_state_X, eval_set, s, at_start | at_base,
-                                    at_start, z0, z1)
-      loss_XxS, grad_XxSxP = point.loss, _flat(point.grad, 2).astype(jnp.float32)
+        point, dz_X, z0, z1 = points_loss(params_X, model_state_X, eval_set, s,
+                                          at_start | at_base, at_start, z0, z1)
+        grad_X = (_flat(point.grad, 2).astype(jnp.float32), dz_X.astype(jnp.float32))
+      loss_XxS = point.loss
+      pick = lambda cond, x, old: jax.tree.map(lambda g, o: jnp.where(cond, g[x], o), grad_X, old)
       start = Point(jnp.where(at_start, loss_XxS[0], c["start"].loss),
-                    jnp.where(at_start, grad_XxSxP[0], c["start"].grad))
+                    pick(at_start, 0, c["start"].grad))
       # L(theta_t, s_t): the carried start, or from the start round of the first iteration.
       prev_loss = jnp.where(at_start & ~state.has_start, loss_XxS[1 if stateful else 0],
                             c["prev_loss"])
-      end = Point(jnp.where(at_base, loss_XxS[0], c["end"].loss),
-                  jnp.where(at_base, grad_XxSxP[0], c["end"].grad))
-      new_odd = c["new_odd"] + jnp.where(at_refine, grad_XxSxP[0] + grad_XxSxP[1], 0.0)
+      end = Point(jnp.where(at_base, loss_XxS[0], c["end"].loss), pick(at_base, 0, c["end"].grad))
+      new_odd = jax.tree.map(lambda a, g: a + jnp.where(at_refine, g[0] + g[1], 0.0),
+                             c["new_odd"], grad_X)
       pair = c["pair"] + at_refine.astype(jnp.int32)
       refined = at_refine & (pair == n // 4)
       level_done = at_base | refined
-      even = jnp.where(refined, c["even"] + c["odd"], c["even"])
-      odd = jnp.where(at_base, grad_XxSxP[1], jnp.where(refined, new_odd, c["odd"]))
-      new_odd = jnp.where(refined, 0.0, new_odd)
+      even = jax.tree.map(lambda e, o: jnp.where(refined, e + o, e), c["even"], c["odd"])
+      odd = jax.tree.map(lambda g, o, a: jnp.where(at_base, g[1], jnp.where(refined, a, o)),
+                         grad_X, c["odd"], new_odd)
+      new_odd = jax.tree.map(lambda a: jnp.where(refined, 0.0, a), new_odd)
       splits = jnp.where(at_base, 2, jnp.where(refined, n, c["splits"]))
       pair = jnp.where(refined, 0, pair)
       if simpson:
-        mean = (start.grad + end.grad + 4.0 * odd + 2.0 * even) / (3.0 * splits)
+        mean = jax.tree.map(lambda a, b, o, e: (a + b + 4.0 * o + 2.0 * e) / (3.0 * splits),
+                            start.grad, end.grad, odd, even)
       else:
         mean = start.grad
-      lca = mean * delta_P[None]
-      error = end.loss - start.loss - jnp.sum(lca, 1)
+      lca = mean[0] * delta_P[None]
+      lca_sum = jnp.sum(lca, 1)
+      if stem is not None:  # sum of the stem's LCA: <z(theta_{t+1}) - z(theta_t), mean dL/dz>
+        lca_sum = lca_sum + _stem_sum(eval_set, z1 - z0, mean[1])
+      error = end.loss - start.loss - lca_sum
       update_S = level_done & ~c["done_S"]
       done = c["done_S"] | (level_done & ((jnp.abs(error) <= threshold) | (splits >= max_splits)
                                           | (not simpson)))
+      a_dz = c["a_dz"]
+      if stem is not None:
+        a_dz = jnp.where(chunk_set(update_S, a_dz), mean[1], a_dz)
       return dict(round=jnp.where(at_start, _BASE, _REFINE).astype(jnp.int32), pair=pair,
                   splits=splits, start=start, prev_loss=prev_loss, end=end, odd=odd, even=even,
                   new_odd=new_odd, z0=z0, z1=z1, lca=jnp.where(update_S[:, None], lca, c["lca"]),
-                  error_S=jnp.where(update_S, error, c["error_S"]),
+                  a_dz=a_dz, error_S=jnp.where(update_S, error, c["error_S"]),
                   splits_S=jnp.where(update_S, splits if simpson else 0, c["splits_S"]),
                   done_S=done)
 
-    start = state.sets.start
+    start = Point(state.sets.start.loss, grad0)
     init_carry = dict(
         round=jnp.where(need_start, _START, _BASE).astype(jnp.int32), pair=jnp.zeros((), jnp.int32),
-        splits=jnp.zeros((), jnp.int32), start=start, prev_loss=start.loss, end=start, odd=zeros,
-        even=zeros, new_odd=zeros, z0=state.stem_z, z1=state.stem_z, lca=zeros,
-        error_S=jnp.zeros(S, jnp.float32),
+        splits=jnp.zeros((), jnp.int32), start=start, prev_loss=start.loss, end=start,
+        odd=zero_grad, even=zero_grad, new_odd=zero_grad, z0=state.stem_z, z1=state.stem_z,
+        lca=zeros, a_dz=state.stem_dz, error_S=jnp.zeros(S, jnp.float32),
         splits_S=jnp.zeros(S, jnp.int32), done_S=jnp.zeros(S, bool))
     return jax.lax.while_loop(lambda c: ~jnp.all(c["done_S"]), body, init_carry)
 
@@ -667,10 +738,20 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     rec = state.sets
     delta = jax.tree.map(jnp.subtract, params1, params0)
     c = evaluate(state, params0, delta, model_state0, model_state1, eval_set)
-    start, end, lca_SxP = c["start"], c["end"], c["lca"]
+    start, end = c["start"], c["end"]
     delta_P = _flat(delta)
+    if stem is None:
+      lca_SxP = c["lca"]
+      first_sum = start.grad[0] @ delta_P
+    else:  # The stem's LCA: dtheta_stem * A_x^T(integrated dL/dz), one transpose per chunk.
+      stem_delta, head_delta = _split_stem(stem, delta)
+      stem_grad = _stem_transpose(stem, _split_stem(stem, params0)[0], eval_set, c["a_dz"],
+                                  chunk_sharding)
+      stem_lca = jax.tree.map(lambda g, d: g * d[None], stem_grad, stem_delta)
+      lca_SxP = _flat({**stem_lca, **_unflat(c["lca"], head_like, 1)}, 1).astype(jnp.float32)
+      first_sum = (start.grad[0] @ _flat(head_delta)
+                   + _stem_sum(eval_set, c["z1"] - c["z0"], start.grad[1]))
     state_change = start.loss - c["prev_loss"] if stateful else jnp.zeros(S, jnp.float32)
-    first_sum = start.grad @ delta_P
     first_error = end.loss - start.loss - first_sum
     moved_P = delta_P != 0
     helped_SxP = lca_SxP < 0
@@ -682,7 +763,8 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     put = lambda arr, v: arr.at[:, t].set(v, mode="drop")
     loss_T1 = jnp.where(state.has_start, rec.loss_T1, rec.loss_T1.at[:, 0].set(c["prev_loss"]))
     sets = SetRecord(
-        start=end, loss_T1=loss_T1.at[:, t + 1].set(end.loss, mode="drop"),
+        start=Point(end.loss, end.grad[0]),
+        loss_T1=loss_T1.at[:, t + 1].set(end.loss, mode="drop"),
         lca_T=put(rec.lca_T, lca_sum), first_order_T=put(rec.first_order_T, first_sum),
         error_T=put(rec.error_T, c["error_S"]),
         first_order_error_T=put(rec.first_order_error_T, first_error),
@@ -702,8 +784,9 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
                       f"lca_{name}_helped": helped_S[i] / layout.num_params})
     values = state.tracked_value_T1xK.at[t + 1].set(_flat(params1)[state.tracked_index_K],
                                                     mode="drop")
+    stem_dz = state.stem_dz if stem is None else end.grad[1]
     return LCAState(t + 1, jnp.ones((), bool), state.tracked_index_K, values, sets,
-                    c["z1"]), metrics
+                    c["z1"], stem_dz), metrics
 
   return LCAAccumulator(init, update, layout, set_names, num_steps)
 

@@ -166,32 +166,67 @@ def test_bad_inputs_raise_clear_errors(digits):
     acc.init(model.params, model.state, make_eval_set(digits[0]))
 
 
-def test_stem_gives_the_plain_allocation_and_checks_its_declaration(digits):
-  """The first layer's output interpolated (refinement points included) = evaluated."""
+def _near_zero(lca_TxP):
+  """Entries whose sign float rounding may flip between two exact computations (per iteration)."""
+  return np.sum(np.abs(lca_TxP) <= 1e-6 * np.max(np.abs(lca_TxP)), 1)
+
+
+@pytest.mark.parametrize("method", ["simpson", "first_order"])
+def test_stem_gives_the_plain_allocation(digits, method, tmp_path):
+  """The stem (output interpolated, dL/dz integrated and transposed once) = the plain path.
+
+  Per parameter and iteration, per layer, per neuron, fraction helped and
+  errors, with refinement up to 8 splits triggered (tiny threshold, large
+  steps) and each iteration's start point carried over from the previous one.
+  """
   train, validation = digits
   model = from_nnx(FC(64, (16, 8), 10, rngs=nnx.Rngs(1)))
   sets = make_eval_sets([train, validation], 128)
   stem = fc_stem(model.params)
   check_stem(model, stem, sets.x[0])
   optimizer = optax.sgd(0.3, momentum=0.9)
-  records = []
-  for s in (None, stem):
-    acc = lca_accumulator(model, 4, threshold=1e-6, max_splits=8, stem=s)
+  steps = 4 if method == "simpson" else 2
+  P = make_layout(model.params).num_params
+  records, streamed = [], []
+  for i, s in enumerate((None, stem)):
+    stream = LCAStream(tmp_path / str(i), steps, P, ("train", "validation"))
+    acc = lca_accumulator(model, steps, threshold=1e-6, max_splits=8, stem=s, method=method,
+                          stream=stream)
     step = jax.jit(with_lca(make_train_step(model, optimizer), acc))
     carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
-    for t in range(4):
+    for t in range(steps):
       carry, _ = step(carry, train.x[t * 60:t * 60 + 60], train.y[t * 60:t * 60 + 60], sets)
+    jax.effects_barrier()
+    stream.flush()
     records.append(records_to_numpy(acc, carry[1]))
+    streamed.append({n: np.load(tmp_path / str(i) / f"lca_{n}.npy") for n in ("train", "validation")})
   plain, ours = records
-  assert np.all(ours["train/splits_T"] == plain["train/splits_T"])
-  assert np.any(plain["train/splits_T"] > 2)
-  for key in ("lca_T", "error_T", "loss_T1", "layer_TxL", "neuron_TxN", "total_P", "tracked_TxK"):
-    for name in ("train", "validation"):
+  for name in ("train", "validation"):
+    np.testing.assert_array_equal(ours[f"{name}/splits_T"], plain[f"{name}/splits_T"])
+    if method == "simpson":  # refinement in the first and in later iterations (carried start)
+      assert plain[f"{name}/splits_T"][0] > 2 and np.any(plain[f"{name}/splits_T"][1:] > 2)
+    a, b = streamed[1][name], streamed[0][name]  # per parameter and iteration
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.max(np.abs(b)))
+    np.testing.assert_array_equal(a == 0, b == 0)  # the parameters that never moved
+    assert np.all(np.abs(ours[f"{name}/helped_T"] - plain[f"{name}/helped_T"]) <= _near_zero(b))
+    np.testing.assert_array_equal(ours[f"{name}/helped_T"], np.sum(a < 0, 1))
+    np.testing.assert_array_equal(ours[f"{name}/moved_T"], plain[f"{name}/moved_T"])
+    np.testing.assert_array_equal(ours[f"{name}/moved_count_P"], plain[f"{name}/moved_count_P"])
+    assert np.sum(ours[f"{name}/helped_count_P"] != plain[f"{name}/helped_count_P"]) <= np.sum(
+        _near_zero(b))
+    for key in ("lca_T", "error_T", "first_order_T", "first_order_error_T", "loss_T1", "layer_TxL",
+                "neuron_TxN", "total_P", "tracked_TxK"):
       # Loss differences (errors) are at float32 rounding of the loss (~2.3) at best.
       atol = max(1e-5 * np.max(np.abs(plain[f"{name}/{key}"])), 1e-6)
       np.testing.assert_allclose(ours[f"{name}/{key}"], plain[f"{name}/{key}"], rtol=1e-4,
                                  atol=atol)
-  # Declarations that are wrong are refused, never used.
+    np.testing.assert_allclose(ours[f"{name}/total_P"], a.sum(0), rtol=1e-5, atol=1e-8)
+
+
+def test_wrong_stem_declarations_are_refused(digits):
+  model = from_nnx(FC(64, (16, 8), 10, rngs=nnx.Rngs(1)))
+  sets = make_eval_set(digits[0], 128)
+  stem = fc_stem(model.params)
   nonlinear = stem._replace(apply=lambda p, x: jax.nn.relu(stem.apply(p, x)))
   with pytest.raises(JaxnnError, match="not affine"):
     check_stem(model, nonlinear, sets.x[0])

@@ -34,3 +34,32 @@ def test_fast_compile_and_stem_give_the_plain_results():
               "train/helped_T"):
     np.testing.assert_allclose(fast["records"][key], default["records"][key], rtol=1e-6, atol=1e-9)
   assert fast["train_accuracy"] == default["train_accuracy"]
+
+
+def test_stem_on_two_devices_gives_the_plain_results():
+  """Chunks split across 2 devices, refinement forced: the stem's LCA = the plain path's."""
+  dataset = load_dataset("digits")
+  runs = []
+  for stem in (True, False):
+    config = LCAConfig(dataset="digits", widths=(12,), batch_size=200, epochs=1, chunk_size=500,
+                       learning_rate=0.3, threshold=1e-5, max_splits=8, num_devices=2,
+                       num_shuffles=10, num_tracked=200, plots=False, progress=False,
+                       stem=stem)
+    runs.append(run_lca(config, dataset=dataset))
+  ours, plain = runs
+  assert ours["devices"] == 2
+  assert np.any(plain["records"]["train/splits_T"] > 2)
+  for name in ("train", "validation"):
+    np.testing.assert_array_equal(ours["records"][f"{name}/splits_T"],
+                                  plain["records"][f"{name}/splits_T"])
+    for key in ("lca_T", "error_T", "first_order_T", "layer_TxL", "neuron_TxN", "total_P",
+                "tracked_TxK"):  # tracked: per parameter and iteration
+      ref = plain["records"][f"{name}/{key}"]
+      np.testing.assert_allclose(ours["records"][f"{name}/{key}"], ref, rtol=1e-4,
+                                 atol=max(1e-5 * np.max(np.abs(ref)), 1e-6))
+    tracked = plain["records"][f"{name}/tracked_TxK"]
+    np.testing.assert_array_equal(ours["records"][f"{name}/tracked_TxK"] == 0, tracked == 0)
+    # Signs can differ only where float rounding can flip them.
+    near_zero = np.sum(np.abs(plain["records"][f"{name}/total_P"]) <= 1e-6)
+    assert np.all(np.abs(ours["records"][f"{name}/helped_T"]
+                         - plain["records"][f"{name}/helped_T"]) <= near_zero)
