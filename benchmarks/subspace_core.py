@@ -4,7 +4,8 @@ Side by side in one run, on the MNIST FC of Li et al. (2018) (784-200-200-10,
 D = 199,210), d = 750, batch 128, Adam (lr 1e-3, beta2 0.99), L2 `--weight-decay`
 on the full theta_D:
 
-- jaxnn direct training, jaxnn dense subspace, jaxnn Fastfood subspace;
+- jaxnn direct training, jaxnn dense subspace, jaxnn Fastfood subspace (also
+  through the flat (D,) theta_D instead of the fused kernel, and in XLA ops);
 - the same three in PyTorch (`benchmarks/subspace_torch.py`).
 
 Every variant runs `--steps` steps per round; rounds interleave the variants
@@ -102,8 +103,8 @@ def speed(args) -> dict:
 
   from benchmarks.subspace_torch import DirectFC, SubspaceFC, make_torch_step
   from jaxnn.models import create_model
-  from jaxnn.subspace import (dense_projection, fastfood_projection, make_subspace_train_step,
-                              subspace_model)
+  from jaxnn.subspace import (Projection, dense_projection, fastfood_projection,
+                              make_subspace_train_step, subspace_model)
   from jaxnn.train import CLASSIFICATION, from_nnx, init_train_state, make_optimizer, make_train_step
 
   torch.set_num_threads(args.threads)
@@ -136,7 +137,12 @@ def speed(args) -> dict:
   variants["jax direct"] = jax_runner(make_train_step(model, optimizer, CLASSIFICATION, wd),
                                       init_train_state(model, optimizer))
   D = None
-  projections = {"dense": dense_projection(), "fastfood": fastfood_projection("native"),
+  fastfood = fastfood_projection("native")
+  # "fastfood flat": the same kernel without `apply_leaves`, i.e. theta_0 + P theta_d as one
+  # (D,) vector sliced into the leaves and a concatenated gradient (the path before the fused
+  # kernel; the path of dense and sparse projections).
+  projections = {"dense": dense_projection(), "fastfood": fastfood,
+                 "fastfood flat": Projection(fastfood.init, fastfood.apply),
                  "fastfood xla": fastfood_projection("xla")}
   for name, projection in projections.items():
     sub = subspace_model(model, args.d, projection, seed=0)

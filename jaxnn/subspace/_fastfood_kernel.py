@@ -38,6 +38,7 @@ _SOURCE = r"""
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -346,6 +347,182 @@ JAXNN_CLONES void BwdBlock(const float* x, int64_t D, float scale, const float* 
       });
 }
 
+// Flat indices [0, D) of one row stored by segments (the model's parameter
+// leaves): segment s holds [start[s], start[s + 1]) at ptr[s]; start[count] = D.
+struct Segments {
+  int64_t count;
+  const int64_t* start;
+  float* const* ptr;
+};
+
+// Calls piece(present, j0, m, at) for consecutive pieces [j0, j0 + m) of
+// [0, n) over which each of the S streams of flat indices first[k] + j stays
+// inside one segment: at[k][j - j0] stores index first[k] + j for the first
+// `present` streams; the others lie beyond D (first[k] grows with k).
+template <int S, class Piece>
+JAXNN_INLINE void ForPieces(const Segments& seg, const int64_t* first, int64_t n, Piece piece) {
+  const int64_t D = seg.start[seg.count];
+  for (int64_t j0 = 0, j1; j0 < n; j0 = j1) {
+    j1 = n;
+    int present = 0;
+    float* at[S] = {};
+    for (int k = 0; k < S && first[k] + j0 < D; ++k) {
+      const int64_t i = first[k] + j0;
+      const int64_t s = std::upper_bound(seg.start, seg.start + seg.count + 1, i) - seg.start - 1;
+      at[k] = seg.ptr[s] + (i - seg.start[s]);
+      j1 = std::min(j1, seg.start[s + 1] - first[k]);
+      present = k + 1;
+    }
+    piece(present, j0, j1 - j0, at);
+  }
+}
+
+// The S-point butterfly (S = 1, 2 or 4: no level, one level, two levels).
+template <int S>
+JAXNN_INLINE void Butterfly(float* v) {
+  if (S == 2) {
+    const float a = v[0], b = v[1];
+    v[0] = a + b;
+    v[1] = a - b;
+  } else if (S == 4) {
+    const float p = v[0] + v[1], q = v[0] - v[1], u = v[2] + v[3], w = v[2] - v[3];
+    v[0] = p + u;
+    v[1] = q + w;
+    v[2] = p - u;
+    v[3] = q - w;
+  }
+}
+
+template <int P, class Body>
+JAXNN_INLINE void WithPresent(int present, Body body) {
+  if (present == P) {
+    body(std::integral_constant<int, P>());
+  } else if constexpr (P > 0) {
+    WithPresent<P - 1>(present, body);
+  }
+}
+
+// The last pass over y (S streams `stride` apart from each i; the levels
+// below already applied) stored by segments: o = base + scale * v, base the
+// flat t0 or (accumulate) o itself; streams beyond D are dropped.
+template <int S>
+JAXNN_INLINE void StorePassSeg(const float* y, int64_t n, int64_t stride, const Segments& seg,
+                               const float* t0, float scale, bool accumulate) {
+  for (int64_t i = 0; i < n; i += S * stride) {
+    int64_t first[S];
+    for (int k = 0; k < S; ++k) first[k] = i + k * stride;
+    ForPieces<S>(seg, first, stride, [&](int present, int64_t j0, int64_t m, float* const* at) {
+      WithPresent<S>(present, [&](auto P_) {
+        constexpr int P = decltype(P_)::value;
+        if constexpr (P > 0) {
+          const float* __restrict x = y + i + j0;
+          float* __restrict o[P];
+          const float* __restrict t[P];
+          for (int k = 0; k < P; ++k) {
+            o[k] = at[k];
+            t[k] = t0 + first[k] + j0;
+          }
+          const auto run = [&](auto accumulate_) {
+            for (int64_t j = 0; j < m; ++j) {
+              float v[S];
+              for (int k = 0; k < S; ++k) v[k] = x[k * stride + j];
+              Butterfly<S>(v);
+              for (int k = 0; k < P; ++k) {
+                o[k][j] = (decltype(accumulate_)::value ? o[k][j] : t[k][j]) + scale * v[k];
+              }
+            }
+          };
+          if (accumulate) {
+            run(std::true_type());
+          } else {
+            run(std::false_type());
+          }
+        }
+      });
+    });
+  }
+}
+
+// The levels [h, end) of y[0, n), the last pass (none, one or two levels)
+// storing base + scale * y[:D] by segments (see StorePassSeg).
+JAXNN_INLINE void StoreLevelsSeg(float* y, int64_t n, int64_t h, int64_t end, const Segments& seg,
+                                 const float* t0, float scale, bool accumulate) {
+  if (h >= end) return StorePassSeg<1>(y, n, n, seg, t0, scale, accumulate);
+  int64_t last = h;
+  while (4 * last < end) last *= 4;
+  Levels(y, n, h, last);
+  if (2 * last == end) return StorePassSeg<2>(y, n, last, seg, t0, scale, accumulate);
+  StorePassSeg<4>(y, n, last, seg, t0, scale, accumulate);
+}
+
+// y[0, n) <- the first pass (levels h and 2h while 4h <= end, or h alone, or
+// none) of scale * g, g read by segments and zero beyond D; returns the next
+// level.
+JAXNN_INLINE int64_t LoadLevelsSeg(float* y, int64_t n, int64_t h, int64_t end,
+                                   const Segments& seg, float scale) {
+  const auto pass = [&](auto S_, int64_t stride) {
+    constexpr int S = decltype(S_)::value;
+    for (int64_t i = 0; i < n; i += S * stride) {
+      int64_t first[S];
+      for (int k = 0; k < S; ++k) first[k] = i + k * stride;
+      ForPieces<S>(seg, first, stride, [&](int present, int64_t j0, int64_t m, float* const* at) {
+        WithPresent<S>(present, [&](auto P_) {
+          constexpr int P = decltype(P_)::value;
+          float* __restrict x = y + i + j0;
+          const float* __restrict g[P > 0 ? P : 1] = {};
+          for (int k = 0; k < P; ++k) g[k] = at[k];
+          for (int64_t j = 0; j < m; ++j) {
+            float v[S];
+            for (int k = 0; k < S; ++k) v[k] = k < P ? scale * g[k][j] : 0.0f;
+            Butterfly<S>(v);
+            for (int k = 0; k < S; ++k) x[k * stride + j] = v[k];
+          }
+        });
+      });
+    }
+  };
+  if (h >= end) {
+    pass(std::integral_constant<int, 1>(), n);
+    return h;
+  }
+  if (4 * h > end) {
+    pass(std::integral_constant<int, 2>(), h);
+    return 2 * h;
+  }
+  pass(std::integral_constant<int, 4>(), h);
+  return 4 * h;
+}
+
+// FwdBlock with the output stored by segments: o = (accumulate ? o : t0) +
+// scale (H_L (g * h[perm & mask]))[:D].
+JAXNN_CLONES void FwdBlockSeg(const float* h, const float* g, const int32_t* perm, int64_t mask,
+                              int64_t L, float scale, const Segments& seg, const float* t0,
+                              bool accumulate, float* y) {
+  const int64_t block = std::min(L, kBlock);
+  for (int64_t s = 0; s < L; s += block) {
+    GatherScale(h, g + s, perm + s, mask, block, y + s);
+    BlockLevels(y + s, block);
+  }
+  StoreLevelsSeg(y, L, block, L, seg, t0, scale, accumulate);
+}
+
+// BwdBlock with the cotangent read by segments.
+JAXNN_CLONES void BwdBlockSeg(const Segments& seg, float scale, const float* g,
+                              const int32_t* perm, int64_t mask, int64_t L, float* w,
+                              float* tmp) {
+  const int64_t block = std::min(L, kBlock);
+  const int64_t h = LoadLevelsSeg(w, L, block, L, seg, scale);
+  Levels(w, L, h, L);
+  for (int64_t s = 0; s < L; s += block) {
+    BlockLevels(w + s, block);
+    if (block >= 4) {
+      ScatterScale(w + s, g + s, perm + s, mask, block, tmp);
+    } else {
+      for (int64_t i = 0; i < block; ++i) tmp[perm[s + i] & mask] += g[s + i] * w[s + i];
+    }
+  }
+}
+
 // Per-thread scratch, kept between calls (a fresh 1 MB vector per call would
 // be a fresh mmap, page-faulted in on every step): kBig holds the L-entry
 // intermediate of either direction, kSmall the K-entry ones, so that both
@@ -427,6 +604,104 @@ ffi::Error BwdImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> B, ffi::Buffer
   return ffi::Error::Success();
 }
 
+// The segments of row r: leaf l of `sizes` (elements per row) at base[l] + r sizes[l].
+struct RowSegments {
+  std::vector<int64_t> start, sizes;
+  std::vector<float*> base, ptr;
+
+  ffi::Error Init(int64_t D) {
+    start.assign(1, 0);
+    for (size_t l = 0; l < base.size(); ++l) {
+      if (sizes[l] < 0) return ffi::Error::InvalidArgument("fastfood leaves: a leaf lacks the rows");
+      start.push_back(start.back() + sizes[l]);
+    }
+    ptr.resize(base.size());
+    if (start.back() != D) return ffi::Error::InvalidArgument("fastfood leaves: sizes do not add up to D");
+    return ffi::Error::Success();
+  }
+
+  Segments Row(int64_t r) {
+    for (size_t l = 0; l < base.size(); ++l) ptr[l] = base[l] + r * sizes[l];
+    return Segments{static_cast<int64_t>(base.size()), start.data(), ptr.data()};
+  }
+};
+
+// Elements per row of a buffer with `rows` leading rows (-1 if it does not split).
+int64_t PerRow(int64_t count, int64_t rows) { return count % rows ? -1 : count / rows; }
+
+// x: (..., nb, K), B/G/perm: (..., nb, L), scale: (..., nb), t0: (..., D);
+// outs: (..., leaf shape) per leaf, whose sizes add up to D: t0 + the forward.
+ffi::Error FwdLeavesImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> B, ffi::Buffer<ffi::F32> G,
+                         ffi::Buffer<ffi::S32> perm, ffi::Buffer<ffi::F32> scale,
+                         ffi::Buffer<ffi::F32> t0, ffi::RemainingRets outs) {
+  const auto xd = x.dimensions(), bd = B.dimensions();
+  if (xd.size() < 2 || bd.size() != xd.size())
+    return ffi::Error::InvalidArgument("fastfood_fwd_leaves: bad ranks");
+  const int64_t nb = xd[xd.size() - 2], K = xd.back(), L = bd.back();
+  const int64_t D = t0.dimensions().back(), rows = Rows(xd, 2);
+  if ((K & (K - 1)) || (L & (L - 1)) || K > L || D > L || (nb > 1 && K != L) ||
+      static_cast<int64_t>(t0.element_count()) != rows * D)
+    return ffi::Error::InvalidArgument("fastfood_fwd_leaves: bad sizes");
+  if (rows == 0) return ffi::Error::Success();
+  RowSegments seg;
+  for (size_t l = 0; l < outs.size(); ++l) {
+    auto out = outs.get<ffi::Buffer<ffi::F32>>(l);
+    if (out.has_error()) return out.error();
+    seg.base.push_back((*out)->typed_data());
+    seg.sizes.push_back(PerRow((*out)->element_count(), rows));
+  }
+  if (auto e = seg.Init(D); e.failure()) return e;
+  float* h = Scratch(kSmall, K);
+  float* y = Scratch(kBig, L);
+  for (int64_t r = 0; r < rows; ++r) {
+    const Segments row = seg.Row(r);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t blk = r * nb + b;
+      HeadFwd(x.typed_data() + blk * K, B.typed_data() + blk * L, K, h);
+      FwdBlockSeg(h, G.typed_data() + blk * L, perm.typed_data() + blk * L, K - 1, L,
+                  scale.typed_data()[blk], row, t0.typed_data() + r * D, b > 0, y);
+    }
+  }
+  return ffi::Error::Success();
+}
+
+// B/G/perm: (..., nb, L), scale: (..., nb), gs: (..., leaf shape) per leaf,
+// the cotangent by leaves; out: (..., nb, K).
+ffi::Error BwdLeavesImpl(ffi::Buffer<ffi::F32> B, ffi::Buffer<ffi::F32> G,
+                         ffi::Buffer<ffi::S32> perm, ffi::Buffer<ffi::F32> scale,
+                         ffi::RemainingArgs gs, ffi::ResultBuffer<ffi::F32> out) {
+  const auto od = out->dimensions(), bd = B.dimensions();
+  if (od.size() < 2 || bd.size() != od.size())
+    return ffi::Error::InvalidArgument("fastfood_bwd_leaves: bad ranks");
+  const int64_t nb = od[od.size() - 2], K = od.back(), L = bd.back(), rows = Rows(od, 2);
+  if (rows == 0) return ffi::Error::Success();
+  RowSegments seg;
+  int64_t D = 0;
+  for (size_t l = 0; l < gs.size(); ++l) {
+    auto g = gs.get<ffi::Buffer<ffi::F32>>(l);
+    if (g.has_error()) return g.error();
+    seg.base.push_back(const_cast<float*>(g->typed_data()));  // read only
+    seg.sizes.push_back(PerRow(g->element_count(), rows));
+    D += std::max<int64_t>(seg.sizes.back(), 0);
+  }
+  if ((K & (K - 1)) || (L & (L - 1)) || K > L || D > L || (nb > 1 && K != L))
+    return ffi::Error::InvalidArgument("fastfood_bwd_leaves: bad sizes");
+  if (auto e = seg.Init(D); e.failure()) return e;
+  float* w = Scratch(kBig, L);
+  float* tmp = Scratch(kSmall, 4 * K);
+  for (int64_t r = 0; r < rows; ++r) {
+    const Segments row = seg.Row(r);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t blk = r * nb + b;
+      std::fill(tmp, tmp + 4 * K, 0.0f);
+      BwdBlockSeg(row, scale.typed_data()[blk], G.typed_data() + blk * L,
+                  perm.typed_data() + blk * L, K - 1, L, w, tmp);
+      HeadBwd(tmp, B.typed_data() + blk * L, K, out->typed_data() + blk * K);
+    }
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnWht, WhtImpl,
@@ -448,11 +723,32 @@ static auto FastfoodBinding() {
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodFwd, FwdImpl, FastfoodBinding());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodBwd, BwdImpl, FastfoodBinding());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodFwdLeaves, FwdLeavesImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingRets());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodBwdLeaves, BwdLeavesImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
 """
 
 _LIBRARY = NativeLibrary(
     "fastfood", _SOURCE, {"jaxnn_wht": "JaxnnWht", "jaxnn_fastfood_fwd": "JaxnnFastfoodFwd",
-                          "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd"})
+                          "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd",
+                          "jaxnn_fastfood_fwd_leaves": "JaxnnFastfoodFwdLeaves",
+                          "jaxnn_fastfood_bwd_leaves": "JaxnnFastfoodBwdLeaves"})
 
 
 def available() -> bool:
@@ -483,3 +779,18 @@ def fastfood_bwd(g_D, B_nxL, G_nxL, perm_nxL, scale_n, K: int):
   out = jax.ShapeDtypeStruct(B_nxL.shape[:-1] + (K,), jnp.float32)
   return jax.ffi.ffi_call("jaxnn_fastfood_bwd", out, vmap_method="broadcast_all")(
       g_D, B_nxL, G_nxL, perm_nxL, scale_n)
+
+
+def fastfood_fwd_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D, shapes):
+  """`theta0_D + fastfood_fwd(...)` cut into arrays of `shapes` (consecutive, C order; CPU only)."""
+  lead = x_nxK.shape[:-2]
+  outs = [jax.ShapeDtypeStruct(lead + tuple(s), jnp.float32) for s in shapes]
+  return jax.ffi.ffi_call("jaxnn_fastfood_fwd_leaves", outs, vmap_method="broadcast_all")(
+      x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D)
+
+
+def fastfood_bwd_leaves(g_leaves, B_nxL, G_nxL, perm_nxL, scale_n, K: int):
+  """`fastfood_bwd` of the concatenation of the raveled `g_leaves`, read in place (CPU only)."""
+  out = jax.ShapeDtypeStruct(B_nxL.shape[:-1] + (K,), jnp.float32)
+  return jax.ffi.ffi_call("jaxnn_fastfood_bwd_leaves", out, vmap_method="broadcast_all")(
+      B_nxL, G_nxL, perm_nxL, scale_n, *g_leaves)

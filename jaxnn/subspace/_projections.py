@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import warnings
 from typing import Any, Callable, NamedTuple
@@ -63,10 +64,17 @@ class Projection(NamedTuple):
       over keys); D and d are Python ints.
     apply: `apply(state, theta_d) -> offset`, `(d,) -> (D,)`, linear in
       `theta_d`.
+    apply_leaves: optional, `apply_leaves(state, theta_d, base_D, shapes) ->
+      list of arrays`: `base_D + apply(state, theta_d)` cut into consecutive
+      arrays of `shapes` (C order), i.e. a model's parameter leaves, computed
+      without the flat (D,) vector where the projection has a fused form
+      (Fastfood's CPU kernel); differentiable in `theta_d` and `base_D`.
+      None: callers add and cut `apply`'s offset themselves.
   """
 
   init: Callable[[jax.Array, int, int], Any]
   apply: Callable[[Any, Float[Array, "d"]], Float[Array, "D"]]
+  apply_leaves: Callable[..., list] | None = None
 
 
 def _check_sizes(D: int, d: int) -> None:
@@ -231,11 +239,15 @@ def _on_cpu(native_fn, xla_fn, *args):
   """`native_fn(*args)` on CPU, `xla_fn(*args)` on other platforms."""
 
   def native(*args):
-    # Inside shard_map an FFI call's result is not marked as varying over the
-    # mesh axes that its inputs vary over (XLA ops' results are): mark it.
-    out = native_fn(*args)
-    missing = tuple(sorted(frozenset().union(*map(_vma, args)) - _vma(out)))
-    return jax.lax.pcast(out, missing, to="varying") if missing else out
+    # Inside shard_map an FFI call's results are not marked as varying over
+    # the mesh axes that its inputs vary over (XLA ops' results are): mark them.
+    varying = frozenset().union(*map(_vma, jax.tree.leaves(args)))
+
+    def mark(out):
+      missing = tuple(sorted(varying - _vma(out)))
+      return jax.lax.pcast(out, missing, to="varying") if missing else out
+
+    return jax.tree.map(mark, native_fn(*args))
 
   return jax.lax.platform_dependent(*args, cpu=native, default=xla_fn)
 
@@ -349,6 +361,56 @@ def _fastfood_native_bwd(D, res, g_D):
 _fastfood_native.defvjp(_fastfood_native_fwd, _fastfood_native_bwd)
 
 
+def _split(flat_D, shapes):
+  """Consecutive C-order arrays of `shapes` from the start of flat_D (as `ravel_pytree`'s unravel)."""
+  sizes = [math.prod(s) for s in shapes]
+  offsets = [0, *itertools.accumulate(sizes)]
+  return [flat_D[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _fastfood_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D, D: int,
+                     shapes: tuple):
+  """`base_D + _fastfood_xla(...)` cut into the leaves of `shapes`; on CPU one kernel call
+  writes every leaf (no flat offset, no slice copies)."""
+
+  def native(x, B, G, perm, inv_perm, scale, base):
+    return _fastfood_kernel.fastfood_fwd_leaves(x, B, G, perm, scale, base, shapes)
+
+  def xla(x, B, G, perm, inv_perm, scale, base):
+    return _split(base + _fastfood_xla(x, B, G, perm, inv_perm, scale, D), shapes)
+
+  return _on_cpu(native, xla, x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D)
+
+
+def _fastfood_leaves_fwd(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D, D, shapes):
+  out = _fastfood_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D, D, shapes)
+  return out, (x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n)
+
+
+def _fastfood_leaves_bwd(D, shapes, res, g_leaves):
+  # d/dx: the kernel's P^T g reading the leaves' cotangents in place; d/dbase:
+  # the concatenated cotangents (dead code under jit unless base_D is
+  # differentiated).
+  x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n = res
+  K = x_nxK.shape[-1]
+  g_leaves = list(g_leaves)
+
+  def native(g, B, G, perm, inv_perm, scale):
+    return _fastfood_kernel.fastfood_bwd_leaves(g, B, G, perm, scale, K)
+
+  def xla(g, B, G, perm, inv_perm, scale):
+    f = lambda x: _fastfood_xla(x, B, G, perm, inv_perm, scale, D)
+    return jax.vjp(f, x_nxK)[1](jnp.concatenate([a.ravel() for a in g]))[0]
+
+  dx = _on_cpu(native, xla, g_leaves, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n)
+  dbase = jnp.concatenate([a.ravel() for a in g_leaves])
+  return dx, None, None, None, None, None, dbase
+
+
+_fastfood_leaves.defvjp(_fastfood_leaves_fwd, _fastfood_leaves_bwd)
+
+
 def fastfood_projection(kernel: str = "auto") -> Projection:
   """The Fastfood transform: O(D log D) time, O(D) memory, P never stored.
 
@@ -384,7 +446,7 @@ def fastfood_projection(kernel: str = "auto") -> Projection:
     B, G, perm, inv_perm, scale = jax.vmap(block)(_column_keys(key, -(-d // L)))
     return FastfoodState(B, G, perm, inv_perm, scale, D)
 
-  def apply(state: FastfoodState, theta_d):
+  def inputs(state: FastfoodState, theta_d):
     n, L = state.B.shape
     d = theta_d.shape[0]
     # x is zero beyond coordinate d. With one block and d <= K (a power of 2),
@@ -392,12 +454,23 @@ def fastfood_projection(kernel: str = "auto") -> Projection:
     # first transform costs O(K), and its tiling folds into the permutation.
     K = L if n > 1 else 1 << (d - 1).bit_length()
     x_nxK = jnp.pad(theta_d, (0, n * K - d)).reshape(n, K)
-    args = (x_nxK, state.B, state.G, state.perm, state.inv_perm, state.scale)
+    return (x_nxK, state.B, state.G, state.perm, state.inv_perm, state.scale)
+
+  def apply(state: FastfoodState, theta_d):
+    args = inputs(state, theta_d)
     if _native(kernel, theta_d.dtype):
       return _fastfood_native(*args, state.D)
     return _fastfood_xla(*args, state.D)
 
-  return Projection(init, apply)
+  def apply_leaves(state: FastfoodState, theta_d, base_D, shapes):
+    shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+    if sum(math.prod(s) for s in shapes) != state.D:
+      raise JaxnnError(f"the shapes {shapes} do not hold the projection's D={state.D} entries")
+    if _native(kernel, theta_d.dtype) and base_D.dtype == jnp.float32:
+      return _fastfood_leaves(*inputs(state, theta_d), base_D, state.D, shapes)
+    return _split(base_D + apply(state, theta_d), shapes)
+
+  return Projection(init, apply, apply_leaves)
 
 
 _FACTORIES = {"dense": dense_projection, "sparse": sparse_projection,

@@ -138,6 +138,13 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
     raise JaxnnError(f"SAID uses {m} of the d coordinates for per-tensor scales; "
                      f"choose d > {m} (got d={d})")
   tensor_of_coordinate = np.repeat(np.arange(len(leaf_sizes)), leaf_sizes)
+  leaves0, treedef = jax.tree.flatten(base.params)
+  leaf_shapes = tuple(np.shape(p) for p in leaves0)
+  # theta_0 + P theta_d straight into the model's leaves where the projection
+  # can (Fastfood's CPU kernel: no flat theta_D copied into the leaves, no
+  # concatenated gradient); SAID scales the offset first, so it keeps the flat path.
+  leaves_fused = (projection.apply_leaves is not None and not said
+                  and all(jnp.result_type(p) == jnp.float32 for p in leaves0))
 
   def init(key) -> SubspaceState:
     k_model, k_proj = _split(key)
@@ -145,15 +152,23 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
     return SubspaceState(ravel_pytree(model.params)[0], projection.init(k_proj, D, d - m),
                          model.state)
 
+  def active(theta_d, d_active):
+    if d_active is None:
+      return theta_d
+    return jnp.where(jnp.arange(d) < d_active, theta_d, 0.0)
+
   def flat_params(state: SubspaceState, theta_d, d_active=None):
-    if d_active is not None:
-      theta_d = jnp.where(jnp.arange(d) < d_active, theta_d, 0.0)
+    theta_d = active(theta_d, d_active)
     offset = projection.apply(state.projection, theta_d[m:])
     if said:
       offset = offset * (1.0 + theta_d[:m])[tensor_of_coordinate]
     return state.theta0 + offset
 
   def full_params(state: SubspaceState, theta_d, d_active=None):
+    if leaves_fused:
+      leaves = projection.apply_leaves(state.projection, active(theta_d, d_active), state.theta0,
+                                       leaf_shapes)
+      return jax.tree.unflatten(treedef, leaves)
     return unravel(flat_params(state, theta_d, d_active))
 
   def bind(state: SubspaceState, d_active=None) -> FunctionalModel:

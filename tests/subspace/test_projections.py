@@ -241,3 +241,54 @@ def test_clear_errors():
       get_projection(name).init(jax.random.PRNGKey(0), 100, 0)
     with pytest.raises(JaxnnError, match="D >= 1"):
       get_projection(name).init(jax.random.PRNGKey(0), 0, 5)
+
+
+def leaf_shapes(D):
+  """Leaves of D entries in all: a scalar, an empty leaf, a 3-d one, a vector, the rest 2-d."""
+  rest = D - 1 - 3 * 5 * 2 - 7
+  return ((), (0, 4), (3, 5, 2), (7,), (rest // 3, 3), (rest % 3,))
+
+
+# apply_leaves over the kernel's paths by L (as above): leaf boundaries fall
+# inside blocks and inside the passes' streams.
+@pytest.mark.parametrize("D,d", [(100, 20), (9000, 20000), (20000, 700), (199210, 750)])
+def test_fastfood_apply_leaves_equals_base_plus_apply(D, d):
+  """The fused kernel: theta_0 + P theta cut into leaves, P^T of the leaves' cotangents and the
+  theta_0 cotangent (their concatenation) equal the flat path, also vmapped over configs."""
+  projection = fastfood_projection("native")
+  shapes = leaf_shapes(D)
+  states = jax.jit(jax.vmap(lambda k: projection.init(k, D, d)))(
+      jax.random.split(jax.random.PRNGKey(2), 3))
+  rng = np.random.default_rng(D)
+  theta_3xd, base_3xD, g_3xD = (jnp.asarray(rng.normal(size=(3, n)), jnp.float32)
+                                for n in (d, D, D))
+
+  def run(fused):
+    def one(state, theta, base, g):
+      if fused:
+        f = lambda t, b: projection.apply_leaves(state, t, b, shapes)
+      else:
+        f = lambda t, b: _projections._split(b + projection.apply(state, t), shapes)
+      leaves, vjp = jax.vjp(f, theta, base)
+      return leaves, vjp(_projections._split(g, shapes))
+    return jax.jit(jax.vmap(one))(states, theta_3xd, base_3xD, g_3xD)
+
+  (leaves, (d_theta, d_base)), (leaves_flat, (d_theta_flat, d_base_flat)) = run(True), run(False)
+  assert [l.shape[1:] for l in leaves] == list(shapes)
+  for got, expected in zip(leaves, leaves_flat):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(d_theta, d_theta_flat, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(d_base, g_3xD)
+  np.testing.assert_array_equal(d_base_flat, g_3xD)
+  one = jax.tree.map(lambda x: x[0], states)
+  unbatched = jax.jit(lambda s, t, b: projection.apply_leaves(s, t, b, shapes))(
+      one, theta_3xd[0], base_3xD[0])
+  for got, expected in zip(unbatched, leaves_flat):
+    np.testing.assert_allclose(got, expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fastfood_apply_leaves_checks_the_shapes():
+  projection = fastfood_projection()
+  state = init(projection, jax.random.PRNGKey(0), 100, 20)
+  with pytest.raises(JaxnnError, match="do not hold"):
+    projection.apply_leaves(state, jnp.zeros(20), jnp.zeros(100), ((10, 9),))

@@ -1,6 +1,7 @@
 """The subspace wrapper: exact equivalences with direct training, masking, SAID."""
 
 import json
+import re
 
 import chex
 import jax
@@ -13,11 +14,11 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnn import JaxnnError
 from jaxnn.data import EpochBatcher, load_dataset
-from jaxnn.models import FC
-from jaxnn.subspace import (dense_projection, fastfood_projection, get_projection, make_subspace,
-                            make_subspace_train_step, subspace_model)
-from jaxnn.train import (data_parallel, from_nnx, init_train_state, kernel_l2, make_loss_fn,
-                         make_train_step, run_loop)
+from jaxnn.models import FC, create_model
+from jaxnn.subspace import (Projection, dense_projection, fastfood_projection, get_projection,
+                            make_subspace, make_subspace_train_step, subspace_model)
+from jaxnn.train import (data_parallel, from_function, from_nnx, init_train_state, kernel_l2,
+                         make_loss_fn, make_train_step, run_loop)
 
 
 def small_fc(key=0):
@@ -182,3 +183,88 @@ def test_weight_decay_differentiates_the_projection_once():
                               jnp.int32(7)).compile().as_text()
     dots_with_P = [l for l in hlo.splitlines() if " dot(" in l and "P_dxD" in l]
     assert len(dots_with_P) == 2, dots_with_P  # P theta_d forward, P^T g backward
+
+
+def flat_path(projection):
+  """The projection without its fused `apply_leaves`: theta_0 + P theta_d as one (D,) vector."""
+  return Projection(projection.init, projection.apply)
+
+
+def mnist_fc(key):
+  return from_nnx(create_model("fc", (28, 28, 1), 10, seed=key))
+
+
+def conv_net(key):
+  """Leaves of rank 0 to 4: conv kernel (3, 3, 1, 4), biases, dense (64, 5), a scalar."""
+  k1, k2 = jax.random.split(key)
+  params = {"conv": jax.random.normal(k1, (3, 3, 1, 4)) * 0.3, "conv_bias": jnp.zeros(4),
+            "dense": jax.random.normal(k2, (64, 5)) * 0.1, "bias": jnp.zeros(5),
+            "temperature": jnp.ones(())}
+
+  def fn(p, x):
+    h = jax.lax.conv_general_dilated(x, p["conv"], (2, 2), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = jax.nn.relu(h + p["conv_bias"][None, None, None]).reshape(x.shape[0], -1)
+    return (h @ p["dense"] + p["bias"][None]) * p["temperature"]
+
+  return from_function(fn, params)
+
+
+@pytest.mark.parametrize("model_init,d,configs,shape", [(mnist_fc, 750, 1, (28, 28, 1)),
+                                                        (conv_net, 300, 2, (8, 8, 1))])
+def test_fused_leaves_equal_the_flat_path(model_init, d, configs, shape):
+  """Fastfood's kernel writes theta_0 + P theta_d into the model's leaves: params, loss and the
+  gradients (theta_d and theta_0) equal the flat path's, with and without L2 and d_active, and
+  vmapped over configs of different seed and d."""
+  fused, flat = (make_subspace(model_init, d, p) for p in
+                 (fastfood_projection("native"), flat_path(fastfood_projection("native"))))
+  states = jax.jit(jax.vmap(fused.init))(jax.random.split(jax.random.PRNGKey(1), configs))
+  rng = np.random.default_rng(0)
+  theta = jnp.asarray(rng.normal(size=(configs, d)) * 0.05, jnp.float32)
+  x = rng.random((16, *shape)).astype(np.float32)
+  y = rng.integers(0, 5, 16).astype(np.int32)
+  d_active = jnp.array([d // 3, d][:configs])
+
+  def run(subspace, wd):
+    def one(state, theta, d_active):
+      def loss(theta, theta0):
+        model = subspace.bind(state._replace(theta0=theta0), d_active)
+        return make_loss_fn(model, weight_decay=wd)(theta, model.state, x, y, None)[0]
+      params = subspace.full_params(state, theta, d_active)
+      return params, loss(theta, state.theta0), jax.grad(loss, (0, 1))(theta, state.theta0)
+    if configs == 1:
+      return jax.tree.map(lambda a: a[None], jax.jit(one)(
+          *jax.tree.map(lambda a: a[0], (states, theta, d_active))))
+    return jax.jit(jax.vmap(one))(states, theta, d_active)
+
+  for wd in (0.0, 1e-4):
+    (params, loss, (g, g0)), (params_flat, loss_flat, (g_flat, g0_flat)) = run(fused, wd), run(flat, wd)
+    chex.assert_trees_all_equal_shapes_and_dtypes(params, params_flat)
+    chex.assert_trees_all_close(params, params_flat, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(loss, loss_flat, rtol=1e-6)
+    np.testing.assert_allclose(g, g_flat, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(g0, g0_flat, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(g[0, d // 3:], 0.0)
+    assert np.all(np.asarray(g[0, :d // 3]) != 0)
+
+
+def test_fused_step_has_no_copy_of_theta_D():
+  """The compiled MNIST FC step: the kernel writes the model's leaves and reads their
+  gradients in place (no (D,) array besides theta_0; the theta_0 cotangent is dead code)."""
+  model = mnist_fc(0)
+  D = 199210
+  sub = subspace_model(model, 750, fastfood_projection("native"))
+  optimizer = optax.adam(1e-3)
+  x, y = np.zeros((128, 28, 28, 1), np.float32), np.zeros(128, np.int32)
+  for wd in (0.0, 1e-4):
+    step = make_subspace_train_step(sub.subspace, optimizer, weight_decay=wd)
+    hlo = jax.jit(step).lower(init_train_state(sub.model, optimizer), x, y, sub.state,
+                              jnp.int32(750)).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") + 1:].splitlines()[1:]
+    # (result type, opcode) of every instruction of the step.
+    ops = [m.groups() for m in map(re.compile(r" = (\([^)]*\)|\S+) ([\w-]+)\(").search, entry) if m]
+    assert len(ops) > 20
+    flat = [(t, op) for t, op in ops if f"f32[{D}]" in t and op != "parameter"]
+    assert not flat, flat
+    calls = [l for l in entry if "jaxnn_fastfood" in l and "custom-call(" in l]
+    assert len(calls) == 2 and "fwd_leaves" in calls[0] and "bwd_leaves" in calls[1], calls
