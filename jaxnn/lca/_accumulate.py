@@ -305,32 +305,57 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
     S = eval_set.num_sets
     stem_X, rest_X = _split_stem(stem, params_X)
     stem0 = jax.tree.map(lambda a: a[0], stem_X)
+    z_new = jax.lax.cond(compute, lambda: _stem_apply(stem, stem0, eval_set, chunk_sharding),
+                         lambda: z1_C)
+    z0_C = jnp.where(compute & as_start, z_new, z0_C)
+    z1_C = jnp.where(compute & ~as_start, z_new, z1_C)
 
     def body(acc, chunk):
-      x, y, mask, s, z0, z1 = chunk
+      y, mask, s, z0, z1 = chunk
       if chunk_sharding is not None:
-        x, y, mask, z0, z1 = (jax.lax.with_sharding_constraint(a, chunk_sharding)
-                              for a in (x, y, mask, z0, z1))
-      z_new = jax.lax.cond(compute, lambda: stem.apply(stem0, x).astype(z0.dtype), lambda: z1)
-      z0 = jnp.where(compute & as_start, z_new, z0)
-      z1 = jnp.where(compute & ~as_start, z_new, z1)
+        y, mask, z0, z1 = (jax.lax.with_sharding_constraint(a, chunk_sharding)
+                           for a in (y, mask, z0, z1))
       w = s_X.reshape(-1, *(1,) * z0.ndim).astype(z0.dtype)
       z_X = (1 - w) * z0[None] + w * z1[None]
       loss, (grad_rest, dz_X) = head_grad(rest_X, model_state_X, z_X, y, mask)
       acc = jax.tree.map(lambda a, v: a.at[:, s].add(v), acc, (loss, grad_rest))
-      return acc, (z0, z1, dz_X / eval_set.count_S[s].astype(dz_X.dtype))
+      return acc, dz_X / eval_set.count_S[s].astype(dz_X.dtype)
 
     X = s_X.shape[0]
     zero = (jnp.zeros((X, S), jnp.float32),
             jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), rest_X))
-    chunks = (eval_set.x, eval_set.y, eval_set.mask, eval_set.set_C, z0_C, z1_C)
-    (loss, grad), (z0_C, z1_C, dz_CxX) = jax.lax.scan(body, zero, chunks)
+    chunks = (eval_set.y, eval_set.mask, eval_set.set_C, z0_C, z1_C)
+    (loss, grad), dz_CxX = jax.lax.scan(body, zero, chunks)
     count_S = eval_set.count_S
     point = Point(loss / count_S[None],
                   jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad))
     return point, jnp.moveaxis(dz_CxX, 1, 0), z0_C, z1_C
 
   return value_and_grad
+
+
+def _chunks_sharding(chunk_sharding):
+  """The sharding of (chunks, chunk_size, ...) arrays whose chunks have `chunk_sharding`."""
+  if isinstance(chunk_sharding, jax.sharding.NamedSharding):
+    return jax.sharding.NamedSharding(chunk_sharding.mesh,
+                                      jax.sharding.PartitionSpec(None, *chunk_sharding.spec))
+  return None
+
+
+def _stem_apply(stem: LinearStem, stem_params: dict, eval_set: EvalSet,
+                chunk_sharding=None) -> jax.Array:
+  """The stem's output on every chunk at once, (chunks, chunk_size, ...).
+
+  The same size as the chunks' stored outputs; one product over all chunks
+  (for a dense stem) reads the inputs in place, where a loop over chunks
+  would copy each chunk out first.
+  """
+  sharding = _chunks_sharding(chunk_sharding)
+  x_C = eval_set.x
+  if sharding is not None:
+    x_C = jax.lax.with_sharding_constraint(x_C, sharding)
+  z_C = jax.vmap(lambda x: stem.apply(stem_params, x))(x_C).astype(jnp.float32)
+  return z_C if sharding is None else jax.lax.with_sharding_constraint(z_C, sharding)
 
 
 def _stem_sum(eval_set: EvalSet, dz_C: jax.Array, a_C: jax.Array) -> jax.Array:
@@ -341,18 +366,22 @@ def _stem_sum(eval_set: EvalSet, dz_C: jax.Array, a_C: jax.Array) -> jax.Array:
 
 def _stem_transpose(stem: LinearStem, stem_params: dict, eval_set: EvalSet, a_C: jax.Array,
                     chunk_sharding=None) -> dict:
-  """sum over each set's chunks of A_x^T(a) (the stem's adjoint): leaves (S, ...)."""
+  """sum over each set's chunks of A_x^T(a) (the stem's adjoint): leaves (S, ...).
 
-  def body(acc, chunk):
-    x, a, s = chunk
-    if chunk_sharding is not None:
-      x, a = (jax.lax.with_sharding_constraint(v, chunk_sharding) for v in (x, a))
-    (grad,) = jax.linear_transpose(lambda p: stem.apply(p, x), stem_params)(a)
-    return jax.tree.map(lambda acc_, g: acc_.at[s].add(g), acc, grad), None
+  One batched product over the chunks (for a dense stem), then a sum of the
+  chunks of each set: (chunks x stem parameters) in between.
+  """
+  sharding = _chunks_sharding(chunk_sharding)
+  x_C = eval_set.x
+  if sharding is not None:
+    x_C, a_C = (jax.lax.with_sharding_constraint(v, sharding) for v in (x_C, a_C))
 
-  zero = jax.tree.map(lambda p: jnp.zeros((eval_set.num_sets, *p.shape), p.dtype), stem_params)
-  total, _ = jax.lax.scan(body, zero, (eval_set.x, a_C, eval_set.set_C))
-  return total
+  def transpose(x, a):
+    apply = lambda p: stem.apply(p, x)
+    return jax.linear_transpose(apply, stem_params)(a.astype(jax.eval_shape(apply, stem_params).dtype))[0]
+
+  grad_C = jax.vmap(transpose)(x_C, a_C)
+  return jax.tree.map(lambda g: jax.ops.segment_sum(g, eval_set.set_C, eval_set.num_sets), grad_C)
 
 
 def _key_name(key) -> str:
@@ -641,8 +670,7 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     stem_z = stem_dz = jnp.zeros((0,), jnp.float32)
     if stem is not None:
       z = jax.eval_shape(stem.apply, _split_stem(stem, params)[0], eval_set.x[0])
-      stem_z = jnp.zeros((eval_set.x.shape[0], *z.shape), z.dtype)
-      stem_dz = jnp.zeros(stem_z.shape, jnp.float32)
+      stem_z = stem_dz = jnp.zeros((eval_set.x.shape[0], *z.shape), jnp.float32)
     return LCAState(jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets, stem_z,
                     stem_dz)
 
