@@ -22,7 +22,9 @@ to the cache for GPT-2 small on one core. The price is compile time that
 grows with depth (see benchmarks/results/pplm.md).
 
 Kernels are stored (in, out) like Hugging Face's Conv1D, so `x @ kernel`;
-the output head is tied to `wte`.
+the output head is tied to `wte`. With few float32 rows on CPU (a one-token
+pass), these products run through a C++ kernel that streams the weights
+from memory (`_products`); XLA's dot otherwise.
 
 The cache has a fixed size `max_len`; `gpt2_forward` writes the T new
 positions at `cache.length` with `dynamic_update_slice` and masks the rest, so
@@ -43,6 +45,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
+from jaxnn.pplm._products import dense_matmul, tied_logits
 
 Params = dict[str, Any]
 
@@ -149,7 +152,7 @@ def _layer_norm(x_BxTxD, p, eps):
 
 
 def _dense(x_BxTxI, p):
-  return x_BxTxI @ p["kernel"] + p["bias"][None, None]
+  return dense_matmul(x_BxTxI, p["kernel"]) + p["bias"][None, None]
 
 
 def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
@@ -304,7 +307,7 @@ def _embed(params, config, max_len, length, tokens_BxT, embeds_BxTxD):
 def _head(params, config, x_BxTxD):
   """The final layer norm and the tied output head: (logits_BxTxV, hidden_BxTxD)."""
   hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
-  return jnp.einsum("btd,vd->btv", hidden_BxTxD, params["wte"]), hidden_BxTxD
+  return tied_logits(hidden_BxTxD, params["wte"]), hidden_BxTxD
 
 
 @functools.partial(jax.jit, static_argnames=("config", "initializer_range", "dtype"))

@@ -1,0 +1,90 @@
+"""GPT-2's weight products with few rows: the CPU kernel in float32, XLA otherwise.
+
+`dense_matmul(x, kernel)` (x @ W for the Conv1D weights W[in, out]) and
+`tied_logits(hidden, wte)` (hidden @ wte^T) run on CPU through
+`_matmul_kernel` when both operands are float32 and x has at most
+`MAX_KERNEL_ROWS` rows (the batch times the new positions of a one-token
+pass), and through XLA's dot otherwise (other platforms, float64, long
+prompts). Each is a `jax.custom_vjp` whose backward gives the input's
+gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
+weights' gradient by a plain einsum (unused, and removed by XLA, when only
+the input or the cache is differentiated, as in PPLM's steering).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.pplm import _matmul_kernel
+
+# Up to this many rows the kernel beats XLA's dot with weights from memory on
+# one CPU core (benchmarks/pplm_matmul.py); beyond it XLA reuses each weight
+# from cache across more rows than the kernel's 8-row passes.
+MAX_KERNEL_ROWS = 8
+
+_warned: list = []  # the unavailable-kernel warning is given once per process
+
+
+def _use_kernel(x, w) -> bool:
+  rows = math.prod(x.shape[:-1])
+  if x.dtype != jnp.float32 or w.dtype != jnp.float32 or rows > MAX_KERNEL_ROWS:
+    return False
+  if _matmul_kernel.available():
+    return True
+  if not _warned:
+    _warned.append(True)
+    warnings.warn("jaxnn: the PPLM matmul CPU kernel is unavailable, using XLA's dot (slower at "
+                  f"batch 8 on CPU): {_matmul_kernel.error()}")
+  return False
+
+
+def _xla_kn(x, w):
+  return jnp.einsum("...k,kn->...n", x, w)
+
+
+def _xla_nk(x, w):
+  return jnp.einsum("...k,nk->...n", x, w)
+
+
+@jax.custom_vjp
+def _kn(x, w):
+  """x @ w (w: K x N): the kernel on CPU, XLA elsewhere."""
+  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul, default=_xla_kn)
+
+
+@jax.custom_vjp
+def _nk(x, w):
+  """x @ w^T (w: N x K): the kernel on CPU, XLA elsewhere."""
+  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul_t, default=_xla_nk)
+
+
+def _kn_bwd(res, g):
+  x, w = res
+  return _nk(g, w), jnp.einsum("...k,...n->kn", x, g)
+
+
+def _nk_bwd(res, g):
+  x, w = res
+  return _kn(g, w), jnp.einsum("...n,...k->nk", g, x)
+
+
+_kn.defvjp(lambda x, w: (_kn(x, w), (x, w)), _kn_bwd)
+_nk.defvjp(lambda x, w: (_nk(x, w), (x, w)), _nk_bwd)
+
+
+def dense_matmul(x_BxTxI, kernel_IxO):
+  """`x @ kernel` of a Conv1D layer (the kernel for few float32 rows on CPU)."""
+  if _use_kernel(x_BxTxI, kernel_IxO):
+    return _kn(x_BxTxI, kernel_IxO)
+  return x_BxTxI @ kernel_IxO
+
+
+def tied_logits(hidden_BxTxD, wte_VxD):
+  """`hidden @ wte^T`, the tied output head (the kernel for few float32 rows on CPU)."""
+  if _use_kernel(hidden_BxTxD, wte_VxD):
+    return _nk(hidden_BxTxD, wte_VxD)
+  return jnp.einsum("btd,vd->btv", hidden_BxTxD, wte_VxD)
