@@ -10,6 +10,9 @@ the cache, through the whole model) for:
                the perturbation the gradient is taken for) stacked L x B x H x S x K,
   per_layer:   the same loop with the cache and the perturbation held as one
                array per layer (`gpt2_forward_layers`, what PPLM steers now),
+  per_layer_xla: the same with every weight product by XLA's dot instead of
+               jaxnn's CPU kernel (which the others use for float32 one-token
+               passes of at most 8 rows),
 
 and counts in the optimized XLA HLO the ops that slice a block's weights out
 of the stack (`dynamic-slice` fusions producing weight-shaped arrays; on CPU
@@ -25,7 +28,7 @@ and batch.
 
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_layers.py --threads 1 \
-      --batch 1,8 --variants unrolled,per_layer
+      --batch 1,8 --variants per_layer,per_layer_xla
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def main(argv=None) -> int:
   parser.add_argument("--batch", default="1",
                       help="batch size, or several (e.g. 1,8) timed interleaved in one run")
   parser.add_argument("--variants", default="scan,scan_unroll,unrolled,per_layer",
-                      help="comma-separated subset of scan, scan_unroll, unrolled, per_layer")
+                      help="comma-separated subset of scan, scan_unroll, unrolled, per_layer, "
+                           "per_layer_xla")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
@@ -61,7 +65,9 @@ def main(argv=None) -> int:
   import numpy as np
 
   from jaxnn.pplm import GPT2Config, init_cache, init_params
+  from jaxnn.pplm import _products
   from jaxnn.pplm._gpt2 import _block, _layer_norm
+  from jaxnn.pplm._products import tied_logits
   from jaxnn.pplm._model_generate import kth_largest
 
   width, layers, heads = SIZES[args.size]
@@ -72,12 +78,13 @@ def main(argv=None) -> int:
   weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
                    f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
   batches = [int(b) for b in args.batch.split(",")]
+  kernel_rows = _products.MAX_KERNEL_ROWS
   results = {"size": args.size, "batch": args.batch, "threads": args.threads,
              "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
 
   def head(params, x_BxTxD):
     hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
-    return jnp.einsum("btd,vd->btv", hidden_BxTxD, params["wte"])
+    return tied_logits(hidden_BxTxD, params["wte"])
 
   def split(a_LxBxHxSxK):
     return [a_LxBxHxSxK[i] for i in range(layers)]
@@ -112,10 +119,14 @@ def main(argv=None) -> int:
                 "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked,
                                 lambda a: a),
                 "unrolled": (unrolled_forward, per_layer, lambda a: a),
-                "per_layer": (unrolled_forward, per_layer, split)}
+                "per_layer": (unrolled_forward, per_layer, split),
+                "per_layer_xla": (unrolled_forward, per_layer, split)}
     variants = {name: variants[name] for name in args.variants.split(",")}
     cache_shape = "f32[" + ",".join(map(str, k_LxBxHxSxK.shape)) + "]"
     for name, (forward, params, form) in variants.items():
+      # "_xla": GPT-2's weight products by XLA's dot, not the CPU kernel (retraced).
+      _products.MAX_KERNEL_ROWS = 0 if name.endswith("_xla") else kernel_rows
+      jax.clear_caches()
       k, v = form(k_LxBxHxSxK), form(v_LxBxHxSxK)
       def loss(dk, dv, params, forward=forward, k=k, v=v):
         logits_Bx1xV = forward(params, jax.tree.map(jnp.add, k, dk), jax.tree.map(jnp.add, v, dv))
