@@ -17,6 +17,14 @@ entries. This kernel does in one call what the projection needs:
   beyond D); then block by block, the block's levels and the permutation as
   a scatter-add into K entries while the block is in L1 (so no inverse
   permutation is read; K = L with several blocks).
+- `fastfood_fwd_leaves` / `fastfood_bwd_leaves`: the same two directions for
+  a subspace model, with theta_D = theta_0 + P theta_d cut into the model's
+  parameter leaves: the forward's last pass writes `theta_0 + scale * y`
+  straight into one output buffer per leaf (variadic FFI results), and the
+  backward's first pass reads the leaves' cotangents in place (variadic FFI
+  arguments). The flat (D,) theta_D, its slices into the leaves and the
+  concatenated gradient never exist. Each pass is split into pieces over
+  which every stream stays inside one leaf.
 
 The source is compiled on first use and cached by `jaxnn._native` (keyed by
 the source, compiler, flags and jaxlib version, so an edited source is
@@ -38,7 +46,6 @@ _SOURCE = r"""
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -355,26 +362,34 @@ struct Segments {
   float* const* ptr;
 };
 
-// Calls piece(present, j0, m, at) for consecutive pieces [j0, j0 + m) of
-// [0, n) over which each of the S streams of flat indices first[k] + j stays
-// inside one segment: at[k][j - j0] stores index first[k] + j for the first
-// `present` streams; the others lie beyond D (first[k] grows with k).
-template <int S, class Piece>
-JAXNN_INLINE void ForPieces(const Segments& seg, const int64_t* first, int64_t n, Piece piece) {
-  const int64_t D = seg.start[seg.count];
-  for (int64_t j0 = 0, j1; j0 < n; j0 = j1) {
-    j1 = n;
-    int present = 0;
-    float* at[S] = {};
-    for (int k = 0; k < S && first[k] + j0 < D; ++k) {
-      const int64_t i = first[k] + j0;
-      const int64_t s = std::upper_bound(seg.start, seg.start + seg.count + 1, i) - seg.start - 1;
-      at[k] = seg.ptr[s] + (i - seg.start[s]);
-      j1 = std::min(j1, seg.start[s + 1] - first[k]);
-      present = k + 1;
-    }
-    piece(present, j0, j1 - j0, at);
+// Pieces [j0, j0 + m) of [0, n) over which each of the S streams of flat
+// indices first[k] + j stays inside one segment: at[k][j - j0] stores index
+// first[k] + j for the first `present` streams; the others lie beyond D
+// (first[k] grows with k).
+struct Piece {
+  int present;
+  int64_t j0, m;
+  float* at[4];
+};
+
+// The next piece after p (start with p.j0 = p.m = 0); false at the end.
+template <int S>
+JAXNN_INLINE bool NextPiece(const Segments& seg, const int64_t* first, int64_t n, Piece& p) {
+  const int64_t j0 = p.j0 + p.m, D = seg.start[seg.count];
+  if (j0 >= n) return false;
+  int64_t j1 = n;
+  p.present = 0;
+  for (int k = 0; k < S && first[k] + j0 < D; ++k) {
+    const int64_t i = first[k] + j0;
+    const int64_t s = std::upper_bound(seg.start, seg.start + seg.count + 1, i) - seg.start - 1;
+    p.at[k] = seg.ptr[s] + (i - seg.start[s]);
+    j1 = std::min(j1, seg.start[s + 1] - first[k]);
+    p.present = k + 1;
   }
+  for (int k = p.present; k < 4; ++k) p.at[k] = nullptr;
+  p.j0 = j0;
+  p.m = j1 - j0;
+  return true;
 }
 
 // The S-point butterfly (S = 1, 2 or 4: no level, one level, two levels).
@@ -393,12 +408,38 @@ JAXNN_INLINE void Butterfly(float* v) {
   }
 }
 
-template <int P, class Body>
-JAXNN_INLINE void WithPresent(int present, Body body) {
-  if (present == P) {
-    body(std::integral_constant<int, P>());
-  } else if constexpr (P > 0) {
-    WithPresent<P - 1>(present, body);
+// One piece of the forward's last pass: v = the S-point butterfly of x[k
+// stride + j], then o_k[j] = (Acc ? o_k[j] : t_k[j]) + scale v_k for the
+// first P streams. Restrict-qualified parameters (not arrays of pointers)
+// let GCC vectorize without alias checks.
+template <int S, int P, bool Acc>
+JAXNN_INLINE void StoreRun(const float* __restrict x, int64_t stride, int64_t m, float scale,
+                           float* __restrict o0, float* __restrict o1, float* __restrict o2,
+                           float* __restrict o3, const float* __restrict t0,
+                           const float* __restrict t1, const float* __restrict t2,
+                           const float* __restrict t3) {
+  for (int64_t j = 0; j < m; ++j) {
+    float v[S];
+    for (int k = 0; k < S; ++k) v[k] = x[k * stride + j];
+    Butterfly<S>(v);
+    if constexpr (P > 0) o0[j] = (Acc ? o0[j] : t0[j]) + scale * v[0];
+    if constexpr (P > 1) o1[j] = (Acc ? o1[j] : t1[j]) + scale * v[1];
+    if constexpr (P > 2) o2[j] = (Acc ? o2[j] : t2[j]) + scale * v[2];
+    if constexpr (P > 3) o3[j] = (Acc ? o3[j] : t3[j]) + scale * v[3];
+  }
+}
+
+template <int S, bool Acc>
+JAXNN_INLINE void StorePiece(const float* x, int64_t stride, float scale, const Piece& p,
+                             const float* const* t) {
+  const int64_t m = p.m;
+  float* const* o = p.at;
+  switch (p.present) {
+    case 1: StoreRun<S, 1, Acc>(x, stride, m, scale, o[0], o[1], o[2], o[3], t[0], t[1], t[2], t[3]); break;
+    case 2: StoreRun<S, 2, Acc>(x, stride, m, scale, o[0], o[1], o[2], o[3], t[0], t[1], t[2], t[3]); break;
+    case 3: StoreRun<S, 3, Acc>(x, stride, m, scale, o[0], o[1], o[2], o[3], t[0], t[1], t[2], t[3]); break;
+    case 4: StoreRun<S, 4, Acc>(x, stride, m, scale, o[0], o[1], o[2], o[3], t[0], t[1], t[2], t[3]); break;
+    default: break;
   }
 }
 
@@ -411,35 +452,16 @@ JAXNN_INLINE void StorePassSeg(const float* y, int64_t n, int64_t stride, const 
   for (int64_t i = 0; i < n; i += S * stride) {
     int64_t first[S];
     for (int k = 0; k < S; ++k) first[k] = i + k * stride;
-    ForPieces<S>(seg, first, stride, [&](int present, int64_t j0, int64_t m, float* const* at) {
-      WithPresent<S>(present, [&](auto P_) {
-        constexpr int P = decltype(P_)::value;
-        if constexpr (P > 0) {
-          const float* __restrict x = y + i + j0;
-          float* __restrict o[P];
-          const float* __restrict t[P];
-          for (int k = 0; k < P; ++k) {
-            o[k] = at[k];
-            t[k] = t0 + first[k] + j0;
-          }
-          const auto run = [&](auto accumulate_) {
-            for (int64_t j = 0; j < m; ++j) {
-              float v[S];
-              for (int k = 0; k < S; ++k) v[k] = x[k * stride + j];
-              Butterfly<S>(v);
-              for (int k = 0; k < P; ++k) {
-                o[k][j] = (decltype(accumulate_)::value ? o[k][j] : t[k][j]) + scale * v[k];
-              }
-            }
-          };
-          if (accumulate) {
-            run(std::true_type());
-          } else {
-            run(std::false_type());
-          }
-        }
-      });
-    });
+    Piece p{0, 0, 0, {}};
+    while (NextPiece<S>(seg, first, stride, p)) {
+      const float* t[4] = {};
+      for (int k = 0; k < p.present; ++k) t[k] = t0 + first[k] + p.j0;
+      if (accumulate) {
+        StorePiece<S, true>(y + i + p.j0, stride, scale, p, t);
+      } else {
+        StorePiece<S, false>(y + i + p.j0, stride, scale, p, t);
+      }
+    }
   }
 }
 
@@ -455,41 +477,59 @@ JAXNN_INLINE void StoreLevelsSeg(float* y, int64_t n, int64_t h, int64_t end, co
   StorePassSeg<4>(y, n, last, seg, t0, scale, accumulate);
 }
 
+// One piece of the backward's first pass: x[k stride + j] <- the S-point
+// butterfly of scale g_k[j] (zero for streams k >= P).
+template <int S, int P>
+JAXNN_INLINE void LoadRun(float* __restrict x, int64_t stride, int64_t m, float scale,
+                          const float* __restrict g0, const float* __restrict g1,
+                          const float* __restrict g2, const float* __restrict g3) {
+  for (int64_t j = 0; j < m; ++j) {
+    float v[S];
+    if constexpr (S > 0) v[0] = P > 0 ? scale * g0[j] : 0.0f;
+    if constexpr (S > 1) v[1] = P > 1 ? scale * g1[j] : 0.0f;
+    if constexpr (S > 2) v[2] = P > 2 ? scale * g2[j] : 0.0f;
+    if constexpr (S > 3) v[3] = P > 3 ? scale * g3[j] : 0.0f;
+    Butterfly<S>(v);
+    for (int k = 0; k < S; ++k) x[k * stride + j] = v[k];
+  }
+}
+
+// The backward's first pass with S streams `stride` apart (see LoadLevelsSeg).
+template <int S>
+JAXNN_INLINE void LoadPassSeg(float* y, int64_t n, int64_t stride, const Segments& seg,
+                              float scale) {
+  for (int64_t i = 0; i < n; i += S * stride) {
+    int64_t first[S];
+    for (int k = 0; k < S; ++k) first[k] = i + k * stride;
+    Piece p{0, 0, 0, {}};
+    while (NextPiece<S>(seg, first, stride, p)) {
+      float* x = y + i + p.j0;
+      float* const* g = p.at;
+      switch (p.present) {
+        case 0: LoadRun<S, 0>(x, stride, p.m, scale, g[0], g[1], g[2], g[3]); break;
+        case 1: LoadRun<S, 1>(x, stride, p.m, scale, g[0], g[1], g[2], g[3]); break;
+        case 2: LoadRun<S, 2>(x, stride, p.m, scale, g[0], g[1], g[2], g[3]); break;
+        case 3: LoadRun<S, 3>(x, stride, p.m, scale, g[0], g[1], g[2], g[3]); break;
+        default: LoadRun<S, 4>(x, stride, p.m, scale, g[0], g[1], g[2], g[3]); break;
+      }
+    }
+  }
+}
+
 // y[0, n) <- the first pass (levels h and 2h while 4h <= end, or h alone, or
 // none) of scale * g, g read by segments and zero beyond D; returns the next
 // level.
 JAXNN_INLINE int64_t LoadLevelsSeg(float* y, int64_t n, int64_t h, int64_t end,
                                    const Segments& seg, float scale) {
-  const auto pass = [&](auto S_, int64_t stride) {
-    constexpr int S = decltype(S_)::value;
-    for (int64_t i = 0; i < n; i += S * stride) {
-      int64_t first[S];
-      for (int k = 0; k < S; ++k) first[k] = i + k * stride;
-      ForPieces<S>(seg, first, stride, [&](int present, int64_t j0, int64_t m, float* const* at) {
-        WithPresent<S>(present, [&](auto P_) {
-          constexpr int P = decltype(P_)::value;
-          float* __restrict x = y + i + j0;
-          const float* __restrict g[P > 0 ? P : 1] = {};
-          for (int k = 0; k < P; ++k) g[k] = at[k];
-          for (int64_t j = 0; j < m; ++j) {
-            float v[S];
-            for (int k = 0; k < S; ++k) v[k] = k < P ? scale * g[k][j] : 0.0f;
-            Butterfly<S>(v);
-            for (int k = 0; k < S; ++k) x[k * stride + j] = v[k];
-          }
-        });
-      });
-    }
-  };
   if (h >= end) {
-    pass(std::integral_constant<int, 1>(), n);
+    LoadPassSeg<1>(y, n, n, seg, scale);
     return h;
   }
   if (4 * h > end) {
-    pass(std::integral_constant<int, 2>(), h);
+    LoadPassSeg<2>(y, n, h, seg, scale);
     return 2 * h;
   }
-  pass(std::integral_constant<int, 4>(), h);
+  LoadPassSeg<4>(y, n, h, seg, scale);
   return 4 * h;
 }
 
