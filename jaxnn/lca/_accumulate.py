@@ -190,8 +190,9 @@ class LinearStem(NamedTuple):
   stem's parameters, which the refinement decision needs at every level, is
   <dz, sum_k w_k dL/dz_k> with dz = z(theta_{t+1}) - z(theta_t)
   (`jax.linear_transpose` is the adjoint). On MNIST-FC this leaves two of
-  the first layer's products per iteration instead of five (three with the
-  output interpolated alone). `check_stem` verifies a declaration (linearity
+  the first layer's products per iteration instead of four (a forward and a
+  weight-gradient product at each of two points; three with the output
+  interpolated alone). `check_stem` verifies a declaration (linearity
   and that the two parts rebuild the model); `fc_stem` declares the first
   layer of `jaxnn.models.FC`.
 
