@@ -12,7 +12,7 @@ the cache, through the whole model) for:
                array per layer (`gpt2_forward_layers`, what PPLM steers now),
   per_layer_xla: the same with every weight product by XLA's dot instead of
                jaxnn's CPU kernel (which the others use for float32 one-token
-               passes of at most 8 rows),
+               passes of at most 32 rows),
 
 and counts in the optimized XLA HLO the ops that slice a block's weights out
 of the stack (`dynamic-slice` fusions producing weight-shaped arrays; on CPU

@@ -24,8 +24,8 @@ sequentially, and does the M multiply-adds per weight in registers:
 
 Both forms read each weight once per 8 rows of x. On one Zen 4 core with
 GPT-2 small's weights coming from memory, a whole one-token set of products
-(forward and backward) at M = 8 ran 2.4x faster than XLA's dots and took
-1.3x the time of M = 1 (benchmarks/pplm_matmul.py; results in
+(forward and backward) at M = 8 ran 2.3x faster than XLA's dots and took
+1.3-1.5x the time of M = 1 (benchmarks/pplm_matmul.py; results in
 benchmarks/results/pplm.md).
 
 The source is compiled on first use and cached by `jaxnn._native` (keyed by

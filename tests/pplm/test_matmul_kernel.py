@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxnn.pplm import _matmul_kernel, _products
-from jaxnn.pplm._gpt2 import gpt2_forward, init_cache
+from jaxnn.pplm._gpt2 import GPT2Config, gpt2_forward, gpt2_forward_layers, init_cache, init_params
 
 pytestmark = pytest.mark.skipif(not _matmul_kernel.available(),
                                 reason=f"no C++ compiler: {_matmul_kernel.error()}")
@@ -98,3 +98,23 @@ def test_gpt2_float32_one_token_pass_uses_the_kernel(tiny_gpt2):
   hlo = _compiled_hlo(lambda p, c, t: gpt2_forward(p, config, c, t)[0], params, cache, tokens)
   # 4 dense layers per block and the head.
   assert hlo.count('custom_call_target="jaxnn_pplm_matmul') == 4 * config.n_layer + 1
+
+
+def test_steering_gradient_has_no_weight_gradient():
+  config = GPT2Config(vocab_size=300, n_positions=64, n_embd=64, n_layer=2, n_head=4)
+  params = init_params(config, jax.random.key(0))
+  cache = init_cache(config, 8, 16)
+  k_layers, v_layers = [cache.k[i] for i in range(2)], [cache.v[i] for i in range(2)]
+
+  def loss(dk, dv):
+    logits_Bx1xV, _, _, _ = gpt2_forward_layers(
+        params, config, [a + b for a, b in zip(k_layers, dk)],
+        [a + b for a, b in zip(v_layers, dv)], jnp.int32(3), jnp.zeros((8, 1), jnp.int32))
+    return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
+
+  hlo = _compiled_hlo(jax.grad(loss, (0, 1)), k_layers, v_layers)
+  # Forward: 4 dense layers x 2 blocks + the head; backward: the head, all 4 of the last
+  # block and 3 of the first (its c_attn input does not reach any cache).
+  assert hlo.count('custom_call_target="jaxnn_pplm_matmul') == 17
+  dots = [line for line in hlo.splitlines() if " dot(" in line]
+  assert dots and all("f32[8,4,1,16]" in line for line in dots)  # attention only
