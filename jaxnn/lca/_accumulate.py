@@ -535,10 +535,10 @@ class LCAState(NamedTuple):
     tracked_value_T1xK: their values at theta_0..theta_T.
     sets: the `SetRecord` of all evaluation sets, stacked on a leading axis.
     stem_z: with a `LinearStem`, its output at the current parameters for
-      every chunk, (chunks, chunk_size, ...); otherwise empty.
+      every chunk, (chunks, chunk_size, ...); otherwise a scalar 0.
     stem_dz: with a `LinearStem`, the gradient of each set's mean loss with
       respect to `stem_z` (the start point's, like `sets.start`); otherwise
-      empty.
+      a scalar 0.
   """
 
   iteration: jax.Array
@@ -668,7 +668,7 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     sets = SetRecord(Point(f(), f(P_head)), f(T + 1), f(T), f(T), f(T), f(T), i(T), f(T),
                      f(T, L), f(T, N), i(T), i(T), f(T, K), f(P), i(P), i(P))
     values = jnp.zeros((T + 1, K), jnp.float32).at[0].set(_flat(params)[index_K])
-    stem_z = stem_dz = jnp.zeros((0,), jnp.float32)
+    stem_z = stem_dz = jnp.zeros((), jnp.float32)  # unused (Orbax saves no empty arrays)
     if stem is not None:
       z = jax.eval_shape(stem.apply, _split_stem(stem, params)[0], eval_set.x[0])
       stem_z = stem_dz = jnp.zeros((eval_set.x.shape[0], *z.shape), jnp.float32)
@@ -788,7 +788,7 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     lca_sum = jnp.sum(lca_SxP, 1)
     if stream is not None:
       for i in range(S):
-        jax.debug.callback(stream, i, t, lca_SxP[i], ordered=True)
+        jax.debug.callback(stream, i, t, lca_SxP[i])  # rows by index: any order, any devices
     put = lambda arr, v: arr.at[:, t].set(v, mode="drop")
     loss_T1 = jnp.where(state.has_start, rec.loss_T1, rec.loss_T1.at[:, 0].set(c["prev_loss"]))
     sets = SetRecord(

@@ -179,6 +179,7 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
       progress=config.progress, description="lca", extra_args=(eval_set,),
       compiler_options=options)
   if stream is not None:
+    jax.effects_barrier()  # every row written before the flush
     stream.flush()
   timings["train_with_lca"] = time.perf_counter() - t0 - sum(timings.values())
   records = records_to_numpy(accumulator, lca_state)

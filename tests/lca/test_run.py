@@ -36,20 +36,26 @@ def test_fast_compile_and_stem_give_the_plain_results():
   assert fast["train_accuracy"] == default["train_accuracy"]
 
 
-def test_stem_on_two_devices_gives_the_plain_results():
+def test_stem_on_two_devices_gives_the_plain_results(tmp_path):
   """Chunks split across 2 devices, refinement forced: the stem's LCA = the plain path's."""
   dataset = load_dataset("digits")
   runs = []
   for stem in (True, False):
     config = LCAConfig(dataset="digits", widths=(12,), batch_size=200, epochs=1, chunk_size=500,
                        learning_rate=0.3, threshold=1e-5, max_splits=8, num_devices=2,
-                       num_shuffles=10, num_tracked=200, plots=False, progress=False,
-                       stem=stem)
-    runs.append(run_lca(config, dataset=dataset))
+                       num_shuffles=10, num_tracked=200, stream=True, plots=False,
+                       progress=False, stem=stem)
+    runs.append(run_lca(config, tmp_path / str(stem), dataset=dataset))
   ours, plain = runs
   assert ours["devices"] == 2
   assert np.any(plain["records"]["train/splits_T"] > 2)
   for name in ("train", "validation"):
+    # The full per-parameter, per-iteration arrays, streamed from 2 devices.
+    a, b = (np.load(tmp_path / str(stem) / f"lca_{name}.npy") for stem in (True, False))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.max(np.abs(b)))
+    np.testing.assert_array_equal(a == 0, b == 0)
+    np.testing.assert_allclose(a.sum(0), plain["records"][f"{name}/total_P"], rtol=1e-4,
+                               atol=1e-7)
     np.testing.assert_array_equal(ours["records"][f"{name}/splits_T"],
                                   plain["records"][f"{name}/splits_T"])
     for key in ("lca_T", "error_T", "first_order_T", "layer_TxL", "neuron_TxN", "total_P",
