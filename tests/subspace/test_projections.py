@@ -155,24 +155,30 @@ def test_projections_are_nested(name):
 
 
 def test_fastfood_kernel_inside_shard_map_over_devices():
-  """Configs sharded over 2 devices (as the sweep does): the kernel's P^T g equals XLA's."""
+  """Configs sharded over 2 devices (as the sweep does): the kernel's P^T g equals XLA's, for
+  `apply` and for `apply_leaves` (gradients w.r.t. theta and the base)."""
   mesh = jax.make_mesh((2,), ("data",))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  shapes = ((10, 100), (), (209,))
   grads = {}
   for kernel in ("native", "xla"):
     projection = fastfood_projection(kernel)
     states = jax.vmap(lambda k: projection.init(k, 1210, 50))(
         jax.random.split(jax.random.PRNGKey(0), 4))
     theta_4xd = jnp.asarray(np.random.default_rng(0).normal(size=(4, 50)), jnp.float32)
+    base_4xD = jnp.asarray(np.random.default_rng(1).normal(size=(4, 1210)), jnp.float32)
 
-    def grad(states, theta_4xd):
+    def grad(states, theta_4xd, base_4xD):
       loss = lambda s, t: jnp.sum(jnp.square(projection.apply(s, t)))
-      return jax.vmap(jax.grad(loss, argnums=1))(states, theta_4xd)
+      leaves_loss = lambda s, t, b: sum(jnp.sum(jnp.square(l))
+                                        for l in projection.apply_leaves(s, t, b, shapes))
+      return (jax.vmap(jax.grad(loss, argnums=1))(states, theta_4xd),
+              jax.vmap(jax.grad(leaves_loss, argnums=(1, 2)))(states, theta_4xd, base_4xD))
 
     spec = jax.sharding.PartitionSpec("data")
-    grads[kernel] = jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(spec, spec), out_specs=spec))(
-        *jax.device_put((states, theta_4xd), sharding))
-  np.testing.assert_allclose(grads["native"], grads["xla"], rtol=1e-4, atol=1e-5)
+    grads[kernel] = jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec))(
+        *jax.device_put((states, theta_4xd, base_4xD), sharding))
+  chex.assert_trees_all_close(grads["native"], grads["xla"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", ["native", "xla"])
