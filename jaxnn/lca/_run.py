@@ -25,7 +25,8 @@ from jaxnn.lca._analysis import records_to_numpy, summarize
 from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._plots import plot_all
 from jaxnn.lca._stream import LCAStream
-from jaxnn.models import count_params, create_model
+from jaxnn import models
+from jaxnn.models import count_params
 from jaxnn.train import (data_parallel, from_nnx, init_train_state, make_evaluator, make_optimizer,
                          make_train_step, run_loop, write_json_atomic)
 
@@ -96,18 +97,11 @@ def compiler_options(fast_compile: bool = True) -> dict | None:
 
 
 def init_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Module:
-  """`create_model` of `config`, its initialization compiled as one executable.
-
-  The same weights as the eager `create_model(...)` (each random initializer
-  is compiled anyway; one executable instead of one per initializer and
-  shape saves most of a short run's setup).
-  """
-  make = lambda: create_model(config.model, input_shape, num_classes, seed=config.seed,
-                              widths=config.widths)
-  graphdef, _ = nnx.split(nnx.eval_shape(make))
-  variables = jax.jit(lambda: nnx.split(make())[1],
-                      compiler_options=compiler_options(config.fast_compile))()
-  return nnx.merge(graphdef, variables)
+  """`config`'s network by `jaxnn.models.init_model` (one compiled initialization, the
+  same weights as the eager `create_model`), compiled with `compiler_options`."""
+  return models.init_model(config.model, input_shape, num_classes, seed=config.seed,
+                           widths=config.widths,
+                           compiler_options=compiler_options(config.fast_compile))
 
 
 def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, dataset=None) -> dict:
