@@ -109,8 +109,9 @@ JAXNN_INLINE void KnChunk(const float* xt, const float* W, int64_t N, int64_t ro
 // y[M, N] += x[:, k0:k0 + rows] @ W[k0:k0 + rows, :] (W points at row k0).
 template <int M, int ROWS>
 JAXNN_INLINE void KnBlock(const float* xt, const float* W, int64_t N, int64_t rows, float* y) {
-  // The next block, read ahead linearly: 8 lines per 16 columns (8 rows);
-  // past the end of W this prefetches nothing useful, but prefetches never fault.
+  // The next block, prefetched into L2 linearly as the columns advance (8
+  // rows x 16 columns = 8 lines per 16 columns); past the end of W this
+  // fetches nothing useful, but prefetches never fault.
   const char* ahead = reinterpret_cast<const char*>(W + kRows * N);
   int64_t n = 0;
   for (; n + 32 <= N; n += 32) KnChunk<M, 2, ROWS>(xt, W, N, rows, y, n, ahead + 8 * 4 * n);
@@ -138,8 +139,9 @@ JAXNN_INLINE void MatmulKn(const float* x, int64_t ldx, const float* W, int64_t 
   }
 }
 
-// Sums each of the 16 vectors a[i] into lane i of the result (a butterfly:
-// each level adds halves of pairs, 15 shuffle pairs in all).
+// Sums each of the 16 vectors a[i] into one lane of the result, lane
+// kLaneOf[i] (a butterfly: each level adds halves of pairs, 15 shuffle pairs
+// in all).
 JAXNN_INLINE V16 ReduceLanes16(const V16* a) {
   const I16 lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
   const I16 hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
@@ -154,7 +156,7 @@ JAXNN_INLINE V16 ReduceLanes16(const V16* a) {
   for (int j = 0; j < 8; ++j)
     b[j] = __builtin_shuffle(a[2 * j], a[2 * j + 1], lo8) +
            __builtin_shuffle(a[2 * j], a[2 * j + 1], hi8);
-  // Level 2: c[j] lanes 4i..4i+3 hold the partial sums of a[4j + (order below)].
+  // Levels 2-4 likewise with quarters, eighths and single lanes.
   for (int j = 0; j < 4; ++j)
     c[j] = __builtin_shuffle(b[2 * j], b[2 * j + 1], lo4) +
            __builtin_shuffle(b[2 * j], b[2 * j + 1], hi4);

@@ -1,11 +1,11 @@
 """GPT-2's weight products with few rows: the CPU kernel in float32, XLA otherwise.
 
 `dense_matmul(x, kernel)` (x @ W for the Conv1D weights W[in, out]) and
-`tied_logits(hidden, wte)` (hidden @ wte^T) run on CPU through
-`_matmul_kernel` when both operands are float32 and x has at most
-`MAX_KERNEL_ROWS` rows (the batch times the new positions of a one-token
-pass), and through XLA's dot otherwise (other platforms, float64, long
-prompts). Each is a `jax.custom_vjp` whose backward gives the input's
+`tied_logits(hidden, wte)` (hidden @ wte^T) run through `_matmul_kernel`
+when CPU is JAX's default backend, both operands are float32 and x has at
+most `MAX_KERNEL_ROWS` rows (the batch times the new positions: every pass
+of PPLM's steering loop, and short prompts), and through XLA's dot
+otherwise (other platforms, float64, long prompts). Each is a `jax.custom_vjp` whose backward gives the input's
 gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
 weights' gradient by a plain einsum (unused, and removed by XLA, when only
 the input or the cache is differentiated, as in PPLM's steering).
@@ -32,7 +32,8 @@ _warned: list = []  # the unavailable-kernel warning is given once per process
 
 def _use_kernel(x, w) -> bool:
   rows = math.prod(x.shape[:-1])
-  if x.dtype != jnp.float32 or w.dtype != jnp.float32 or rows > MAX_KERNEL_ROWS:
+  if (x.dtype != jnp.float32 or w.dtype != jnp.float32 or rows > MAX_KERNEL_ROWS
+      or jax.default_backend() != "cpu"):
     return False
   if _matmul_kernel.available():
     return True
