@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from jaxnn.pplm import _matmul_kernel
 
 # Up to this many rows the kernel was measured faster than XLA's dot with
-# weights from memory on one CPU core (GPT-2 small's products: 1.6-2.5x at 8
-# rows, 1.2x at 32; benchmarks/pplm_matmul.py). It reads the weights once per
+# weights from memory on one CPU core (GPT-2 small's products: 2.0-3.1x each
+# at 8 rows, 1.2x for a whole pass's products at 32; benchmarks/pplm_matmul.py). It reads the weights once per
 # 8 rows, so with more rows XLA's cache-blocked dots catch up.
 MAX_KERNEL_ROWS = 32
 
