@@ -23,8 +23,9 @@ from jaxnn.pplm import _matmul_kernel
 
 # Up to this many rows the kernel was measured faster than XLA's dot with
 # weights from memory on one CPU core (GPT-2 small's products: 2.0-3.1x each
-# at 8 rows, 1.2x for a whole pass's products at 32; benchmarks/pplm_matmul.py). It reads the weights once per
-# 8 rows, so with more rows XLA's cache-blocked dots catch up.
+# at 8 rows, 1.2x for a whole pass's products at 32; benchmarks/pplm_matmul.py).
+# It reads the weights once per 8 rows, so with more rows XLA's cache-blocked
+# dots catch up.
 MAX_KERNEL_ROWS = 32
 
 _warned: list = []  # the unavailable-kernel warning is given once per process
