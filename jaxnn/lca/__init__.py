@@ -7,7 +7,8 @@ integral of the full-set gradient along the step. Pieces, from the inside out:
   one iteration and accumulate summaries; `with_lca(train_step, acc)` wraps
   any train step for `jaxnn.train.run_loop`; `LinearStem` (`fc_stem`,
   `check_stem`): an exact saving for models whose first layer is affine in
-  its weights;
+  its weights (`drop_zero_features`: without the input features 0 in every
+  evaluation example);
 - `summarize`, `synchronization`: the paper's analyses; `plot_all`: its views;
 - `run_lca(LCAConfig(...), workdir)`: the whole job behind `jaxnn lca`
   (`init_model`, `compiler_options`: its faster-compiling setup).
@@ -18,7 +19,7 @@ References:
 """
 
 from jaxnn.lca._accumulate import (METHODS, EvalSet, LCAAccumulator, LCAState, Layout, LinearStem,
-                                   SetRecord, check_stem, fc_stem, full_set_loss, layer_names,
+                                   SetRecord, check_stem, drop_zero_features, fc_stem, full_set_loss, layer_names,
                                    lca_accumulator, make_eval_set, make_eval_sets, make_layout,
                                    with_lca)
 from jaxnn.lca._analysis import records_to_numpy, summarize, synchronization
@@ -31,7 +32,7 @@ from jaxnn.lca._stream import LCAStream
 __all__ = [
     "Allocation", "EvalSet", "LCAAccumulator", "LCAConfig", "LCAState", "LCAStream", "Layout",
     "LinearStem", "MAX_SPLITS", "METHODS", "Point", "SetRecord", "THRESHOLD", "VIEWS",
-    "adaptive_simpson", "check_stem", "compiler_options", "fc_stem", "first_order", "full_set_loss", "init_model", "layer_names",
+    "adaptive_simpson", "check_stem", "compiler_options", "drop_zero_features", "fc_stem", "first_order", "full_set_loss", "init_model", "layer_names",
     "lca_accumulator", "make_eval_set", "make_eval_sets", "make_layout", "plot_all", "records_to_numpy", "run_lca", "simpson", "simpson_weights",
     "summarize", "synchronization", "tree_sum", "with_lca",
 ]

@@ -19,8 +19,8 @@ from flax import nnx
 
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, load_dataset
-from jaxnn.lca._accumulate import (check_stem, fc_stem, lca_accumulator, make_eval_sets,
-                                   with_lca)
+from jaxnn.lca._accumulate import (check_stem, drop_zero_features, fc_stem, lca_accumulator,
+                                   make_eval_sets, with_lca)
 from jaxnn.lca._analysis import records_to_numpy, summarize
 from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._plots import plot_all
@@ -61,6 +61,7 @@ class LCAConfig:
   compile_cache: str | None = None  # directory of JAX's persistent compilation cache
   fast_compile: bool = True  # on CPU, XLA options that halve compile time (see `compiler_options`)
   stem: bool = True  # fc: interpolate the first layer's output between a step's ends (`LinearStem`)
+  # (and skip the input features that are 0 in every LCA example: `drop_zero_features`)
   num_shuffles: int = 1000  # shuffles for the synchronization test
   plots: bool = True
   progress: bool = True
@@ -154,9 +155,11 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
       raise JaxnnError("streaming the full LCA array needs an output directory")
     stream = LCAStream(workdir, num_steps, count_params(model.params), names)
   stem = None
+  lca_set = eval_set  # what the accumulator evaluates: without the features 0 everywhere (stem)
   if config.stem and config.model == "fc":
     stem = fc_stem(model.params)
     check_stem(model, stem, eval_set.x[0], seed=config.seed, compiler_options=options)
+    stem, lca_set = drop_zero_features(stem, eval_set)
   accumulator = lca_accumulator(
       model, num_steps, set_names=names, method=config.method, threshold=config.threshold,
       max_splits=config.max_splits, num_tracked=config.num_tracked, seed=config.seed,
@@ -164,13 +167,13 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
   state = init_train_state(model, optimizer, config.seed)
   timings = {"setup": time.perf_counter() - t0}
   lca_state = jax.jit(accumulator.init, compiler_options=options)(model.params, model.state,
-                                                                 dp.replicate(eval_set))
+                                                                 dp.replicate(lca_set))
   step = with_lca(make_train_step(model, optimizer, weight_decay=config.weight_decay), accumulator)
   state, lca_state = run_loop(
       step, (state, lca_state), batcher, num_steps, dp=dp, workdir=workdir,
       run_config=config.run_identity(), log_every=config.log_every,
       checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
-      progress=config.progress, description="lca", extra_args=(eval_set,),
+      progress=config.progress, description="lca", extra_args=(lca_set,),
       compiler_options=options)
   if stream is not None:
     jax.effects_barrier()  # every row written before the flush

@@ -8,7 +8,8 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.data import Split, load_dataset
-from jaxnn.lca import (LCAStream, LinearStem, Point, check_stem, fc_stem, full_set_loss,
+from jaxnn.lca import (LCAStream, LinearStem, Point, check_stem, drop_zero_features, fc_stem,
+                       full_set_loss,
                        lca_accumulator, make_eval_set, make_eval_sets, make_layout,
                        records_to_numpy, simpson, with_lca)
 from jaxnn.models import FC
@@ -171,31 +172,47 @@ def _near_zero(lca_TxP):
   return np.sum(np.abs(lca_TxP) <= 1e-6 * np.max(np.abs(lca_TxP)), 1)
 
 
-@pytest.mark.parametrize("method", ["simpson", "first_order"])
-def test_stem_gives_the_plain_allocation(digits, method, tmp_path):
+@pytest.mark.parametrize("method,zeros", [("simpson", True), ("first_order", True),
+                                          ("simpson", False)],
+                         ids=["simpson-zero-features", "first_order-zero-features",
+                              "simpson-no-zero-feature"])
+def test_stem_gives_the_plain_allocation(digits, method, zeros, tmp_path):
   """The stem (output interpolated, dL/dz integrated and transposed once) = the plain path.
 
   Per parameter and iteration, per layer, per neuron, fraction helped and
   errors, with refinement up to 8 splits triggered (tiny threshold, large
   steps) and each iteration's start point carried over from the previous one.
+  The stem skips the input features that are 0 in every evaluation example
+  (`drop_zero_features`; 7 of the 64 pixels of this digits subset, none once
+  a constant is added to every pixel), with weight decay moving their weights.
   """
   train, validation = digits
+  if not zeros:
+    train, validation = (Split(s.x + 0.05, s.y) for s in (train, validation))
   model = from_nnx(FC(64, (16, 8), 10, rngs=nnx.Rngs(1)))
   sets = make_eval_sets([train, validation], 128)
   stem = fc_stem(model.params)
   check_stem(model, stem, sets.x[0])
+  stem_r, sets_r = drop_zero_features(stem, sets)
+  dropped_F = ~np.any(np.concatenate([train.x, validation.x]).reshape(-1, 64) != 0, 0)
+  assert np.sum(dropped_F) == (7 if zeros else 0)
+  if zeros:
+    assert sets_r.x.shape == (*sets.x.shape[:2], 57) and stem_r.restrict is None
+  else:
+    assert stem_r is stem and sets_r is sets
   optimizer = optax.sgd(0.3, momentum=0.9)
   steps = 4 if method == "simpson" else 2
   P = make_layout(model.params).num_params
   records, streamed = [], []
-  for i, s in enumerate((None, stem)):
+  for i, (s, run_sets) in enumerate(((None, sets), (stem_r, sets_r))):
     stream = LCAStream(tmp_path / str(i), steps, P, ("train", "validation"))
     acc = lca_accumulator(model, steps, threshold=1e-6, max_splits=8, stem=s, method=method,
                           stream=stream)
-    step = jax.jit(with_lca(make_train_step(model, optimizer), acc))
-    carry = (init_train_state(model, optimizer), jax.jit(acc.init)(model.params, model.state, sets))
+    step = jax.jit(with_lca(make_train_step(model, optimizer, weight_decay=1e-2), acc))
+    carry = (init_train_state(model, optimizer),
+             jax.jit(acc.init)(model.params, model.state, run_sets))
     for t in range(steps):
-      carry, _ = step(carry, train.x[t * 60:t * 60 + 60], train.y[t * 60:t * 60 + 60], sets)
+      carry, _ = step(carry, train.x[t * 60:t * 60 + 60], train.y[t * 60:t * 60 + 60], run_sets)
     jax.effects_barrier()
     stream.flush()
     records.append(records_to_numpy(acc, carry[1]))
@@ -208,6 +225,11 @@ def test_stem_gives_the_plain_allocation(digits, method, tmp_path):
     a, b = streamed[1][name], streamed[0][name]  # per parameter and iteration
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.max(np.abs(b)))
     np.testing.assert_array_equal(a == 0, b == 0)  # the parameters that never moved
+    # dense0's kernel (after its bias in the flat order), row by input feature: the dropped
+    # features' rows moved (weight decay) at every iteration, with an LCA of exactly 0.
+    kernel0 = lambda a_P: a_P[..., 16:16 + 64 * 16].reshape(*a_P.shape[:-1], 64, 16)
+    assert np.all(kernel0(a)[:, dropped_F] == 0)
+    assert np.all(kernel0(ours[f"{name}/moved_count_P"])[dropped_F] == steps)
     assert np.all(np.abs(ours[f"{name}/helped_T"] - plain[f"{name}/helped_T"]) <= _near_zero(b))
     np.testing.assert_array_equal(ours[f"{name}/helped_T"], np.sum(a < 0, 1))
     np.testing.assert_array_equal(ours[f"{name}/moved_T"], plain[f"{name}/moved_T"])
@@ -242,3 +264,11 @@ def test_wrong_stem_declarations_are_refused(digits):
     lca_accumulator(model, 4, stem=LinearStem(("conv0",), stem.apply, stem.head))
   with pytest.raises(JaxnnError, match="jaxnn FC"):
     fc_stem({"conv0": {}})
+  wrong_restrict = stem._replace(
+      restrict=lambda index: lambda p, x_r: 2 * stem.restrict(index)(p, x_r))
+  with pytest.raises(JaxnnError, match="restrict"):
+    check_stem(model, wrong_restrict, sets.x[0])
+  stem_r, sets_r = drop_zero_features(stem, make_eval_set(digits[0], 128))
+  acc = lca_accumulator(model, 4, set_names=("train",), stem=stem_r)
+  with pytest.raises(JaxnnError, match="drop_zero_features"):
+    acc.init(model.params, model.state, sets)  # the set with every feature
