@@ -736,7 +736,9 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     a tuple: the flat gradient (of the head's parameters with a stem), and
     with a stem dL/dz per chunk, (chunks, chunk_size, ...), which is
     integrated the same way; `a_dz` is the integrated dL/dz of each set's
-    chunks at the level where the set stopped.
+    chunks at the level where the set stopped. Returns the loop's last carry
+    and, with a stem, its output at the end point and the change of its
+    output over the step (None without).
     """
     delta_P = _flat(delta if stem is None else _split_stem(stem, delta)[1])
     need_start = jnp.asarray(True) if stateful else ~state.has_start
@@ -813,16 +815,17 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     init_carry = dict(
         round=jnp.where(need_start, _START, _BASE).astype(jnp.int32), pair=jnp.zeros((), jnp.int32),
         splits=jnp.zeros((), jnp.int32), start=start, prev_loss=start.loss, end=start,
-        odd=zero_grad, even=zero_grad, new_odd=zero_grad, lca=zeros, a_dz=state.stem_dz, error_S=jnp.zeros(S, jnp.float32),
-        splits_S=jnp.zeros(S, jnp.int32), done_S=jnp.zeros(S, bool))
-    return jax.lax.while_loop(lambda c: ~jnp.all(c["done_S"]), body, init_carry), z0, z1
+        odd=zero_grad, even=zero_grad, new_odd=zero_grad, lca=zeros, a_dz=state.stem_dz,
+        error_S=jnp.zeros(S, jnp.float32), splits_S=jnp.zeros(S, jnp.int32),
+        done_S=jnp.zeros(S, bool))
+    return jax.lax.while_loop(lambda c: ~jnp.all(c["done_S"]), body, init_carry), z1, dz
 
   def update(state: LCAState, params0, params1, model_state0, model_state1, eval_set):
     check_sets(eval_set)
     t = state.iteration
     rec = state.sets
     delta = jax.tree.map(jnp.subtract, params1, params0)
-    c, z0, z1 = evaluate(state, params0, delta, model_state0, model_state1, eval_set)
+    c, z1, dz = evaluate(state, params0, delta, model_state0, model_state1, eval_set)
     start, end = c["start"], c["end"]
     delta_P = _flat(delta)
     if stem is None:
@@ -835,7 +838,7 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
       stem_lca = jax.tree.map(lambda g, d: g * d[None], stem_grad, stem_delta)
       lca_SxP = _flat({**stem_lca, **_unflat(c["lca"], head_like, 1)}, 1).astype(jnp.float32)
       first_sum = (start.grad[0] @ _flat(head_delta)
-                   + _stem_sum(eval_set, z1 - z0, start.grad[1]))
+                   + _stem_sum(eval_set, dz, start.grad[1]))
     state_change = start.loss - c["prev_loss"] if stateful else jnp.zeros(S, jnp.float32)
     first_error = end.loss - start.loss - first_sum
     moved_P = delta_P != 0
