@@ -8,7 +8,8 @@ entries. This kernel does in one call what the projection needs:
 - `wht`: the unnormalized Walsh-Hadamard transform, cache-blocked: the
   levels above 8,192 by radix-4 passes over the whole vector (the first one
   reading the input), then, block by block while the 32 KB block sits in L1,
-  the three lowest levels in registers and the others by radix-8 passes.
+  the seven lowest levels in registers (one pass) and the others by two
+  radix-8 passes.
 - `fastfood_fwd`: `sum_b scale_b (H G_b Pi_b tile(H_K (B_b x_b)))[:D]` per
   block b. Block by block, the permutation as a gather from the K-entry
   vector and the block's levels; then the levels above, the last pass
@@ -103,10 +104,10 @@ JAXNN_INLINE void Levels(float* x, int64_t n, int64_t h, int64_t end) {
       continue;
     }
     switch (h) {
-      // The strides that BlockLevels leaves to radix 4 (after Lowest3 and Radix8).
+      // The strides that BlockLevels leaves to radix 4 (after Lowest3 / Lowest7 and Radix8).
       case 8: Radix4<8>(x, n); break;
-      case 64: Radix4<64>(x, n); break;
-      case 512: Radix4<512>(x, n); break;
+      case 128: Radix4<128>(x, n); break;
+      case 1024: Radix4<1024>(x, n); break;
       default: Radix4<0>(x, n, h);
     }
     h *= 4;
@@ -148,8 +149,8 @@ JAXNN_INLINE void Levels8(float* x, int64_t n, int64_t h, int64_t end) {
   while (8 * h <= end) {
     switch (h) {
       case 8: Radix8<8>(x, n); break;
-      case 64: Radix8<64>(x, n); break;
-      case 512: Radix8<512>(x, n); break;
+      case 128: Radix8<128>(x, n); break;
+      case 1024: Radix8<1024>(x, n); break;
       default: Levels(x, n, h, end); return;
     }
     h *= 8;
@@ -177,6 +178,44 @@ JAXNN_INLINE void Lowest3(float* x, int64_t n) {
   }
 }
 
+typedef float Float16 __attribute__((vector_size(64)));
+typedef int32_t Int16 __attribute__((vector_size(64)));
+
+// Levels 1, 2, 4 and 8 of v's 16 entries: per level, a lane shuffle and a signed add.
+JAXNN_INLINE Float16 Lowest4(Float16 v) {
+  const Int16 m1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+  const Int16 m2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+  const Int16 m4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
+  const Int16 m8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
+  const Float16 s1 = {1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1};
+  const Float16 s2 = {1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1};
+  const Float16 s4 = {1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1};
+  const Float16 s8 = {1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1};
+  v = __builtin_shuffle(v, m1) + v * s1;
+  v = __builtin_shuffle(v, m2) + v * s2;
+  v = __builtin_shuffle(v, m4) + v * s4;
+  return __builtin_shuffle(v, m8) + v * s8;
+}
+
+// Levels 1 to 64 inside each run of 128 entries (n a multiple of 128), in one
+// pass: Lowest4 in each of the run's 8 vectors, then a radix-8 butterfly
+// across them.
+JAXNN_INLINE void Lowest7(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += 128) {
+    Float16 v[8];
+    for (int k = 0; k < 8; ++k) {
+      std::memcpy(&v[k], x + i + 16 * k, sizeof(Float16));
+      v[k] = Lowest4(v[k]);
+    }
+    const Float16 a0 = v[0] + v[1], a1 = v[0] - v[1], a2 = v[2] + v[3], a3 = v[2] - v[3];
+    const Float16 a4 = v[4] + v[5], a5 = v[4] - v[5], a6 = v[6] + v[7], a7 = v[6] - v[7];
+    const Float16 b0 = a0 + a2, b1 = a1 + a3, b2 = a0 - a2, b3 = a1 - a3;
+    const Float16 b4 = a4 + a6, b5 = a5 + a7, b6 = a4 - a6, b7 = a5 - a7;
+    const Float16 r[8] = {b0 + b4, b1 + b5, b2 + b6, b3 + b7, b0 - b4, b1 - b5, b2 - b6, b3 - b7};
+    std::memcpy(x + i, r, sizeof(r));
+  }
+}
+
 // The levels below kBlock run block by block while the block sits in L1
 // (32 KB); the levels above run as radix-4 passes over the whole vector
 // (at most 4 strided streams: more would map to the same L1 sets), the
@@ -184,10 +223,14 @@ JAXNN_INLINE void Lowest3(float* x, int64_t n) {
 // output (forward).
 constexpr int64_t kBlock = 8192;
 
-// All levels of x[0, n), n <= kBlock.
+// All levels of x[0, n), n <= kBlock: 3 passes over a block of 8,192
+// (levels 1-64 in registers, then two radix-8 passes).
 JAXNN_INLINE void BlockLevels(float* x, int64_t n) {
   int64_t h = 1;
-  if (n >= 8) {
+  if (n >= 128) {
+    Lowest7(x, n);
+    h = 128;
+  } else if (n >= 8) {
     Lowest3(x, n);
     h = 8;
   }
@@ -301,11 +344,27 @@ JAXNN_CLONES void HeadBwd(const float* tmp, const float* B, int64_t K, float* u)
       });
 }
 
-// y[0:n) <- g * h[perm & mask]; the AVX2 and AVX-512 clones vectorize it with
-// gathers from the L1-resident h (faster than scalar loads on AMD Zen 4).
+// y[0:n) <- g * h[perm & mask], 256 entries at a time: scalar loads from the
+// L1-resident h, two indices per 64-bit load, into a buffer that is then
+// multiplied by g in vectors (on AMD Zen 4, 1.6x faster than the AVX-512
+// gathers that GCC makes of the plain loop, and 1.1x faster than AVX2 ones).
 JAXNN_INLINE void GatherScale(const float* h, const float* g, const int32_t* perm, int64_t mask,
                               int64_t n, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * h[perm[i] & mask];
+  alignas(64) float t[256];
+  for (int64_t s = 0; s < n; s += 256) {
+    const int64_t m = std::min<int64_t>(256, n - s);
+    int64_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 1 < m; i += 2) {
+      uint64_t pair;
+      std::memcpy(&pair, perm + s + i, sizeof(pair));
+      t[i] = h[static_cast<uint32_t>(pair) & mask];
+      t[i + 1] = h[(pair >> 32) & mask];
+    }
+#endif
+    for (; i < m; ++i) t[i] = h[perm[s + i] & mask];
+    for (int64_t j = 0; j < m; ++j) y[s + j] = g[s + j] * t[j];
+  }
 }
 
 // o[:D] (+)= scale (H_L (g * h[perm & mask]))[:D]; y: L entries of scratch.
