@@ -69,6 +69,25 @@ def wht_radix2(x):
   return x
 
 
+def jax_runner(step, state, x, y, *extra):
+  """`run(n)`: n jitted steps on (x, y) from a copy of `state` (donated), carried over calls."""
+  import jax
+  import jax.numpy as jnp
+
+  step = jax.jit(step, donate_argnums=0)
+  holder = [jax.tree.map(jnp.copy, state)]  # donated: leave the model's own arrays alone
+
+  def run(n):
+    s = holder[0]
+    for _ in range(n):
+      s, _ = step(s, x, y, *extra)
+    jax.block_until_ready(s)
+    holder[0] = s
+
+  run(2)  # compile
+  return run
+
+
 def time_rounds(variants: dict, steps: int, rounds: int) -> dict:
   """Per-step wall and CPU (process) time of every variant, interleaved rounds.
 
@@ -120,22 +139,8 @@ def speed(args) -> dict:
   wd = args.weight_decay
   variants = {}
 
-  def jax_runner(step, state, *extra):
-    step = jax.jit(step, donate_argnums=0)
-    holder = [jax.tree.map(jnp.copy, state)]  # donated: leave the model's own arrays alone
-
-    def run(n):
-      s = holder[0]
-      for _ in range(n):
-        s, metrics = step(s, x_jax, y_jax, *extra)
-      jax.block_until_ready(s)
-      holder[0] = s
-
-    run(2)  # compile
-    return run
-
   variants["jax direct"] = jax_runner(make_train_step(model, optimizer, CLASSIFICATION, wd),
-                                      init_train_state(model, optimizer))
+                                      init_train_state(model, optimizer), x_jax, y_jax)
   D = None
   fastfood = fastfood_projection("native")
   # "fastfood flat": the same kernel without `apply_leaves`, i.e. theta_0 + P theta_d as one
@@ -148,7 +153,8 @@ def speed(args) -> dict:
     sub = subspace_model(model, args.d, projection, seed=0)
     D = sub.subspace.num_params
     step = make_subspace_train_step(sub.subspace, optimizer, CLASSIFICATION, wd)
-    variants[f"jax {name}"] = jax_runner(step, init_train_state(sub.model, optimizer), sub.state,
+    variants[f"jax {name}"] = jax_runner(step, init_train_state(sub.model, optimizer), x_jax, y_jax,
+                                         sub.state,
                                          jnp.int32(args.d))
     if name == "dense":
       P_state = sub.state.projection

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import subprocess
 import sys
-import time
 import types
 
 from _threads import pin_xla_threads
+from subspace_core import jax_runner, time_rounds
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KERNEL = "jaxnn/subspace/_fastfood_kernel.py"
@@ -46,7 +45,6 @@ def main():
   args = parser.parse_args()
   pin_xla_threads(1)
   sys.path.insert(0, str(REPO))
-  import jax
   import jax.numpy as jnp
   import numpy as np
 
@@ -63,36 +61,18 @@ def main():
   model = from_nnx(create_model("fc", (28, 28, 1), 10, seed=0))
   optimizer = make_optimizer("adam", 1e-3, b2=0.99)
 
-  def runner(step, state, *extra):
-    step = jax.jit(step, donate_argnums=0)
-    holder = [jax.tree.map(jnp.copy, state)]
-
-    def run(n):
-      s = holder[0]
-      for _ in range(n):
-        s, _ = step(s, x, y, *extra)
-      jax.block_until_ready(s)
-      holder[0] = s
-
-    run(2)  # compile while the kernel module below is in place
-    return run
-
-  variants = {"direct": runner(make_train_step(model, optimizer, CLASSIFICATION, 1e-4),
-                               init_train_state(model, optimizer))}
+  variants = {"direct": jax_runner(make_train_step(model, optimizer, CLASSIFICATION, 1e-4),
+                                   init_train_state(model, optimizer), x, y)}
   for name, kernel in (("old", old_kernel), ("new", _fastfood_kernel)):
     _projections._fastfood_kernel = kernel
     sub = subspace_model(model, 750, fastfood_projection("native"), seed=0)
     step = make_subspace_train_step(sub.subspace, optimizer, CLASSIFICATION, 1e-4)
-    variants[name] = runner(step, init_train_state(sub.model, optimizer), sub.state,
-                            jnp.int32(750))
+    # compiled here, while `kernel` is the module the projection calls
+    variants[name] = jax_runner(step, init_train_state(sub.model, optimizer), x, y, sub.state,
+                                jnp.int32(750))
   _projections._fastfood_kernel = _fastfood_kernel
-  cpu = {name: [] for name in variants}
-  for _ in range(args.rounds):
-    for name, run in variants.items():
-      start = time.process_time()
-      run(args.steps)
-      cpu[name].append((time.process_time() - start) / args.steps)
-  ms = {name: statistics.median(times) * 1e3 for name, times in cpu.items()}
+  times = time_rounds(variants, args.steps, args.rounds)
+  ms = {name: t["cpu_median_s"] * 1e3 for name, t in times.items()}
   print(f"CPU ms per step (median of {args.rounds} rounds): "
         + ", ".join(f"{name} {value:.3f}" for name, value in ms.items()))
   print(f"old / direct {ms['old'] / ms['direct']:.3f}, new / direct "
