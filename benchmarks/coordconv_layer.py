@@ -43,8 +43,10 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--repeats", type=int, default=10)
   args = parser.parse_args()
-  print(f"jax {jax.__version__}, devices {jax.devices()}, batch {args.batch}, "
-        f"{args.size}x{args.size}, kernel {args.kernel}, {args.out_channels} output channels")
+  print(
+    f"jax {jax.__version__}, devices {jax.devices()}, batch {args.batch}, "
+    f"{args.size}x{args.size}, kernel {args.kernel}, {args.out_channels} output channels"
+  )
   print("| input channels c | pass | plain conv (c+2 ch) ms | CoordConv (c ch + 2) ms | ratio |")
   print("|---|---|---|---|---|")
   for c in args.channels:
@@ -56,12 +58,16 @@ def main() -> None:
     x_c = jnp.asarray(rng.normal(size=(args.batch, args.size, args.size, c)), jnp.float32)
     x_plain = jnp.asarray(rng.normal(size=(args.batch, args.size, args.size, c + 2)), jnp.float32)
     fwd = {
-        "plain": jax.jit(lambda p, x: nnx.merge(g_plain, p)(x)),
-        "coord": jax.jit(lambda p, x: nnx.merge(g_coord, p)(x)),
+      "plain": jax.jit(lambda p, x: nnx.merge(g_plain, p)(x)),
+      "coord": jax.jit(lambda p, x: nnx.merge(g_coord, p)(x)),
     }
     bwd = {
-        "plain": jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(g_plain, p)(x) ** 2), argnums=(0, 1))),
-        "coord": jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(g_coord, p)(x) ** 2), argnums=(0, 1))),
+      "plain": jax.jit(
+        jax.grad(lambda p, x: jnp.sum(nnx.merge(g_plain, p)(x) ** 2), argnums=(0, 1))
+      ),
+      "coord": jax.jit(
+        jax.grad(lambda p, x: jnp.sum(nnx.merge(g_coord, p)(x) ** 2), argnums=(0, 1))
+      ),
     }
     inputs = {"plain": (p_plain, x_plain), "coord": (p_coord, x_c)}
     for name, fns in (("forward", fwd), ("forward+backward", bwd)):

@@ -31,24 +31,36 @@ COORDCONV_WIDTHS = {"uniform": None, "quadrant": (8, 8)}
 def _row(name: str, split: str, s: dict, budget: float | None) -> dict:
   first = s["first_perfect_test"]
   best = max(r["test_accuracy"] for r in s["history"])
-  return dict(split=split, model=name, params=s["params"], budget_s=budget,
-              reached_100=first is not None,
-              seconds_to_100=first and round(first["elapsed_s"], 1),
-              epochs_to_100=first and first["epoch"], best_test_accuracy=best,
-              final_train_accuracy=s["train_accuracy"], epochs_run=s["epochs_run"],
-              seconds=round(s["seconds"], 1))
+  return dict(
+    split=split,
+    model=name,
+    params=s["params"],
+    budget_s=budget,
+    reached_100=first is not None,
+    seconds_to_100=first and round(first["elapsed_s"], 1),
+    epochs_to_100=first and first["epoch"],
+    best_test_accuracy=best,
+    final_train_accuracy=s["train_accuracy"],
+    epochs_run=s["epochs_run"],
+    seconds=round(s["seconds"], 1),
+  )
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--splits", nargs="+", default=["uniform", "quadrant"],
-                      choices=("uniform", "quadrant"))
+  parser.add_argument(
+    "--splits", nargs="+", default=["uniform", "quadrant"], choices=("uniform", "quadrant")
+  )
   parser.add_argument("--coordconv-lr", type=float, default=1e-2)
   parser.add_argument("--coordconv-epochs", type=int, default=5, help="cap for CoordConv")
   parser.add_argument("--deconv", default="1,3", help="the deconv baseline as mul,kernel_size")
   parser.add_argument("--deconv-lr", type=float, default=1e-3)
-  parser.add_argument("--factor", type=float, default=4.0,
-                      help="deconv wall budget as a multiple of CoordConv's time to 100%%")
+  parser.add_argument(
+    "--factor",
+    type=float,
+    default=4.0,
+    help="deconv wall budget as a multiple of CoordConv's time to 100%%",
+  )
   parser.add_argument("--min-budget", type=float, default=60.0, help="seconds")
   parser.add_argument("--out", default=None, help="where the runs go (default: a temp dir)")
   args = parser.parse_args()
@@ -58,25 +70,52 @@ def main() -> None:
   rows = []
   for split in args.splits:
     widths = COORDCONV_WIDTHS[split]
-    cc = run_task(TaskConfig(split=split, model="coordconv", widths=widths,
-                             learning_rate=args.coordconv_lr, epochs=args.coordconv_epochs,
-                             **common), root / f"{split}_coordconv", plots=False)
+    cc = run_task(
+      TaskConfig(
+        split=split,
+        model="coordconv",
+        widths=widths,
+        learning_rate=args.coordconv_lr,
+        epochs=args.coordconv_epochs,
+        **common,
+      ),
+      root / f"{split}_coordconv",
+      plots=False,
+    )
     rows.append(_row(f"CoordConv widths {widths or 'paper (32,32,64,64)'}", split, cc, None))
     reference = cc["first_perfect_test"]["elapsed_s"] if cc["first_perfect_test"] else cc["seconds"]
     budget = max(args.factor * reference, args.min_budget)
-    dc = run_task(TaskConfig(split=split, model="conv", mul=mul, kernel_size=k,
-                             learning_rate=args.deconv_lr, epochs=10_000, max_seconds=budget,
-                             **common), root / f"{split}_deconv", plots=False)
+    dc = run_task(
+      TaskConfig(
+        split=split,
+        model="conv",
+        mul=mul,
+        kernel_size=k,
+        learning_rate=args.deconv_lr,
+        epochs=10_000,
+        max_seconds=budget,
+        **common,
+      ),
+      root / f"{split}_deconv",
+      plots=False,
+    )
     rows.append(_row(f"deconv m={mul} k={k} lr {args.deconv_lr:g}", split, dc, round(budget, 1)))
-  print("| split | model | params | 100% test reached | seconds to 100% | best test acc "
-        "| wall budget s | epochs run | seconds run |")
+  print(
+    "| split | model | params | 100% test reached | seconds to 100% | best test acc "
+    "| wall budget s | epochs run | seconds run |"
+  )
   print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    reached = (f"yes, epoch {r['epochs_to_100']:g}", f"{r['seconds_to_100']}") if r["reached_100"] \
-        else ("**no**", "-")
-    print(f"| {r['split']} | {r['model']} | {r['params']:,} | {reached[0]} | {reached[1]} "
-          f"| {r['best_test_accuracy']:.4f} | {r['budget_s'] or '-'} | {r['epochs_run']:g} "
-          f"| {r['seconds']} |")
+    reached = (
+      (f"yes, epoch {r['epochs_to_100']:g}", f"{r['seconds_to_100']}")
+      if r["reached_100"]
+      else ("**no**", "-")
+    )
+    print(
+      f"| {r['split']} | {r['model']} | {r['params']:,} | {reached[0]} | {reached[1]} "
+      f"| {r['best_test_accuracy']:.4f} | {r['budget_s'] or '-'} | {r['epochs_run']:g} "
+      f"| {r['seconds']} |"
+    )
   (root / "time_to_perfect.json").write_text(json.dumps(rows, indent=2))
   print(f"wrote {root / 'time_to_perfect.json'}")
 

@@ -52,11 +52,23 @@ import torch  # noqa: E402
 from lca_three_stage import three_stage_lca  # noqa: E402
 
 from jaxnn.data import EpochBatcher, load_dataset  # noqa: E402
-from jaxnn.lca import (LCAConfig, drop_zero_features, fc_stem, full_set_loss,  # noqa: E402
-                       lca_accumulator, make_eval_sets, run_lca, with_lca)
+from jaxnn.lca import (
+  LCAConfig,
+  drop_zero_features,
+  fc_stem,
+  full_set_loss,  # noqa: E402
+  lca_accumulator,
+  make_eval_sets,
+  run_lca,
+  with_lca,
+)
 from jaxnn.models import create_model  # noqa: E402
-from jaxnn.train import (from_nnx, init_train_state, make_optimizer,  # noqa: E402
-                         make_train_step)
+from jaxnn.train import (
+  from_nnx,
+  init_train_state,
+  make_optimizer,  # noqa: E402
+  make_train_step,
+)
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
@@ -96,8 +108,9 @@ def _dir_bytes(path: pathlib.Path) -> int:
 
 
 def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
-  model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes,
-                                widths=config.widths))
+  model = from_nnx(
+    create_model("fc", dataset.input_shape, dataset.num_classes, widths=config.widths)
+  )
   optimizer = make_optimizer("momentum", config.learning_rate, momentum=config.momentum)
   train_step = make_train_step(model, optimizer)
   # On the device once, as `run_loop` passes it (not copied from the host at every step).
@@ -116,8 +129,9 @@ def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
   @jax.jit
   def floor_step(state, x, y, eval_set):
     new_state, metrics = train_step(state, x, y)
-    end_mid = jax.tree.map(lambda a, b: jax.numpy.stack([b, (a + b) / 2]), state.params,
-                           new_state.params)
+    end_mid = jax.tree.map(
+      lambda a, b: jax.numpy.stack([b, (a + b) / 2]), state.params, new_state.params
+    )
     return new_state, vg_pair(end_mid, new_state.model_state, eval_set)
 
   batcher = EpochBatcher(dataset.train, config.batch_size, 0)
@@ -148,36 +162,57 @@ def overhead(dataset, config: LCAConfig, steps: int, repeats: int) -> dict:
   run_floor_steps()
   times = {"lca": [], "floor": [], "lca_stem": [], "lca_stem_all": []}
   for _ in range(repeats):
-    for name, fn in (("lca", run_lca_steps), ("floor", run_floor_steps),
-                     ("lca_stem", run_stem_steps), ("lca_stem_all", run_stem_all_steps)):
+    for name, fn in (
+      ("lca", run_lca_steps),
+      ("floor", run_floor_steps),
+      ("lca_stem", run_stem_steps),
+      ("lca_stem_all", run_stem_all_steps),
+    ):
       times[name].append(_timed(fn)[2])
   splits = np.asarray(carry[1].sets.splits_T)
-  lca_s, floor_s, stem_s, stem_all_s = (float(np.median(times[k])) for k in (
-      "lca", "floor", "lca_stem", "lca_stem_all"))
+  lca_s, floor_s, stem_s, stem_all_s = (
+    float(np.median(times[k])) for k in ("lca", "floor", "lca_stem", "lca_stem_all")
+  )
   # Per example and point: forward, weight gradient and input gradient products of each dense
   # layer (2 flops per multiply-add), but no input gradient for the first layer.
   kernels = [model.params[layer]["kernel"].size for layer in ("dense0", "dense1", "dense2")]
-  flops = 2 * sum(len(s) for s in (dataset.train, dataset.validation)) * (
-      4 * kernels[0] + 6 * sum(kernels[1:]))
+  flops = (
+    2
+    * sum(len(s) for s in (dataset.train, dataset.validation))
+    * (4 * kernels[0] + 6 * sum(kernels[1:]))
+  )
   a, b = jax.numpy.ones((1000, 784)), jax.numpy.ones((784, 200))
   matmul = jax.jit(lambda a, b: a @ b)
   jax.block_until_ready(matmul(a, b))
   mm_cpu = _timed(lambda: [jax.block_until_ready(matmul(a, b)) for _ in range(100)])[2] / 100
-  return {"steps": steps, "lca_s": lca_s, "floor_s": floor_s, "ratio": lca_s / floor_s,
-          "lca_stem_s": stem_s, "stem_ratio": stem_s / floor_s, "lca_stem_all_s": stem_all_s,
-          "dropped_features": int(host_set.x[0, 0].size - stem_set.x.shape[-1]),
-          "all_runs": times, "mean_splits": float(splits.mean()),
-          "lca_gflops": flops * steps / lca_s / 1e9,
-          "matmul_gflops": 2 * 1000 * 784 * 200 / mm_cpu / 1e9}
+  return {
+    "steps": steps,
+    "lca_s": lca_s,
+    "floor_s": floor_s,
+    "ratio": lca_s / floor_s,
+    "lca_stem_s": stem_s,
+    "stem_ratio": stem_s / floor_s,
+    "lca_stem_all_s": stem_all_s,
+    "dropped_features": int(host_set.x[0, 0].size - stem_set.x.shape[-1]),
+    "all_runs": times,
+    "mean_splits": float(splits.mean()),
+    "lca_gflops": flops * steps / lca_s / 1e9,
+    "matmul_gflops": 2 * 1000 * 784 * 200 / mm_cpu / 1e9,
+  }
 
 
 def _jaxnn_side(dataset, config: LCAConfig, out: pathlib.Path) -> dict:
   summary, wall, cpu, compiles = _timed(lambda: run_lca(config, out, dataset=dataset))
   outputs = [out / "summary.json", out / "lca_records.npz"]
-  return {"summary": summary, "wall_s": wall, "cpu_s": cpu, "compiles": compiles,
-          "timings": summary["timings"],
-          "disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
-          "disk_bytes_with_checkpoints": _dir_bytes(out)}
+  return {
+    "summary": summary,
+    "wall_s": wall,
+    "cpu_s": cpu,
+    "compiles": compiles,
+    "timings": summary["timings"],
+    "disk_bytes_outputs": sum(p.stat().st_size for p in outputs),
+    "disk_bytes_with_checkpoints": _dir_bytes(out),
+  }
 
 
 def _jaxnn_rerun(config: LCAConfig, out: pathlib.Path) -> dict:
@@ -185,8 +220,20 @@ def _jaxnn_rerun(config: LCAConfig, out: pathlib.Path) -> dict:
   persistent compilation cache is shared with the cold run. Timed inside the child,
   around `run_lca` alone, as the other sides."""
   result = subprocess.run(
-      [sys.executable, __file__, "--rerun-child", str(out), "--epochs", str(config.epochs),
-       "--compile-cache", config.compile_cache], check=True, capture_output=True, text=True)
+    [
+      sys.executable,
+      __file__,
+      "--rerun-child",
+      str(out),
+      "--epochs",
+      str(config.epochs),
+      "--compile-cache",
+      config.compile_cache,
+    ],
+    check=True,
+    capture_output=True,
+    text=True,
+  )
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -202,16 +249,32 @@ def pipelines(dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
   cache = workdir / "xla_cache"
   config = LCAConfig(**{**config.__dict__, "compile_cache": str(cache)})
   cold = _jaxnn_side(dataset, config, workdir / "jaxnn_cold")
-  model = from_nnx(create_model("fc", dataset.input_shape, dataset.num_classes, seed=config.seed,
-                                widths=config.widths))
-  init = [np.asarray(x) for layer in ("dense0", "dense1", "dense2")
-          for x in (model.params[layer]["kernel"], model.params[layer]["bias"])]
+  model = from_nnx(
+    create_model(
+      "fc", dataset.input_shape, dataset.num_classes, seed=config.seed, widths=config.widths
+    )
+  )
+  init = [
+    np.asarray(x)
+    for layer in ("dense0", "dense1", "dense2")
+    for x in (model.params[layer]["kernel"], model.params[layer]["bias"])
+  ]
   batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
   steps = config.epochs * batcher.steps_per_epoch
-  three, three_wall, three_cpu, _ = _timed(lambda: three_stage_lca(
-      init, batcher, steps, {"train": (dataset.train.x, dataset.train.y),
-                             "validation": (dataset.validation.x, dataset.validation.y)},
-      workdir / "three_stage", config.learning_rate, config.momentum))
+  three, three_wall, three_cpu, _ = _timed(
+    lambda: three_stage_lca(
+      init,
+      batcher,
+      steps,
+      {
+        "train": (dataset.train.x, dataset.train.y),
+        "validation": (dataset.validation.x, dataset.validation.y),
+      },
+      workdir / "three_stage",
+      config.learning_rate,
+      config.momentum,
+    )
+  )
   shutil.rmtree(workdir / "three_stage")
   warm = _jaxnn_rerun(config, workdir / "jaxnn_warm")
   parity = {}
@@ -220,14 +283,24 @@ def pipelines(dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
     ours_layers = np.array(list(ours[name]["layer_totals"].values()))
     theirs = np.array(three["sets"][name]["layer_totals"])
     parity[name] = {
-        "layer_totals_jaxnn": ours_layers.tolist(), "layer_totals_three_stage": theirs.tolist(),
-        "max_rel_diff_layer_totals": float(np.max(np.abs(ours_layers - theirs) / np.abs(theirs))),
-        "fraction_helped_jaxnn": ours[name]["fraction_helped_mean"],
-        "fraction_helped_three_stage":
-            float(np.mean(three["sets"][name]["helped_T"]) / ours[name]["num_params"])}
-  return {"steps": steps, "cold": cold, "warm": warm, "three_stage_wall_s": three_wall,
-          "three_stage_cpu_s": three_cpu, "three_stage_stages_s": three["timings"],
-          "three_stage_disk_bytes": three["disk_bytes"], "parity": parity}
+      "layer_totals_jaxnn": ours_layers.tolist(),
+      "layer_totals_three_stage": theirs.tolist(),
+      "max_rel_diff_layer_totals": float(np.max(np.abs(ours_layers - theirs) / np.abs(theirs))),
+      "fraction_helped_jaxnn": ours[name]["fraction_helped_mean"],
+      "fraction_helped_three_stage": float(
+        np.mean(three["sets"][name]["helped_T"]) / ours[name]["num_params"]
+      ),
+    }
+  return {
+    "steps": steps,
+    "cold": cold,
+    "warm": warm,
+    "three_stage_wall_s": three_wall,
+    "three_stage_cpu_s": three_cpu,
+    "three_stage_stages_s": three["timings"],
+    "three_stage_disk_bytes": three["disk_bytes"],
+    "parity": parity,
+  }
 
 
 def main():
@@ -235,8 +308,9 @@ def main():
   parser.add_argument("--epochs", type=int, default=10, help="epochs of the pipeline comparison")
   parser.add_argument("--overhead-steps", type=int, default=28)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--workdir", default=None,
-                      help="scratch directory (default: a temporary one)")
+  parser.add_argument(
+    "--workdir", default=None, help="scratch directory (default: a temporary one)"
+  )
   parser.add_argument("--rerun-child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--compile-cache", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -245,9 +319,11 @@ def main():
     return
   dataset = load_dataset("mnist5k")
   config = LCAConfig(epochs=args.epochs, plots=False, progress=False)
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
-        f"torch threads {torch.get_num_threads()}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}, "
-        f"affinity {sorted(os.sched_getaffinity(0))}")
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
+    f"torch threads {torch.get_num_threads()}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}, "
+    f"affinity {sorted(os.sched_getaffinity(0))}"
+  )
   print(f"load average at start: {os.getloadavg()}")
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="lca_bench_"))
   try:  # The scratch directory (and the compilation cache in it) lives until the end.
@@ -259,44 +335,62 @@ def main():
 
 def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> None:
   p = pipelines(dataset, config, workdir)
-  mb = lambda b: b / 2 ** 20
-  print(f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + "
-        "validation LCA:")
+  mb = lambda b: b / 2**20
+  print(
+    f"\n1. pipelines over {p['steps']} iterations ({args.epochs} epochs), training + "
+    "validation LCA:"
+  )
   stages = ", ".join(f"{k} {v:.1f} s" for k, v in p["three_stage_stages_s"].items())
-  print(f"   three-stage: wall {p['three_stage_wall_s']:.1f} s, CPU {p['three_stage_cpu_s']:.1f} s "
-        f"({stages} wall)")
+  print(
+    f"   three-stage: wall {p['three_stage_wall_s']:.1f} s, CPU {p['three_stage_cpu_s']:.1f} s "
+    f"({stages} wall)"
+  )
   for side in ("cold", "warm"):
     q = p[side]
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in q["timings"].items())
-    print(f"   jaxnn run_lca {side}: wall {q['wall_s']:.1f} s, CPU {q['cpu_s']:.1f} s "
-          f"(parts, wall: {parts}; {q['compiles']['count']} executables compiled or loaded in "
-          f"{q['compiles']['seconds']:.1f} s wall, {q['compiles']['cache_hits']} of them from the "
-          f"cache); speedup wall {p['three_stage_wall_s'] / q['wall_s']:.2f}x, CPU "
-          f"{p['three_stage_cpu_s'] / q['cpu_s']:.2f}x (goal >= 2)")
+    print(
+      f"   jaxnn run_lca {side}: wall {q['wall_s']:.1f} s, CPU {q['cpu_s']:.1f} s "
+      f"(parts, wall: {parts}; {q['compiles']['count']} executables compiled or loaded in "
+      f"{q['compiles']['seconds']:.1f} s wall, {q['compiles']['cache_hits']} of them from the "
+      f"cache); speedup wall {p['three_stage_wall_s'] / q['wall_s']:.2f}x, CPU "
+      f"{p['three_stage_cpu_s'] / q['cpu_s']:.2f}x (goal >= 2)"
+    )
   q = p["cold"]
   disk = p["three_stage_disk_bytes"]
-  print(f"   disk: three-stage {mb(disk):.1f} MiB; jaxnn outputs "
-        f"{mb(q['disk_bytes_outputs']):.2f} MiB ({disk / q['disk_bytes_outputs']:.0f}x less), "
-        f"with its Orbax checkpoints {mb(q['disk_bytes_with_checkpoints']):.2f} MiB "
-        f"({disk / q['disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)")
+  print(
+    f"   disk: three-stage {mb(disk):.1f} MiB; jaxnn outputs "
+    f"{mb(q['disk_bytes_outputs']):.2f} MiB ({disk / q['disk_bytes_outputs']:.0f}x less), "
+    f"with its Orbax checkpoints {mb(q['disk_bytes_with_checkpoints']):.2f} MiB "
+    f"({disk / q['disk_bytes_with_checkpoints']:.0f}x less) (goal >= 100x)"
+  )
   for name, q in p["parity"].items():
-    print(f"   parity {name}: layer totals jaxnn {np.round(q['layer_totals_jaxnn'], 5).tolist()} "
-          f"vs three-stage {np.round(q['layer_totals_three_stage'], 5).tolist()} (max rel diff "
-          f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped "
-          f"{q['fraction_helped_jaxnn']:.4f} vs {q['fraction_helped_three_stage']:.4f}")
+    print(
+      f"   parity {name}: layer totals jaxnn {np.round(q['layer_totals_jaxnn'], 5).tolist()} "
+      f"vs three-stage {np.round(q['layer_totals_three_stage'], 5).tolist()} (max rel diff "
+      f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped "
+      f"{q['fraction_helped_jaxnn']:.4f} vs {q['fraction_helped_three_stage']:.4f}"
+    )
   if args.overhead_steps:
     o = overhead(dataset, config, args.overhead_steps, args.repeats)
-    print(f"\n2. overhead over {o['steps']} steps, CPU seconds (median of {args.repeats}; mean "
-          f"Simpson splits {o['mean_splits']:.2f}):")
-    print(f"   train step + LCA: {o['lca_s']:.3f} s; floor (train step + the same gradient "
-          f"evaluations): {o['floor_s']:.3f} s; ratio {o['ratio']:.3f} (goal <= 1.2)")
-    print(f"   train step + LCA with the first-layer stem (fewer products): "
-          f"{o['lca_stem_s']:.3f} s; ratio to the same floor {o['stem_ratio']:.3f}; the same "
-          f"stem with every input feature (not dropping the {o['dropped_features']} that are 0 "
-          f"in every evaluation image): {o['lca_stem_all_s']:.3f} s")
+    print(
+      f"\n2. overhead over {o['steps']} steps, CPU seconds (median of {args.repeats}; mean "
+      f"Simpson splits {o['mean_splits']:.2f}):"
+    )
+    print(
+      f"   train step + LCA: {o['lca_s']:.3f} s; floor (train step + the same gradient "
+      f"evaluations): {o['floor_s']:.3f} s; ratio {o['ratio']:.3f} (goal <= 1.2)"
+    )
+    print(
+      f"   train step + LCA with the first-layer stem (fewer products): "
+      f"{o['lca_stem_s']:.3f} s; ratio to the same floor {o['stem_ratio']:.3f}; the same "
+      f"stem with every input feature (not dropping the {o['dropped_features']} that are 0 "
+      f"in every evaluation image): {o['lca_stem_all_s']:.3f} s"
+    )
     print(f"   all runs: {o['all_runs']}")
-    print(f"   LCA step at {o['lca_gflops']:.0f} GFLOP/s (dense-layer products) vs a bare jitted "
-          f"1000x784 @ 784x200 matmul at {o['matmul_gflops']:.0f} GFLOP/s")
+    print(
+      f"   LCA step at {o['lca_gflops']:.0f} GFLOP/s (dense-layer products) vs a bare jitted "
+      f"1000x784 @ 784x200 matmul at {o['matmul_gflops']:.0f} GFLOP/s"
+    )
   print(f"load average at the end: {os.getloadavg()}")
 
 

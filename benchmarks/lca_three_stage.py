@@ -35,7 +35,7 @@ def _unflatten(theta_P, shapes):
   out, k = [], 0
   for shape in shapes:
     n = int(np.prod(shape))
-    out.append(theta_P[k:k + n].reshape(shape))
+    out.append(theta_P[k : k + n].reshape(shape))
     k += n
   return out
 
@@ -48,15 +48,22 @@ def _full_set_grad(theta_P, shapes, x, y, chunk=1000):
       theta.grad = None
     params = _unflatten(theta, shapes)
     weights = list(zip(params[0::2], params[1::2]))
-    logits = _forward(weights, x[start:start + chunk])
-    loss = torch.nn.functional.cross_entropy(logits, y[start:start + chunk], reduction="sum")
+    logits = _forward(weights, x[start : start + chunk])
+    loss = torch.nn.functional.cross_entropy(logits, y[start : start + chunk], reduction="sum")
     loss.backward()
     grad += theta.grad
   return grad.numpy().astype(np.float64) / len(x)
 
 
-def three_stage_lca(init_params: list[np.ndarray], batcher, num_steps: int, eval_sets: dict,
-                    directory: str | pathlib.Path, lr: float = 0.01, momentum: float = 0.9) -> dict:
+def three_stage_lca(
+  init_params: list[np.ndarray],
+  batcher,
+  num_steps: int,
+  eval_sets: dict,
+  directory: str | pathlib.Path,
+  lr: float = 0.01,
+  momentum: float = 0.9,
+) -> dict:
   """Runs the three stages; returns timings, bytes written and per-set LCA summaries.
 
   Args:
@@ -74,7 +81,9 @@ def three_stage_lca(init_params: list[np.ndarray], batcher, num_steps: int, eval
 
   t0 = time.perf_counter()
   weights_path = directory / "weights.npy"
-  saved = np.lib.format.open_memmap(weights_path, mode="w+", dtype=np.float64, shape=(num_steps + 1, P))
+  saved = np.lib.format.open_memmap(
+    weights_path, mode="w+", dtype=np.float64, shape=(num_steps + 1, P)
+  )
   params = [torch.tensor(p, dtype=torch.float32, requires_grad=True) for p in init_params]
   optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
   flat = lambda: np.concatenate([p.detach().numpy().ravel() for p in params])
@@ -92,11 +101,14 @@ def three_stage_lca(init_params: list[np.ndarray], batcher, num_steps: int, eval
 
   t0 = time.perf_counter()
   weights = np.load(weights_path, mmap_mode="r")
-  sets = {name: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y).long())
-          for name, (x, y) in eval_sets.items()}
+  sets = {
+    name: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y).long())
+    for name, (x, y) in eval_sets.items()
+  }
   for name, (x, y) in sets.items():
-    grads = np.lib.format.open_memmap(directory / f"grads_{name}.npy", mode="w+", dtype=np.float64,
-                                      shape=(2 * num_steps + 1, P))
+    grads = np.lib.format.open_memmap(
+      directory / f"grads_{name}.npy", mode="w+", dtype=np.float64, shape=(2 * num_steps + 1, P)
+    )
     for t in range(num_steps + 1):
       grads[2 * t] = _full_set_grad(weights[t], shapes, x, y)
       if t < num_steps:
@@ -109,21 +121,31 @@ def three_stage_lca(init_params: list[np.ndarray], batcher, num_steps: int, eval
   results = {}
   for name in sets:
     grads = np.load(directory / f"grads_{name}.npy", mmap_mode="r")
-    lca = np.lib.format.open_memmap(directory / f"lca_{name}.npy", mode="w+", dtype=np.float64,
-                                    shape=(num_steps, P))
+    lca = np.lib.format.open_memmap(
+      directory / f"lca_{name}.npy", mode="w+", dtype=np.float64, shape=(num_steps, P)
+    )
     lca_T = np.zeros(num_steps)
     helped_T = np.zeros(num_steps, np.int64)
     for t in range(num_steps):
-      row = (weights[t + 1] - weights[t]) * (grads[2 * t] + 4 * grads[2 * t + 1] + grads[2 * t + 2]) / 6
+      row = (
+        (weights[t + 1] - weights[t]) * (grads[2 * t] + 4 * grads[2 * t + 1] + grads[2 * t + 2]) / 6
+      )
       lca[t] = row
       lca_T[t], helped_T[t] = row.sum(), np.sum(row < 0)
     lca.flush()
     totals = np.asarray(lca).sum(0)
     bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-    layer_totals = [float(totals[bounds[2 * i]:bounds[2 * i + 2]].sum()) for i in range(len(shapes) // 2)]
+    layer_totals = [
+      float(totals[bounds[2 * i] : bounds[2 * i + 2]].sum()) for i in range(len(shapes) // 2)
+    ]
     results[name] = {"lca_T": lca_T, "helped_T": helped_T, "layer_totals": layer_totals}
     del lca
   timings["allocate"] = time.perf_counter() - t0
   disk = sum(f.stat().st_size for f in directory.iterdir())
-  return {"timings": timings, "seconds": sum(timings.values()), "disk_bytes": disk, "sets": results,
-          "final_weights": np.asarray(weights[-1])}
+  return {
+    "timings": timings,
+    "seconds": sum(timings.values()),
+    "disk_bytes": disk,
+    "sets": results,
+    "final_weights": np.asarray(weights[-1]),
+  }

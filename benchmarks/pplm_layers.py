@@ -50,11 +50,14 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
   parser.add_argument("--threads", type=int, default=1)
-  parser.add_argument("--batch", default="1",
-                      help="batch size, or several (e.g. 1,8) timed interleaved in one run")
-  parser.add_argument("--variants", default="scan,scan_unroll,unrolled,per_layer",
-                      help="comma-separated subset of scan, scan_unroll, unrolled, per_layer, "
-                           "per_layer_xla")
+  parser.add_argument(
+    "--batch", default="1", help="batch size, or several (e.g. 1,8) timed interleaved in one run"
+  )
+  parser.add_argument(
+    "--variants",
+    default="scan,scan_unroll,unrolled,per_layer",
+    help="comma-separated subset of scan, scan_unroll, unrolled, per_layer, per_layer_xla",
+  )
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
@@ -64,23 +67,31 @@ def main(argv=None) -> int:
   import jax.numpy as jnp
   import numpy as np
 
-  from jaxnn.pplm import GPT2Config, init_cache, init_params
-  from jaxnn.pplm import _products
+  from jaxnn.pplm import GPT2Config, _products, init_cache, init_params
   from jaxnn.pplm._gpt2 import _block, _layer_norm
-  from jaxnn.pplm._products import tied_logits
   from jaxnn.pplm._model_generate import kth_largest
+  from jaxnn.pplm._products import tied_logits
 
   width, layers, heads = SIZES[args.size]
   config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
   per_layer = init_params(config, jax.random.key(0))
   stacked = {**per_layer, "h": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["h"])}
   length = jnp.asarray(40, jnp.int32)
-  weight_shapes = {f"f32[{width},{3 * width}]", f"f32[{width},{4 * width}]",
-                   f"f32[{4 * width},{width}]", f"f32[{width},{width}]"}
+  weight_shapes = {
+    f"f32[{width},{3 * width}]",
+    f"f32[{width},{4 * width}]",
+    f"f32[{4 * width},{width}]",
+    f"f32[{width},{width}]",
+  }
   batches = [int(b) for b in args.batch.split(",")]
   kernel_rows = _products.MAX_KERNEL_ROWS
-  results = {"size": args.size, "batch": args.batch, "threads": args.threads,
-             "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before}
+  results = {
+    "size": args.size,
+    "batch": args.batch,
+    "threads": args.threads,
+    "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    "load_average_before": load_before,
+  }
 
   def head(params, x_BxTxD):
     hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
@@ -106,6 +117,7 @@ def main(argv=None) -> int:
         layer, k_BxHxSxK, v_BxHxSxK = inputs
         x_BxTxD, *_ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
         return x_BxTxD, None
+
       x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
       return head(params, x_BxTxD)
 
@@ -115,12 +127,13 @@ def main(argv=None) -> int:
         x_BxTxD, *_ = _block(config, x_BxTxD, layer, k[i], v[i], length)
       return head(params, x_BxTxD)
 
-    variants = {"scan": (scan_forward, stacked, lambda a: a),
-                "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked,
-                                lambda a: a),
-                "unrolled": (unrolled_forward, per_layer, lambda a: a),
-                "per_layer": (unrolled_forward, per_layer, split),
-                "per_layer_xla": (unrolled_forward, per_layer, split)}
+    variants = {
+      "scan": (scan_forward, stacked, lambda a: a),
+      "scan_unroll": (functools.partial(scan_forward, unroll=True), stacked, lambda a: a),
+      "unrolled": (unrolled_forward, per_layer, lambda a: a),
+      "per_layer": (unrolled_forward, per_layer, split),
+      "per_layer_xla": (unrolled_forward, per_layer, split),
+    }
     variants = {name: variants[name] for name in args.variants.split(",")}
     cache_shape = "f32[" + ",".join(map(str, k_LxBxHxSxK.shape)) + "]"
     for name, (forward, params, form) in variants.items():
@@ -128,12 +141,16 @@ def main(argv=None) -> int:
       _products.MAX_KERNEL_ROWS = 0 if name.endswith("_xla") else kernel_rows
       jax.clear_caches()
       k, v = form(k_LxBxHxSxK), form(v_LxBxHxSxK)
+
       def loss(dk, dv, params, forward=forward, k=k, v=v):
         logits_Bx1xV = forward(params, jax.tree.map(jnp.add, k, dk), jax.tree.map(jnp.add, v, dv))
         return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
+
       zeros = jax.tree.map(jnp.zeros_like, k)
-      fns = {"forward": (jax.jit(forward), (params, k, v)),
-             "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))), (zeros, zeros, params))}
+      fns = {
+        "forward": (jax.jit(forward), (params, k, v)),
+        "cache_gradient": (jax.jit(jax.grad(loss, argnums=(0, 1))), (zeros, zeros, params)),
+      }
       for kind, (fn, fn_args) in fns.items():
         start = time.perf_counter()
         compiled = fn.lower(*fn_args).compile()
@@ -142,10 +159,15 @@ def main(argv=None) -> int:
         jax.block_until_ready(compiled(*fn_args))
         results[f"{prefix}{name}_{kind}_compile_seconds"] = compile_seconds
         results[f"{prefix}{name}_{kind}_weight_slice_ops_in_hlo"] = sum(
-            1 for line in hlo if "dynamic-slice" in line and "fusion(" in line
-            and any(f"= {s}" in line for s in weight_shapes))
+          1
+          for line in hlo
+          if "dynamic-slice" in line
+          and "fusion(" in line
+          and any(f"= {s}" in line for s in weight_shapes)
+        )
         results[f"{prefix}{name}_{kind}_cache_pad_ops_in_hlo"] = sum(
-            1 for line in hlo if f"= {cache_shape}" in line and " pad(" in line)
+          1 for line in hlo if f"= {cache_shape}" in line and " pad(" in line
+        )
         timed[(prefix, batch, name, kind)] = (compiled, fn_args)
   seconds = {key: [] for key in timed}
   for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
@@ -160,19 +182,28 @@ def main(argv=None) -> int:
     results[f"{prefix}{name}_{kind}_seconds_median"] = float(np.median(values))
     results[f"{prefix}{name}_{kind}_seconds_min"] = float(np.min(values))
     passes = 1 if kind == "forward" else 2
-    results[f"{prefix}{name}_{kind}_gflop_per_second"] = passes * forward_flops / 1e9 / float(
-        np.median(values))
+    results[f"{prefix}{name}_{kind}_gflop_per_second"] = (
+      passes * forward_flops / 1e9 / float(np.median(values))
+    )
   for batch in batches:
     prefix = f"batch{batch}_" if len(batches) > 1 else ""
-    results.update({prefix + key: value for key, value in _time_top_k(
-        jax, jnp, np, kth_largest, batch, config.vocab_size, args.repeats).items()})
+    results.update(
+      {
+        prefix + key: value
+        for key, value in _time_top_k(
+          jax, jnp, np, kth_largest, batch, config.vocab_size, args.repeats
+        ).items()
+      }
+    )
     if "scan" in args.variants.split(",") and "unrolled" in args.variants.split(","):
       for kind in ("forward", "cache_gradient"):
         results[f"{prefix}scan_over_unrolled_{kind}"] = (
-            results[f"{prefix}scan_{kind}_seconds_median"]
-            / results[f"{prefix}unrolled_{kind}_seconds_median"])
+          results[f"{prefix}scan_{kind}_seconds_median"]
+          / results[f"{prefix}unrolled_{kind}_seconds_median"]
+        )
     results[f"{prefix}transformers_forward_seconds_median"] = _time_transformers(
-        config, batch, args.threads, args.repeats)
+      config, batch, args.threads, args.repeats
+    )
   results["load_average_after"] = os.getloadavg()
   print(json.dumps(results, indent=2))
   if args.out:
@@ -183,8 +214,10 @@ def main(argv=None) -> int:
 def _time_top_k(jax, jnp, np, kth_largest, batch: int, vocab: int, repeats: int) -> dict:
   """Median seconds of the k-th largest (k = 10) of each row: lax.top_k vs kth_largest."""
   p_BxV = jax.nn.softmax(jax.random.normal(jax.random.key(3), (batch, vocab)), axis=-1)
-  fns = {"top_k_lax_seconds_median": jax.jit(lambda p: jax.lax.top_k(p, 10)[0][:, -1:]),
-         "top_k_kth_largest_seconds_median": jax.jit(lambda p: kth_largest(p, 10))}
+  fns = {
+    "top_k_lax_seconds_median": jax.jit(lambda p: jax.lax.top_k(p, 10)[0][:, -1:]),
+    "top_k_kth_largest_seconds_median": jax.jit(lambda p: kth_largest(p, 10)),
+  }
   out = {}
   for name, fn in fns.items():
     jax.block_until_ready(fn(p_BxV))
@@ -194,8 +227,9 @@ def _time_top_k(jax, jnp, np, kth_largest, batch: int, vocab: int, repeats: int)
       jax.block_until_ready(fn(p_BxV))
       seconds.append(time.perf_counter() - start)
     out[name] = float(np.median(seconds))
-  assert np.array_equal(fns["top_k_lax_seconds_median"](p_BxV),
-                        fns["top_k_kth_largest_seconds_median"](p_BxV))
+  assert np.array_equal(
+    fns["top_k_lax_seconds_median"](p_BxV), fns["top_k_kth_largest_seconds_median"](p_BxV)
+  )
   return out
 
 
@@ -203,10 +237,12 @@ def _time_transformers(config, batch: int, threads: int, repeats: int) -> float:
   import numpy as np
   import torch
   import transformers
+
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-      n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head)).eval()
+  model = transformers.GPT2LMHeadModel(
+    transformers.GPT2Config(n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head)
+  ).eval()
   prompt = torch.randint(0, config.vocab_size, (batch, 40))
   token = torch.full((batch, 1), 7)
   seconds = []

@@ -51,14 +51,15 @@ def main(argv=None) -> int:
   d, layers = SIZES[args.size]
   shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)]  # c_attn, attn c_proj, c_fc, mlp c_proj
   rng = np.random.default_rng(0)
-  weights = [[jnp.asarray(0.02 * rng.standard_normal(s, np.float32)) for s in shapes]
-             for _ in range(layers)]
+  weights = [
+    [jnp.asarray(0.02 * rng.standard_normal(s, np.float32)) for s in shapes] for _ in range(layers)
+  ]
   wte = jnp.asarray(0.02 * rng.standard_normal((VOCAB, d), np.float32))
   rows_list = [int(r) for r in args.rows.split(",")]
 
   kernels = {
-      "xla": (lambda x, w: x @ w, lambda x, w: x @ w.T),
-      "kernel": (_matmul_kernel.matmul, _matmul_kernel.matmul_t),
+    "xla": (lambda x, w: x @ w, lambda x, w: x @ w.T),
+    "kernel": (_matmul_kernel.matmul, _matmul_kernel.matmul_t),
   }
 
   def programs(m):
@@ -72,26 +73,56 @@ def main(argv=None) -> int:
     head_flops, head_bytes = 2 * m * VOCAB * d, 4 * VOCAB * d
     out = {}
     for name, (kn, nk) in kernels.items():
-      fwd = jax.jit(lambda ws, wte, xs, h, kn=kn, nk=nk: (
-          [[kn(xs[s], w) for s, w in zip(shapes, layer)] for layer in ws], nk(h, wte)))
-      bwd = jax.jit(lambda ws, wte, dys, g, kn=kn, nk=nk: (
-          [[nk(dys[s], w) for s, w in zip(shapes, layer)] for layer in ws], kn(g, wte)))
-      out[f"forward/{name}"] = (fwd, (weights, wte, xs, h), dense_flops + head_flops,
-                                dense_bytes + head_bytes)
-      out[f"backward/{name}"] = (bwd, (weights, wte, dys, dlogits), dense_flops + head_flops,
-                                 dense_bytes + head_bytes)
+      fwd = jax.jit(
+        lambda ws, wte, xs, h, kn=kn, nk=nk: (
+          [[kn(xs[s], w) for s, w in zip(shapes, layer)] for layer in ws],
+          nk(h, wte),
+        )
+      )
+      bwd = jax.jit(
+        lambda ws, wte, dys, g, kn=kn, nk=nk: (
+          [[nk(dys[s], w) for s, w in zip(shapes, layer)] for layer in ws],
+          kn(g, wte),
+        )
+      )
+      out[f"forward/{name}"] = (
+        fwd,
+        (weights, wte, xs, h),
+        dense_flops + head_flops,
+        dense_bytes + head_bytes,
+      )
+      out[f"backward/{name}"] = (
+        bwd,
+        (weights, wte, dys, dlogits),
+        dense_flops + head_flops,
+        dense_bytes + head_bytes,
+      )
       for i, (k, n) in enumerate(shapes):
         mats = [layer[i] for layer in weights]
-        out[f"x@W {k}x{n}/{name}"] = (jax.jit(lambda ws, x, kn=kn: [kn(x, w) for w in ws]),
-                                      (mats, xs[(k, n)]), 2 * m * k * n * layers,
-                                      4 * k * n * layers)
-        out[f"dy@W^T {k}x{n}/{name}"] = (jax.jit(lambda ws, y, nk=nk: [nk(y, w) for w in ws]),
-                                         (mats, dys[(k, n)]), 2 * m * k * n * layers,
-                                         4 * k * n * layers)
-      out[f"h@wte^T/{name}"] = (jax.jit(lambda w, x, nk=nk: nk(x, w)), (wte, h), head_flops,
-                                head_bytes)
-      out[f"dlogits@wte/{name}"] = (jax.jit(lambda w, g, kn=kn: kn(g, w)), (wte, dlogits),
-                                    head_flops, head_bytes)
+        out[f"x@W {k}x{n}/{name}"] = (
+          jax.jit(lambda ws, x, kn=kn: [kn(x, w) for w in ws]),
+          (mats, xs[(k, n)]),
+          2 * m * k * n * layers,
+          4 * k * n * layers,
+        )
+        out[f"dy@W^T {k}x{n}/{name}"] = (
+          jax.jit(lambda ws, y, nk=nk: [nk(y, w) for w in ws]),
+          (mats, dys[(k, n)]),
+          2 * m * k * n * layers,
+          4 * k * n * layers,
+        )
+      out[f"h@wte^T/{name}"] = (
+        jax.jit(lambda w, x, nk=nk: nk(x, w)),
+        (wte, h),
+        head_flops,
+        head_bytes,
+      )
+      out[f"dlogits@wte/{name}"] = (
+        jax.jit(lambda w, g, kn=kn: kn(g, w)),
+        (wte, dlogits),
+        head_flops,
+        head_bytes,
+      )
     return out
 
   all_programs = {m: programs(m) for m in rows_list}
@@ -111,9 +142,14 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         jax.block_until_ready(fn(*fargs))
         times[(m, name)].append(time.perf_counter() - start)
-  results = {"size": args.size, "threads": args.threads, "repeats": args.repeats,
-             "cpu_affinity": sorted(os.sched_getaffinity(0)), "load_average_before": load_before,
-             "rows": {}}
+  results = {
+    "size": args.size,
+    "threads": args.threads,
+    "repeats": args.repeats,
+    "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    "load_average_before": load_before,
+    "rows": {},
+  }
   for m, progs in all_programs.items():
     table = {}
     for name, (_, _, flops, nbytes) in progs.items():
@@ -122,24 +158,31 @@ def main(argv=None) -> int:
     results["rows"][m] = table
   results["load_average_after"] = os.getloadavg()
   print(f"load average {load_before[0]:.2f} -> {results['load_average_after'][0]:.2f}")
-  names = sorted({n.split("/")[0] for n in all_programs[rows_list[0]]}, key=lambda n: (
-      n not in ("forward", "backward"), n))
+  names = sorted(
+    {n.split("/")[0] for n in all_programs[rows_list[0]]},
+    key=lambda n: (n not in ("forward", "backward"), n),
+  )
   for name in names:
     cells = []
     for m in rows_list:
       for impl in ("xla", "kernel"):
         r = results["rows"][m][f"{name}/{impl}"]
-        cells.append(f"M={m} {impl} {1e3 * r['seconds']:7.1f} ms {r['gflops']:5.1f} GF/s "
-                     f"{r['weight_gb_per_s']:5.1f} GB/s")
+        cells.append(
+          f"M={m} {impl} {1e3 * r['seconds']:7.1f} ms {r['gflops']:5.1f} GF/s "
+          f"{r['weight_gb_per_s']:5.1f} GB/s"
+        )
     print(f"{name:20s} | " + " | ".join(cells))
   lo = rows_list[0]
-  set_seconds = lambda m, impl: sum(results["rows"][m][f"{p}/{impl}"]["seconds"]
-                                    for p in ("forward", "backward"))
+  set_seconds = lambda m, impl: sum(
+    results["rows"][m][f"{p}/{impl}"]["seconds"] for p in ("forward", "backward")
+  )
   best_lo = min(set_seconds(lo, impl) for impl in ("xla", "kernel"))
   for m in rows_list[1:]:
     for impl in ("xla", "kernel"):
-      print(f"{impl}: forward + backward sets, M={m} / M={lo}: "
-            f"{set_seconds(m, impl) / set_seconds(lo, impl):.2f}x")
+      print(
+        f"{impl}: forward + backward sets, M={m} / M={lo}: "
+        f"{set_seconds(m, impl) / set_seconds(lo, impl):.2f}x"
+      )
     print(f"kernel at M={m} / the faster at M={lo}: {set_seconds(m, 'kernel') / best_lo:.2f}x")
   if args.out:
     with open(args.out, "w") as f:

@@ -37,9 +37,9 @@ from pathlib import Path
 from _threads import pin_xla_threads
 
 SIZES = {  # GPT-2 shapes (vocab, positions, width, layers, heads)
-    "gpt2": (50257, 1024, 768, 12, 12),
-    "gpt2-medium": (50257, 1024, 1024, 24, 16),
-    "mini": (8192, 512, 256, 4, 4),
+  "gpt2": (50257, 1024, 768, 12, 12),
+  "gpt2-medium": (50257, 1024, 1024, 24, 16),
+  "mini": (8192, 512, 256, 4, 4),
 }
 
 
@@ -48,13 +48,19 @@ def main(argv=None) -> int:
   parser.add_argument("--size", choices=sorted(SIZES), default="gpt2")
   parser.add_argument("--length", type=int, default=50)
   parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--threads", type=int, default=2,
-                      help="torch threads; pin the process (both sides) to as many cores "
-                           "with taskset")
-  parser.add_argument("--products", default="kernel,xla",
-                      help="GPT-2's weight products to time jaxnn with, in order: 'kernel' "
-                           "(jaxnn's default: the CPU kernel for float32 one-token passes) and/or "
-                           "'xla' (XLA's dot everywhere)")
+  parser.add_argument(
+    "--threads",
+    type=int,
+    default=2,
+    help="torch threads; pin the process (both sides) to as many cores with taskset",
+  )
+  parser.add_argument(
+    "--products",
+    default="kernel,xla",
+    help="GPT-2's weight products to time jaxnn with, in order: 'kernel' "
+    "(jaxnn's default: the CPU kernel for float32 one-token passes) and/or "
+    "'xla' (XLA's dot everywhere)",
+  )
   parser.add_argument("--out", default=None, help="write the numbers as JSON here")
   args = parser.parse_args(argv)
   pin_xla_threads(args.threads)
@@ -73,8 +79,11 @@ def main(argv=None) -> int:
   torch.set_num_threads(args.threads)
   vocab, positions, width, layers, heads = SIZES[args.size]
   torch.manual_seed(0)
-  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-      vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=layers, n_head=heads)).eval()
+  model = transformers.GPT2LMHeadModel(
+    transformers.GPT2Config(
+      vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=layers, n_head=heads
+    )
+  ).eval()
   folder = Path(tempfile.mkdtemp(prefix="pplm_bench_"))
   model.save_pretrained(folder)
   params, gpt2 = load_gpt2(folder)
@@ -82,23 +91,36 @@ def main(argv=None) -> int:
   rng = np.random.default_rng(0)
   bag = sorted(rng.choice(vocab, 150, replace=False).tolist())
   prompt = [vocab - 1] + rng.integers(0, vocab, 3).tolist()
-  hp = dict(stepsize=0.03, num_iterations=3, window_length=5, gamma=1.5, kl_scale=0.01,
-            gm_scale=0.99, top_k=10)
+  hp = dict(
+    stepsize=0.03,
+    num_iterations=3,
+    window_length=5,
+    gamma=1.5,
+    kl_scale=0.01,
+    gm_scale=0.99,
+    top_k=10,
+  )
   config = PPLMConfig(length=args.length, **hp)
   single = np.zeros((1, vocab), np.float32)
   single[0, bag] = 1
   empty = jnp.zeros((0,), jnp.int32)
-  attributes = Attributes(bags=BagsOfWords(jnp.asarray(single), jnp.zeros((0, 2), jnp.int32),
-                                           empty, empty))
+  attributes = Attributes(
+    bags=BagsOfWords(jnp.asarray(single), jnp.zeros((0, 2), jnp.int32), empty, empty)
+  )
 
   reference_generate(model, prompt, length=2, bow_ids=[bag], **hp)  # warm-up
   start = time.perf_counter()
   reference_generate(model, prompt, length=args.length, bow_ids=[bag], **hp)
   torch_seconds = time.perf_counter() - start
-  results = {"size": args.size, "length": args.length, "threads": args.threads,
-             "cpu_affinity": sorted(os.sched_getaffinity(0)),
-             "torch_tokens_per_second": args.length / torch_seconds}
+  results = {
+    "size": args.size,
+    "length": args.length,
+    "threads": args.threads,
+    "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    "torch_tokens_per_second": args.length / torch_seconds,
+  }
   from jaxnn.pplm import _products
+
   kernel_rows = _products.MAX_KERNEL_ROWS
   for products in args.products.split(","):
     # 'xla': no product goes to the kernel; retrace so that the setting takes effect.
@@ -107,14 +129,16 @@ def main(argv=None) -> int:
     name = "jaxnn" if products == "kernel" else "jaxnn_xla"
     for batch in (1, args.batch):
       timings = {}
-      steered_generate(params, gpt2, np.tile(np.asarray([prompt]), (batch, 1)), attributes,
-                       config, timings=timings)
+      steered_generate(
+        params, gpt2, np.tile(np.asarray([prompt]), (batch, 1)), attributes, config, timings=timings
+      )
       results[f"{name}_batch{batch}_tokens_per_second"] = timings["tokens_per_second"]
       results[f"{name}_batch{batch}_compile_seconds"] = timings["compile_seconds"]
   # Each batch size by the fastest path jaxnn has.
   b1 = max(results.get(f"{name}_batch1_tokens_per_second", 0) for name in ("jaxnn", "jaxnn_xla"))
-  bn = max(results.get(f"{name}_batch{args.batch}_tokens_per_second", 0)
-           for name in ("jaxnn", "jaxnn_xla"))
+  bn = max(
+    results.get(f"{name}_batch{args.batch}_tokens_per_second", 0) for name in ("jaxnn", "jaxnn_xla")
+  )
   results["speedup_jaxnn_batch1_vs_torch"] = b1 / results["torch_tokens_per_second"]
   results[f"speedup_jaxnn_batch{args.batch}_vs_torch"] = bn / results["torch_tokens_per_second"]
   results[f"speedup_batch{args.batch}_vs_batch1"] = bn / b1

@@ -34,7 +34,6 @@ import time
 
 from _threads import pin_xla_threads
 
-
 # FLOPs of one training step of 784-200-200-10 at batch B (multiply-add = 2).
 SIZES = (784, 200, 200, 10)
 
@@ -44,8 +43,12 @@ def model_flops(batch: int, sizes=SIZES) -> dict:
   forward = 2 * batch * sum(weights)
   weight_grads = 2 * batch * sum(weights)
   input_grads = 2 * batch * sum(weights[1:])  # no gradient for the input image
-  return dict(forward=forward, weight_grads=weight_grads, input_grads=input_grads,
-              total=forward + weight_grads + input_grads)
+  return dict(
+    forward=forward,
+    weight_grads=weight_grads,
+    input_grads=input_grads,
+    total=forward + weight_grads + input_grads,
+  )
 
 
 def projection_flops(D: int, d: int, name: str) -> int:
@@ -102,10 +105,16 @@ def time_rounds(variants: dict, steps: int, rounds: int) -> dict:
       run(steps)
       wall[name].append((time.perf_counter() - w0) / steps)
       cpu[name].append((time.process_time() - c0) / steps)
-  return {name: dict(wall_median_s=statistics.median(wall[name]), wall_min_s=min(wall[name]),
-                     cpu_median_s=statistics.median(cpu[name]), cpu_min_s=min(cpu[name]),
-                     cpu_rounds_s=cpu[name])
-          for name in variants}
+  return {
+    name: dict(
+      wall_median_s=statistics.median(wall[name]),
+      wall_min_s=min(wall[name]),
+      cpu_median_s=statistics.median(cpu[name]),
+      cpu_min_s=min(cpu[name]),
+      cpu_rounds_s=cpu[name],
+    )
+    for name in variants
+  }
 
 
 def round_ratios(times: dict, name: str, base: str) -> dict:
@@ -122,9 +131,20 @@ def speed(args) -> dict:
 
   from benchmarks.subspace_torch import DirectFC, SubspaceFC, make_torch_step
   from jaxnn.models import create_model
-  from jaxnn.subspace import (Projection, dense_projection, fastfood_projection,
-                              make_subspace_train_step, subspace_model)
-  from jaxnn.train import CLASSIFICATION, from_nnx, init_train_state, make_optimizer, make_train_step
+  from jaxnn.subspace import (
+    Projection,
+    dense_projection,
+    fastfood_projection,
+    make_subspace_train_step,
+    subspace_model,
+  )
+  from jaxnn.train import (
+    CLASSIFICATION,
+    from_nnx,
+    init_train_state,
+    make_optimizer,
+    make_train_step,
+  )
 
   torch.set_num_threads(args.threads)
   torch.set_num_interop_threads(args.threads)
@@ -139,23 +159,30 @@ def speed(args) -> dict:
   wd = args.weight_decay
   variants = {}
 
-  variants["jax direct"] = jax_runner(make_train_step(model, optimizer, CLASSIFICATION, wd),
-                                      init_train_state(model, optimizer), x_jax, y_jax)
+  variants["jax direct"] = jax_runner(
+    make_train_step(model, optimizer, CLASSIFICATION, wd),
+    init_train_state(model, optimizer),
+    x_jax,
+    y_jax,
+  )
   D = None
   fastfood = fastfood_projection("native")
   # "fastfood flat": the same kernel without `apply_leaves`, i.e. theta_0 + P theta_d as one
   # (D,) vector sliced into the leaves and a concatenated gradient (the path before the fused
   # kernel; the path of dense and sparse projections).
-  projections = {"dense": dense_projection(), "fastfood": fastfood,
-                 "fastfood flat": Projection(fastfood.init, fastfood.apply),
-                 "fastfood xla": fastfood_projection("xla")}
+  projections = {
+    "dense": dense_projection(),
+    "fastfood": fastfood,
+    "fastfood flat": Projection(fastfood.init, fastfood.apply),
+    "fastfood xla": fastfood_projection("xla"),
+  }
   for name, projection in projections.items():
     sub = subspace_model(model, args.d, projection, seed=0)
     D = sub.subspace.num_params
     step = make_subspace_train_step(sub.subspace, optimizer, CLASSIFICATION, wd)
-    variants[f"jax {name}"] = jax_runner(step, init_train_state(sub.model, optimizer), x_jax, y_jax,
-                                         sub.state,
-                                         jnp.int32(args.d))
+    variants[f"jax {name}"] = jax_runner(
+      step, init_train_state(sub.model, optimizer), x_jax, y_jax, sub.state, jnp.int32(args.d)
+    )
     if name == "dense":
       P_state = sub.state.projection
 
@@ -180,9 +207,11 @@ def speed(args) -> dict:
   theta_d = jnp.asarray(rng.normal(size=args.d).astype(np.float32))
   g_D = jnp.asarray(rng.normal(size=D).astype(np.float32))
   P_dxD = P_state.P_dxD
-  kernels = {"P theta_d": (jax.jit(lambda P, t: t @ P), theta_d),
-             "P^T g": (jax.jit(lambda P, g: P @ g), g_D),
-             "read P (sum)": (jax.jit(lambda P, _: jnp.sum(P)), g_D)}
+  kernels = {
+    "P theta_d": (jax.jit(lambda P, t: t @ P), theta_d),
+    "P^T g": (jax.jit(lambda P, g: P @ g), g_D),
+    "read P (sum)": (jax.jit(lambda P, _: jnp.sum(P)), g_D),
+  }
 
   def kernel_runner(f, arg):
     f(P_dxD, arg).block_until_ready()
@@ -195,16 +224,19 @@ def speed(args) -> dict:
     return run
 
   results = time_rounds(variants, args.steps, args.rounds)
-  results |= time_rounds({name: kernel_runner(*k) for name, k in kernels.items()}, args.steps,
-                         args.rounds)
+  results |= time_rounds(
+    {name: kernel_runner(*k) for name, k in kernels.items()}, args.steps, args.rounds
+  )
   from jaxnn.subspace import _projections, walsh_hadamard
 
   L = 1 << (D - 1).bit_length()
   v = jnp.asarray(rng.normal(size=L).astype(np.float32))
   whts = {}
-  for name, f in (("jaxnn walsh_hadamard (C++ kernel)", walsh_hadamard),
-                  ("jaxnn XLA transform (radix-4 + H_64 matmul)", _projections._wht_xla),
-                  ("radix-2 butterfly in XLA", wht_radix2)):
+  for name, f in (
+    ("jaxnn walsh_hadamard (C++ kernel)", walsh_hadamard),
+    ("jaxnn XLA transform (radix-4 + H_64 matmul)", _projections._wht_xla),
+    ("radix-2 butterfly in XLA", wht_radix2),
+  ):
     f = jax.jit(f)
     np.testing.assert_allclose(f(v), walsh_hadamard(v), rtol=1e-3, atol=1e-2)
 
@@ -225,15 +257,29 @@ def speed(args) -> dict:
   # Dense floor from bandwidth: the direct step plus two reads of P at the
   # fastest read rate measured (so no gemv can beat it on this machine).
   read_floor_s = 2 * P_bytes / (max(bandwidth.values()) * 1e9)
-  return dict(D=D, d=args.d, batch=args.batch, threads=args.threads, steps=args.steps,
-              rounds=args.rounds, weight_decay=wd, model_flops=flops,
-              projection_flops={n: projection_flops(D, args.d, n) for n in ("dense", "fastfood")},
-              flop_floor_ratio=floors, P_bytes=P_bytes, read_bandwidth_GBps=bandwidth,
-              dense_bandwidth_floor_s=cpu["jax direct"] + read_floor_s,
-              dense_bandwidth_floor_ratio=(cpu["jax direct"] + read_floor_s) / cpu["jax direct"],
-              round_ratios={name: round_ratios(results, name, "jax direct")
-                            for name in variants if name.startswith("jax ")},
-              load_average=os.getloadavg(), times=results)
+  return dict(
+    D=D,
+    d=args.d,
+    batch=args.batch,
+    threads=args.threads,
+    steps=args.steps,
+    rounds=args.rounds,
+    weight_decay=wd,
+    model_flops=flops,
+    projection_flops={n: projection_flops(D, args.d, n) for n in ("dense", "fastfood")},
+    flop_floor_ratio=floors,
+    P_bytes=P_bytes,
+    read_bandwidth_GBps=bandwidth,
+    dense_bandwidth_floor_s=cpu["jax direct"] + read_floor_s,
+    dense_bandwidth_floor_ratio=(cpu["jax direct"] + read_floor_s) / cpu["jax direct"],
+    round_ratios={
+      name: round_ratios(results, name, "jax direct")
+      for name in variants
+      if name.startswith("jax ")
+    },
+    load_average=os.getloadavg(),
+    times=results,
+  )
 
 
 def probe(width: int, d: int, steps: int) -> dict:
@@ -264,9 +310,16 @@ def probe(width: int, d: int, steps: int) -> dict:
     state, metrics = step(state, x, y, sub.state, jnp.int32(d))
     losses.append(float(metrics["loss"]))
     times.append(time.perf_counter() - t0)
-  return dict(width=width, D=sub.subspace.num_params, L=int(sub.state.projection.B.shape[-1]),
-              d=d, losses=losses, init_s=init_s, step_s=times,
-              peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+  return dict(
+    width=width,
+    D=sub.subspace.num_params,
+    L=int(sub.state.projection.B.shape[-1]),
+    d=d,
+    losses=losses,
+    init_s=init_s,
+    step_s=times,
+    peak_rss_GB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+  )
 
 
 def mem_available_GB() -> float:
@@ -298,15 +351,33 @@ def largest_d(args) -> list:
       per_param = (b["peak_rss_GB"] - a["peak_rss_GB"]) / (b["D"] - a["D"])
       needed = b["peak_rss_GB"] + 1.15 * per_param * (D - b["D"])
       if needed > available - args.margin_gb:
-        probes.append(dict(width=width, D=D, skipped=f"would need ~{needed:.1f} GB, "
-                           f"{available:.1f} GB available (margin {args.margin_gb} GB)"))
+        probes.append(
+          dict(
+            width=width,
+            D=D,
+            skipped=f"would need ~{needed:.1f} GB, "
+            f"{available:.1f} GB available (margin {args.margin_gb} GB)",
+          )
+        )
         print(json.dumps(probes[-1]), flush=True)
         break
     t0 = time.perf_counter()
     try:
-      out = subprocess.run([sys.executable, __file__, "--probe", str(width), "--threads",
-                            str(args.threads), "--d", str(args.d)], capture_output=True, text=True,
-                           timeout=args.probe_timeout)
+      out = subprocess.run(
+        [
+          sys.executable,
+          __file__,
+          "--probe",
+          str(width),
+          "--threads",
+          str(args.threads),
+          "--d",
+          str(args.d),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.probe_timeout,
+      )
     except subprocess.TimeoutExpired:
       probes.append(dict(width=width, D=D, failed=f"timed out after {args.probe_timeout} s"))
       print(json.dumps(probes[-1]), flush=True)
@@ -314,8 +385,10 @@ def largest_d(args) -> list:
     if out.returncode:
       probes.append(dict(width=width, D=D, failed=out.stderr[-2000:]))
       break
-    probes.append(json.loads(out.stdout.strip().splitlines()[-1]) |
-                  {"mem_available_GB": available, "wall_s_total": time.perf_counter() - t0})
+    probes.append(
+      json.loads(out.stdout.strip().splitlines()[-1])
+      | {"mem_available_GB": available, "wall_s_total": time.perf_counter() - t0}
+    )
     print(json.dumps(probes[-1]), flush=True)
   return probes
 
@@ -328,8 +401,12 @@ def main():
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--weight-decay", type=float, default=0.0)
-  parser.add_argument("--widths", default="", help="FC widths to probe for the largest D, in "
-                      "order, e.g. 1024,4096,8192,11585,15900 (empty: skip)")
+  parser.add_argument(
+    "--widths",
+    default="",
+    help="FC widths to probe for the largest D, in "
+    "order, e.g. 1024,4096,8192,11585,15900 (empty: skip)",
+  )
   parser.add_argument("--margin-gb", type=float, default=3.0)
   parser.add_argument("--probe-timeout", type=float, default=300.0, help="seconds per width")
   parser.add_argument("--skip-speed", action="store_true")

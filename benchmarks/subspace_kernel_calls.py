@@ -51,8 +51,10 @@ def main():
   backward = jax.jit(backward_fn)
   leaves = forward(state, theta, base)
   cotangents = [jnp.asarray(rng.normal(size=l.shape).astype(np.float32)) for l in leaves]
-  calls = {"forward": lambda: forward(state, theta, base),
-           "backward": lambda: backward(state, theta, base, cotangents)}
+  calls = {
+    "forward": lambda: forward(state, theta, base),
+    "backward": lambda: backward(state, theta, base, cotangents),
+  }
   sweep = jax.jit(lambda x: x * 1.0001)
   memory = [jnp.ones(int(args.sweep_mb * 2**20 / 8), jnp.float32)]  # read and written: sweep-mb
 

@@ -31,7 +31,6 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
 
 
 class _WHT(torch.autograd.Function):
-
   @staticmethod
   def forward(ctx, x):
     return fwht(x)
@@ -42,7 +41,6 @@ class _WHT(torch.autograd.Function):
 
 
 class _Permute(torch.autograd.Function):
-
   @staticmethod
   def forward(ctx, x, perm, inv_perm):
     ctx.save_for_backward(inv_perm)
@@ -87,7 +85,7 @@ class FastfoodProjection(torch.nn.Module):
     x = F.pad(theta_d, (0, self.L - theta_d.shape[0]))
     v = _WHT.apply(self.B * x)
     v = _WHT.apply(self.G * _Permute.apply(v, self.perm, self.inv_perm))
-    return v[:self.D] * self.scale
+    return v[: self.D] * self.scale
 
 
 class SubspaceFC(torch.nn.Module):
@@ -103,10 +101,14 @@ class SubspaceFC(torch.nn.Module):
     torch.manual_seed(seed)
     layers = [torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
     self.shapes = [t.shape for layer in layers for t in (layer.weight, layer.bias)]
-    self.register_buffer("theta0", torch.cat([t.detach().reshape(-1) for layer in layers
-                                              for t in (layer.weight, layer.bias)]))
+    self.register_buffer(
+      "theta0",
+      torch.cat([t.detach().reshape(-1) for layer in layers for t in (layer.weight, layer.bias)]),
+    )
     D = self.theta0.numel()
-    self.projection = (DenseProjection if projection == "dense" else FastfoodProjection)(D, d, generator)
+    self.projection = (DenseProjection if projection == "dense" else FastfoodProjection)(
+      D, d, generator
+    )
     self.theta_d = torch.nn.Parameter(torch.zeros(d))
 
   def full_params(self):
@@ -150,7 +152,9 @@ def make_torch_step(model: torch.nn.Module, learning_rate: float = 1e-3, weight_
   def step(x, y):
     optimizer.zero_grad(set_to_none=True)
     logits, l2 = model(x)
-    loss = F.cross_entropy(logits, y) + weight_decay * l2 if weight_decay else F.cross_entropy(logits, y)
+    loss = (
+      F.cross_entropy(logits, y) + weight_decay * l2 if weight_decay else F.cross_entropy(logits, y)
+    )
     loss.backward()
     optimizer.step()
     return loss

@@ -32,9 +32,11 @@ def main():
   pin_xla_threads(args.threads)
 
   import jax
+
   jax.config.update("jax_num_cpu_devices", 2)
   import numpy as np
   import torch
+
   torch.set_num_threads(args.threads)
 
   from jaxnn.models import create_model
@@ -50,8 +52,12 @@ def main():
 
   def jax_runner(num_devices):
     dp = data_parallel(128, num_devices)
-    jitted = jax.jit(step, in_shardings=(dp.replicated, dp.batch, dp.batch),
-                     out_shardings=(dp.replicated, dp.replicated), donate_argnums=0)
+    jitted = jax.jit(
+      step,
+      in_shardings=(dp.replicated, dp.batch, dp.batch),
+      out_shardings=(dp.replicated, dp.replicated),
+      donate_argnums=0,
+    )
     batches = [dp.shard_batch(x, y) for x, y in zip(xs, ys)]
     state = [jax.device_put(init_train_state(model, opt), dp.replicated, may_alias=False)]
 
@@ -61,10 +67,17 @@ def main():
         s, m = jitted(s, x, y)
         jax.block_until_ready(s)  # every step synchronized, like the torch loop
       state[0] = s
+
     return run
 
-  net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 200), torch.nn.ReLU(),
-                            torch.nn.Linear(200, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
+  net = torch.nn.Sequential(
+    torch.nn.Flatten(),
+    torch.nn.Linear(784, 200),
+    torch.nn.ReLU(),
+    torch.nn.Linear(200, 200),
+    torch.nn.ReLU(),
+    torch.nn.Linear(200, 10),
+  )
   torch_opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.99))
   txs, tys = torch.from_numpy(xs), torch.from_numpy(ys).long()
 
@@ -75,8 +88,11 @@ def main():
       loss.backward()
       torch_opt.step()
 
-  runners = {"jaxnn (1 device)": jax_runner(1), "jaxnn (2-device data parallel)": jax_runner(2),
-             "pytorch": torch_run}
+  runners = {
+    "jaxnn (1 device)": jax_runner(1),
+    "jaxnn (2-device data parallel)": jax_runner(2),
+    "pytorch": torch_run,
+  }
   for run in runners.values():
     run()  # compile / warm up
   times = {k: [] for k in runners}
@@ -86,8 +102,10 @@ def main():
       run()
       times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
   med = {k: statistics.median(v) for k, v in times.items()}
-  print(f"threads={args.threads} steps/round={args.steps} rounds={args.rounds} "
-        f"jax={jax.__version__} torch={torch.__version__}")
+  print(
+    f"threads={args.threads} steps/round={args.steps} rounds={args.rounds} "
+    f"jax={jax.__version__} torch={torch.__version__}"
+  )
   for k, v in med.items():
     print(f"  {k:32s} {v:7.3f} ms/step (median)")
   j1, j2, pt = med["jaxnn (1 device)"], med["jaxnn (2-device data parallel)"], med["pytorch"]

@@ -6,11 +6,11 @@ import argparse
 
 
 def int_list(text: str) -> tuple[int, ...]:
-  """"200,200" -> (200, 200); a clear argparse error otherwise."""
+  """ "200,200" -> (200, 200); a clear argparse error otherwise."""
   try:
     values = tuple(int(v) for v in text.split(",") if v.strip())
   except ValueError:
-    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
   if not values or any(v < 1 for v in values):
     raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
   return values
@@ -21,7 +21,7 @@ def _number(text: str, cast: type, valid, kind: str, requirement: str):
   try:
     value = cast(text)
   except ValueError:
-    raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
   if not valid(value):
     raise argparse.ArgumentTypeError(f"expected {requirement}, got {value}")
   return value
@@ -54,7 +54,8 @@ def device_count(text: str) -> int | None:
 
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str = "run directory") -> None:
   """The options every training command shares: --devices, --out, --no-progress."""
-  parser.add_argument("--devices", type=device_count, default="all",
-                      help="number of devices to use, or all")
+  parser.add_argument(
+    "--devices", type=device_count, default="all", help="number of devices to use, or all"
+  )
   parser.add_argument("--out", required=True, help=out_help)
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -30,8 +30,9 @@ DEFAULT_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
 
 def cache_dir() -> str:
   """Where compiled kernels are cached: `$JAXNN_CACHE_DIR`, else `~/.cache/jaxnn`."""
-  return os.environ.get("JAXNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                           "jaxnn")
+  return os.environ.get("JAXNN_CACHE_DIR") or os.path.join(
+    os.path.expanduser("~"), ".cache", "jaxnn"
+  )
 
 
 class NativeLibrary:
@@ -44,8 +45,9 @@ class NativeLibrary:
     flags: the compiler flags.
   """
 
-  def __init__(self, name: str, source: str, targets: dict[str, str],
-               flags: tuple[str, ...] = DEFAULT_FLAGS):
+  def __init__(
+    self, name: str, source: str, targets: dict[str, str], flags: tuple[str, ...] = DEFAULT_FLAGS
+  ):
     self.name, self.source, self.targets, self.flags = name, source, dict(targets), tuple(flags)
     self._lock = threading.Lock()
     self._status: dict = {}
@@ -55,8 +57,9 @@ class NativeLibrary:
     flags, compiler or jaxlib (whose FFI headers it includes) gives a new file."""
     import jaxlib
 
-    key = hashlib.sha256("\0".join((self.source, *self.flags, compiler, jaxlib.__version__,
-                                    sys.platform)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+      "\0".join((self.source, *self.flags, compiler, jaxlib.__version__, sys.platform)).encode()
+    ).hexdigest()[:16]
     return os.path.join(cache_dir(), f"{self.name}_{key}.so")
 
   def build(self) -> str:
@@ -73,11 +76,15 @@ class NativeLibrary:
       with open(source, "w") as f:
         f.write(self.source)
       built = os.path.join(tmp, f"{self.name}.so")
-      result = subprocess.run([compiler, *self.flags, f"-I{jax.ffi.include_dir()}", source, "-o",
-                               built], capture_output=True, text=True)
+      result = subprocess.run(
+        [compiler, *self.flags, f"-I{jax.ffi.include_dir()}", source, "-o", built],
+        capture_output=True,
+        text=True,
+      )
       if result.returncode:
-        raise JaxnnError(f"compiling the {self.name} CPU kernel with {compiler} failed:\n"
-                         f"{result.stderr[-2000:]}")
+        raise JaxnnError(
+          f"compiling the {self.name} CPU kernel with {compiler} failed:\n{result.stderr[-2000:]}"
+        )
       os.replace(built, path)  # atomic: concurrent builders all end with a complete file
     return path
 
@@ -88,8 +95,9 @@ class NativeLibrary:
         try:
           library = ctypes.cdll.LoadLibrary(self.build())
           for target, symbol in self.targets.items():
-            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
-                                        platform="cpu")
+            jax.ffi.register_ffi_target(
+              target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+            )
           self._status["ok"] = True
         except (JaxnnError, OSError) as e:
           self._status.update(ok=False, error=str(e))

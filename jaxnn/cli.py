@@ -17,12 +17,12 @@ from jaxnn._errors import JaxnnError
 
 # Command -> (module with a `register(subparsers)` function, one-line help).
 COMMANDS = {
-    "train": ("jaxnn.train._cli", "train a network on a dataset (supervised)"),
-    "datasets": ("jaxnn.train._cli", "list the datasets and whether they work offline"),
-    "coordconv": ("jaxnn.coordconv._cli", "CoordConv (Liu et al. 2018): Not-so-Clevr experiments"),
-    "lca": ("jaxnn.lca._cli", "loss change allocation during training (Lan et al. 2019)"),
-    "subspace": ("jaxnn.subspace._cli", "random-subspace training and intrinsic dimension"),
-    "pplm": ("jaxnn.pplm._cli", "PPLM: steer GPT-2 with bags of words or discriminators"),
+  "train": ("jaxnn.train._cli", "train a network on a dataset (supervised)"),
+  "datasets": ("jaxnn.train._cli", "list the datasets and whether they work offline"),
+  "coordconv": ("jaxnn.coordconv._cli", "CoordConv (Liu et al. 2018): Not-so-Clevr experiments"),
+  "lca": ("jaxnn.lca._cli", "loss change allocation during training (Lan et al. 2019)"),
+  "subspace": ("jaxnn.subspace._cli", "random-subspace training and intrinsic dimension"),
+  "pplm": ("jaxnn.pplm._cli", "PPLM: steer GPT-2 with bags of words or discriminators"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
@@ -34,11 +34,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
   top-level `--help` lists everything without importing the method packages.
   """
   parser = argparse.ArgumentParser(
-      prog="jaxnn", description="CoordConv, intrinsic dimension, LCA and PPLM in JAX.")
+    prog="jaxnn", description="CoordConv, intrinsic dimension, LCA and PPLM in JAX."
+  )
   parser.add_argument("--version", action="version", version=f"jaxnn {_version()}")
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-  modules = COMMAND_MODULES if command is None else (
-      (COMMANDS[command][0],) if command in COMMANDS else ())
+  modules = (
+    COMMAND_MODULES if command is None else ((COMMANDS[command][0],) if command in COMMANDS else ())
+  )
   for module in modules:
     importlib.import_module(module).register(subparsers)
   for name, (_, help_line) in COMMANDS.items():
@@ -54,19 +56,23 @@ def _command(argv: list[str]) -> str:
 
 def _version() -> str:
   from jaxnn import __version__
+
   return __version__
 
 
-_OUT_OF_MEMORY = ("out of memory: rerun with a smaller batch, model, length or subspace "
-                  "dimension, or fewer configs per program (--configs-per-program); nothing "
-                  "already saved was lost, and training commands resume from it")
+_OUT_OF_MEMORY = (
+  "out of memory: rerun with a smaller batch, model, length or subspace "
+  "dimension, or fewer configs per program (--configs-per-program); nothing "
+  "already saved was lost, and training commands resume from it"
+)
 
 
 def _is_out_of_memory(e: Exception) -> bool:
   """Whether `e` is XLA running out of (host or device) memory."""
   message = str(e)
   return type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and (
-      "Out of memory" in message or "RESOURCE_EXHAUSTED" in message)
+    "Out of memory" in message or "RESOURCE_EXHAUSTED" in message
+  )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
   except JaxnnError as e:
     print(f"jaxnn: error: {e}", file=sys.stderr)
     return 2
-  except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-          NotADirectoryError) as e:
+  except (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+  ) as e:
     print(f"jaxnn: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
     return 2
   except MemoryError as e:
@@ -94,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxnn: error: {_OUT_OF_MEMORY} ({str(e).splitlines()[0][:200]})", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("jaxnn: interrupted; run the same command again to resume from the last checkpoint",
-          file=sys.stderr)
+    print(
+      "jaxnn: interrupted; run the same command again to resume from the last checkpoint",
+      file=sys.stderr,
+    )
     return 130
 
 

@@ -35,11 +35,13 @@ def run_notebook(monkeypatch, tmp_path):
   def run(name: str, env: dict[str, str], backend: str = "Agg"):
     import nbclient
     import nbformat
+
     for key, value in {**env, "MPLBACKEND": backend, "JAX_PLATFORMS": "cpu"}.items():
       monkeypatch.setenv(key, value)
     nb = nbformat.read(COLABS / name, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+      nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     images = sum("image/png" in o.get("data", {}) for o in outputs)

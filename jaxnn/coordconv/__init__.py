@@ -11,19 +11,46 @@ References:
   https://arxiv.org/abs/1807.03247.
 """
 
-from jaxnn.coordconv._coords import (add_coords, coordinate_channels, coordinate_ramp,
-                                     num_coord_channels, tile_coords)
+from jaxnn.coordconv._coords import (
+  add_coords,
+  coordinate_channels,
+  coordinate_ramp,
+  num_coord_channels,
+  tile_coords,
+)
 from jaxnn.coordconv._layers import CoordConv1D, CoordConv2D, CoordConv3D, CoordConvTranspose
+from jaxnn.coordconv._models import (
+  ConvRegressor,
+  CoordConvClassifier,
+  CoordConvRegressor,
+  CoordConvRenderer,
+  DeconvClassifier,
+  DeconvRenderer,
+)
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
 from jaxnn.coordconv._tasks import TaskConfig, create_task_model, load_summary, run_task
-from jaxnn.coordconv._models import (ConvRegressor, CoordConvClassifier, CoordConvRegressor,
-                                     CoordConvRenderer, DeconvClassifier, DeconvRenderer)
 
 __all__ = [
-    "COORDINATE_MSE", "PIXEL_SIGMOID", "PIXEL_SOFTMAX", "TaskConfig", "create_task_model",
-    "load_summary", "run_task",
-    "ConvRegressor", "CoordConv1D", "CoordConv2D", "CoordConv3D", "CoordConvClassifier",
-    "CoordConvRegressor", "CoordConvRenderer", "CoordConvTranspose", "DeconvClassifier",
-    "DeconvRenderer", "add_coords", "coordinate_channels", "coordinate_ramp", "num_coord_channels",
-    "tile_coords",
+  "COORDINATE_MSE",
+  "PIXEL_SIGMOID",
+  "PIXEL_SOFTMAX",
+  "TaskConfig",
+  "create_task_model",
+  "load_summary",
+  "run_task",
+  "ConvRegressor",
+  "CoordConv1D",
+  "CoordConv2D",
+  "CoordConv3D",
+  "CoordConvClassifier",
+  "CoordConvRegressor",
+  "CoordConvRenderer",
+  "CoordConvTranspose",
+  "DeconvClassifier",
+  "DeconvRenderer",
+  "add_coords",
+  "coordinate_channels",
+  "coordinate_ramp",
+  "num_coord_channels",
+  "tile_coords",
 ]

@@ -8,7 +8,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +34,9 @@ def num_coord_channels(spatial_dims: int, with_r: bool = False) -> int:
   return spatial_dims + int(with_r)
 
 
-def tile_coords(x_Bx1xC: jax.Array, spatial_shape: Sequence[int], *,
-                channels_first: bool = False) -> jax.Array:
+def tile_coords(
+  x_Bx1xC: jax.Array, spatial_shape: Sequence[int], *, channels_first: bool = False
+) -> jax.Array:
   """Tiles raw per-example values, shape (B, 1, ..., 1, C), to (B, *spatial_shape, C).
 
   The paper's "tiling" of a coordinate input (B, 1, 1, 2) to the full 64x64
@@ -46,21 +47,26 @@ def tile_coords(x_Bx1xC: jax.Array, spatial_shape: Sequence[int], *,
   if not spatial_shape or min(spatial_shape) < 1:
     raise JaxnnError(f"tiling needs positive spatial sizes, got {spatial_shape}")
   if x_Bx1xC.ndim == 2:
-    x_Bx1xC = x_Bx1xC.reshape(x_Bx1xC.shape[0], *([1] * len(spatial_shape)), x_Bx1xC.shape[1]) \
-        if not channels_first else x_Bx1xC.reshape(*x_Bx1xC.shape, *([1] * len(spatial_shape)))
+    x_Bx1xC = (
+      x_Bx1xC.reshape(x_Bx1xC.shape[0], *([1] * len(spatial_shape)), x_Bx1xC.shape[1])
+      if not channels_first
+      else x_Bx1xC.reshape(*x_Bx1xC.shape, *([1] * len(spatial_shape)))
+    )
   spatial = x_Bx1xC.shape[2:] if channels_first else x_Bx1xC.shape[1:-1]
   if len(spatial) != len(spatial_shape) or any(s != 1 for s in spatial):
     raise JaxnnError(
-        f"tiling takes inputs with size-1 spatial axes, (B, {', '.join(['1'] * len(spatial_shape))}, "
-        f"C) for {len(spatial_shape)}D; got shape {tuple(x_Bx1xC.shape)}")
+      f"tiling takes inputs with size-1 spatial axes, (B, {', '.join(['1'] * len(spatial_shape))}, "
+      f"C) for {len(spatial_shape)}D; got shape {tuple(x_Bx1xC.shape)}"
+    )
   b = x_Bx1xC.shape[0]
   c = x_Bx1xC.shape[1] if channels_first else x_Bx1xC.shape[-1]
   target = (b, c, *spatial_shape) if channels_first else (b, *spatial_shape, c)
   return jnp.broadcast_to(x_Bx1xC, target)
 
 
-def coordinate_channels(spatial_shape: Sequence[int], *, with_r: bool = False,
-                        dtype=jnp.float32) -> jax.Array:
+def coordinate_channels(
+  spatial_shape: Sequence[int], *, with_r: bool = False, dtype=jnp.float32
+) -> jax.Array:
   """The coordinate channels alone, shape (*spatial_shape, n), channels-last.
 
   Channel 0 varies along the last spatial axis (x, the width of an HW image),
@@ -77,8 +83,13 @@ def coordinate_channels(spatial_shape: Sequence[int], *, with_r: bool = False,
   return jnp.stack(channels, axis=-1).astype(dtype)
 
 
-def add_coords(x: jax.Array, *, with_r: bool = False, channels_first: bool = False,
-               tile_to: Sequence[int] | None = None) -> jax.Array:
+def add_coords(
+  x: jax.Array,
+  *,
+  with_r: bool = False,
+  channels_first: bool = False,
+  tile_to: Sequence[int] | None = None,
+) -> jax.Array:
   """Appends coordinate channels to a batch of 1D, 2D or 3D inputs.
 
   For an image (B, H, W, C) the output is (B, H, W, C + 2) with channels
@@ -111,9 +122,10 @@ def add_coords(x: jax.Array, *, with_r: bool = False, channels_first: bool = Fal
     x = tile_coords(x, tile_to, channels_first=channels_first)
   if not 3 <= x.ndim <= 5:
     raise JaxnnError(
-        f"add_coords takes (batch, *spatial, channels) with 1 to 3 spatial axes (3 to 5 dims); "
-        f"got shape {tuple(x.shape)}. Add a batch axis with x[None] or pass tile_to= for raw "
-        "coordinates")
+      f"add_coords takes (batch, *spatial, channels) with 1 to 3 spatial axes (3 to 5 dims); "
+      f"got shape {tuple(x.shape)}. Add a batch axis with x[None] or pass tile_to= for raw "
+      "coordinates"
+    )
   spatial = x.shape[2:] if channels_first else x.shape[1:-1]
   coords = coordinate_channels(spatial, with_r=with_r, dtype=x.dtype)
   if channels_first:

@@ -25,7 +25,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 from flax import nnx
@@ -51,12 +51,15 @@ class _CoordinateSplitConv:
 
   def __call__(self, lhs, rhs, window_strides, padding, **kwargs):
     coords = coordinate_channels(lhs.shape[1:-1], with_r=self.with_r, dtype=lhs.dtype)[None]
-    image = self.conv(lhs, rhs[..., :self.in_features, :], window_strides, padding, **kwargs)
-    return image + self.conv(coords, rhs[..., self.in_features:, :], window_strides, padding,
-                             **kwargs)
+    image = self.conv(lhs, rhs[..., : self.in_features, :], window_strides, padding, **kwargs)
+    return image + self.conv(
+      coords, rhs[..., self.in_features :, :], window_strides, padding, **kwargs
+    )
 
 
-def _kernel_tuple(kernel_size: int | Sequence[int], spatial_dims: int, what: str) -> tuple[int, ...]:
+def _kernel_tuple(
+  kernel_size: int | Sequence[int], spatial_dims: int, what: str
+) -> tuple[int, ...]:
   kernel = (kernel_size,) * spatial_dims if isinstance(kernel_size, int) else tuple(kernel_size)
   if len(kernel) != spatial_dims:
     raise JaxnnError(f"{what} needs a kernel_size with {spatial_dims} entries, got {kernel_size}")
@@ -66,26 +69,45 @@ def _kernel_tuple(kernel_size: int | Sequence[int], spatial_dims: int, what: str
 class _CoordConvND(nnx.Module):
   spatial_dims: int = 2
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
-               strides: int | Sequence[int] = 1, *, with_r: bool = False, rngs: nnx.Rngs, **conv_kwargs):
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    *,
+    with_r: bool = False,
+    rngs: nnx.Rngs,
+    **conv_kwargs,
+  ):
     name = type(self).__name__
     if conv_kwargs.get("feature_group_count", 1) != 1:
-      raise JaxnnError(f"{name}: grouped convolutions would split the coordinate channels from "
-                       "their group; use feature_group_count=1")
+      raise JaxnnError(
+        f"{name}: grouped convolutions would split the coordinate channels from "
+        "their group; use feature_group_count=1"
+      )
     self.with_r = with_r
     padding = conv_kwargs.get("padding", "SAME")
     self.split = not (isinstance(padding, str) and padding.upper() in _INPUT_PADDINGS)
     if self.split:
       conv_kwargs["conv_general_dilated"] = _CoordinateSplitConv(
-          in_features, with_r, conv_kwargs.get("conv_general_dilated", jax.lax.conv_general_dilated))
-    self.conv = nnx.Conv(in_features + num_coord_channels(self.spatial_dims, with_r), out_features,
-                         _kernel_tuple(kernel_size, self.spatial_dims, name), strides, rngs=rngs,
-                         **conv_kwargs)
+        in_features, with_r, conv_kwargs.get("conv_general_dilated", jax.lax.conv_general_dilated)
+      )
+    self.conv = nnx.Conv(
+      in_features + num_coord_channels(self.spatial_dims, with_r),
+      out_features,
+      _kernel_tuple(kernel_size, self.spatial_dims, name),
+      strides,
+      rngs=rngs,
+      **conv_kwargs,
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != self.spatial_dims + 2:
-      raise JaxnnError(f"{type(self).__name__} takes (batch, {self.spatial_dims} spatial axes, "
-                       f"channels); got shape {tuple(x.shape)}")
+      raise JaxnnError(
+        f"{type(self).__name__} takes (batch, {self.spatial_dims} spatial axes, "
+        f"channels); got shape {tuple(x.shape)}"
+      )
     return self.conv(x if self.split else add_coords(x, with_r=self.with_r))
 
 
@@ -119,19 +141,37 @@ class CoordConvTranspose(nnx.Module):
   An int `kernel_size` means 2D (k, k).
   """
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
-               strides: int | Sequence[int] | None = None, *, with_r: bool = False,
-               rngs: nnx.Rngs, **conv_kwargs):
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    *,
+    with_r: bool = False,
+    rngs: nnx.Rngs,
+    **conv_kwargs,
+  ):
     kernel = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
     if not 1 <= len(kernel) <= 3:
-      raise JaxnnError(f"CoordConvTranspose supports 1 to 3 spatial axes, got kernel_size {kernel_size}")
+      raise JaxnnError(
+        f"CoordConvTranspose supports 1 to 3 spatial axes, got kernel_size {kernel_size}"
+      )
     self.with_r = with_r
     self.spatial_dims = len(kernel)
-    self.conv = nnx.ConvTranspose(in_features + num_coord_channels(len(kernel), with_r), out_features,
-                                  kernel, strides, rngs=rngs, **conv_kwargs)
+    self.conv = nnx.ConvTranspose(
+      in_features + num_coord_channels(len(kernel), with_r),
+      out_features,
+      kernel,
+      strides,
+      rngs=rngs,
+      **conv_kwargs,
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != self.spatial_dims + 2:
-      raise JaxnnError(f"CoordConvTranspose takes (batch, {self.spatial_dims} spatial axes, "
-                       f"channels); got shape {tuple(x.shape)}")
+      raise JaxnnError(
+        f"CoordConvTranspose takes (batch, {self.spatial_dims} spatial axes, "
+        f"channels); got shape {tuple(x.shape)}"
+      )
     return self.conv(add_coords(x, with_r=self.with_r))

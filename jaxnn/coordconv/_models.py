@@ -67,8 +67,14 @@ class CoordConvClassifier(nnx.Module):
   docs/readme/coordconv.md), where the paper's widths need about 11.
   """
 
-  def __init__(self, *, mul: int = 1, widths: tuple[int, ...] = PAPER_CLASSIFIER_WIDTHS,
-               with_r: bool = False, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    *,
+    mul: int = 1,
+    widths: tuple[int, ...] = PAPER_CLASSIFIER_WIDTHS,
+    with_r: bool = False,
+    rngs: nnx.Rngs,
+  ):
     if not widths or mul < 1 or min(widths) < 1:
       raise JaxnnError(f"CoordConvClassifier needs positive widths and mul, got {widths}, {mul}")
     widths = [w * mul for w in widths]
@@ -78,8 +84,9 @@ class CoordConvClassifier(nnx.Module):
 
   def canvas_logits(self, x_Bx2: jax.Array) -> jax.Array:
     """(B, 64, 64, 1) logits before the flattening softmax."""
-    h = jax.nn.relu(self.first(tile_coords(_check_coords(x_Bx2, "CoordConvClassifier"),
-                                           (CANVAS, CANVAS))))
+    h = jax.nn.relu(
+      self.first(tile_coords(_check_coords(x_Bx2, "CoordConvClassifier"), (CANVAS, CANVAS)))
+    )
     for conv in self.hidden:
       h = jax.nn.relu(conv(h))
     return self.out(h)
@@ -100,13 +107,21 @@ class DeconvClassifier(nnx.Module):
 
   def __init__(self, *, mul: int = 1, kernel_size: int = 3, rngs: nnx.Rngs):
     if mul < 1 or kernel_size < 1:
-      raise JaxnnError(f"DeconvClassifier needs mul >= 1 and kernel_size >= 1, got {mul}, {kernel_size}")
+      raise JaxnnError(
+        f"DeconvClassifier needs mul >= 1 and kernel_size >= 1, got {mul}, {kernel_size}"
+      )
     widths = [2, 64 * mul, 64 * mul, 64 * mul, 32 * mul, 32 * mul, 1]
-    self.deconvs = nnx.List([
-        nnx.ConvTranspose(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME", kernel_init=_HE,
-                          rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
-    self.norms = nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs)
-                           for w in widths[1:-1]])
+    self.deconvs = nnx.List(
+      [
+        nnx.ConvTranspose(
+          a, b, (kernel_size, kernel_size), (2, 2), padding="SAME", kernel_init=_HE, rngs=rngs
+        )
+        for a, b in zip(widths[:-1], widths[1:])
+      ]
+    )
+    self.norms = nnx.List(
+      [nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in widths[1:-1]]
+    )
 
   def canvas_logits(self, x_Bx2: jax.Array, train: bool = False) -> jax.Array:
     h = _check_coords(x_Bx2, "DeconvClassifier").reshape(-1, 1, 1, 2)
@@ -127,8 +142,9 @@ class CoordConvRegressor(nnx.Module):
 
   def __init__(self, *, rngs: nnx.Rngs):
     self.first = CoordConv2D(1, 8, (1, 1), kernel_init=_HE, rngs=rngs)
-    self.convs = nnx.List([_conv(8, 8, 1, rngs), _conv(8, 8, 1, rngs), _conv(8, 8, 3, rngs),
-                           _conv(8, 2, 3, rngs)])
+    self.convs = nnx.List(
+      [_conv(8, 8, 1, rngs), _conv(8, 8, 1, rngs), _conv(8, 8, 3, rngs), _conv(8, 2, 3, rngs)]
+    )
 
   def __call__(self, x_BxHxWx1, *, train: bool = False, rngs: nnx.Rngs | None = None):
     del train, rngs
@@ -146,8 +162,9 @@ class ConvRegressor(nnx.Module):
 
   def __init__(self, *, mul: int = 1, rngs: nnx.Rngs):
     w = 16 * mul
-    self.convs = nnx.List([_conv(1, w, 3, rngs), _conv(w, w, 3, rngs), _conv(w, w, 3, rngs),
-                           _conv(w, w, 3, rngs)])
+    self.convs = nnx.List(
+      [_conv(1, w, 3, rngs), _conv(w, w, 3, rngs), _conv(w, w, 3, rngs), _conv(w, w, 3, rngs)]
+    )
     self.hidden = nnx.Linear(8 * 8 * w, 64, kernel_init=_HE, rngs=rngs)
     self.out = nnx.Linear(64, 2, kernel_init=_HE, rngs=rngs)
 
@@ -197,8 +214,9 @@ class CoordConvRenderer(_Renderer):
 class DeconvRenderer(_Renderer):
   """The rendering baseline (reference `DeconvBottleneckPainter`): a `DeconvClassifier` head."""
 
-  def __init__(self, *, kernel_size: int = 3, mul: int = 1, deconv_kernel_size: int = 3,
-               rngs: nnx.Rngs):
-    super().__init__(DeconvClassifier(mul=mul, kernel_size=deconv_kernel_size, rngs=rngs),
-                     kernel_size, mul, rngs)
-
+  def __init__(
+    self, *, kernel_size: int = 3, mul: int = 1, deconv_kernel_size: int = 3, rngs: nnx.Rngs
+  ):
+    super().__init__(
+      DeconvClassifier(mul=mul, kernel_size=deconv_kernel_size, rngs=rngs), kernel_size, mul, rngs
+    )

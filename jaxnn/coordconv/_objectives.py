@@ -32,8 +32,10 @@ def _pixel_softmax_loss(logits_BxP, label_B):
 def _pixel_softmax_metrics(logits_BxP, label_B):
   guess_B = jnp.argmax(logits_BxP, axis=-1)
   (gx, gy), (tx, ty) = _pixel_xy(guess_B), _pixel_xy(label_B)
-  return {"accuracy": (guess_B == label_B).astype(jnp.float32),
-          "pixel_error": jnp.sqrt(jnp.square(gx - tx) + jnp.square(gy - ty))}
+  return {
+    "accuracy": (guess_B == label_B).astype(jnp.float32),
+    "pixel_error": jnp.sqrt(jnp.square(gx - tx) + jnp.square(gy - ty)),
+  }
 
 
 # Coordinate classification: softmax over the 4,096 pixels, label = row * 64 + col.
@@ -59,8 +61,12 @@ def painted_mask(logits: jax.Array) -> jax.Array:
 
 def _pixel_sigmoid_loss(logits_BxHxWx1, target_BxHxWx1):
   b = logits_BxHxWx1.shape[0]
-  return jnp.mean(optax.sigmoid_binary_cross_entropy(
-      logits_BxHxWx1.astype(jnp.float32).reshape(b, -1), target_BxHxWx1.reshape(b, -1)), axis=-1)
+  return jnp.mean(
+    optax.sigmoid_binary_cross_entropy(
+      logits_BxHxWx1.astype(jnp.float32).reshape(b, -1), target_BxHxWx1.reshape(b, -1)
+    ),
+    axis=-1,
+  )
 
 
 def _pixel_sigmoid_metrics(logits_BxHxWx1, target_BxHxWx1):
@@ -69,9 +75,11 @@ def _pixel_sigmoid_metrics(logits_BxHxWx1, target_BxHxWx1):
   truth = (target_BxHxWx1 > 0).reshape(b, -1)
   intersection = jnp.sum(painted & truth, axis=-1).astype(jnp.float32)
   union = jnp.sum(painted | truth, axis=-1).astype(jnp.float32)
-  return {"iou": intersection / jnp.maximum(union, 1.0),
-          "accuracy": jnp.all(painted == truth, axis=-1).astype(jnp.float32),
-          "pixel_accuracy": jnp.mean((painted == truth).astype(jnp.float32), axis=-1)}
+  return {
+    "iou": intersection / jnp.maximum(union, 1.0),
+    "accuracy": jnp.all(painted == truth, axis=-1).astype(jnp.float32),
+    "pixel_accuracy": jnp.mean((painted == truth).astype(jnp.float32), axis=-1),
+  }
 
 
 # Rendering: per-pixel sigmoid cross-entropy against image / 255; IoU of the painted

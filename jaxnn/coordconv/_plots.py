@@ -13,19 +13,27 @@ CANVAS = 64
 def _figure(**kwargs):
   """A figure outside pyplot: library plots never touch the user's backend (a notebook's)."""
   from matplotlib.figure import Figure
+
   return Figure(**kwargs)
 
 
 def predict(model, state, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
   """Model outputs (inference mode) for `x`, in batches, as numpy."""
   apply = jax.jit(lambda p, s, xb: model.apply(p, s, xb, False, None)[0])
-  return np.concatenate([np.asarray(apply(state.params, state.model_state, x[i:i + batch_size]))
-                         for i in range(0, len(x), batch_size)])
+  return np.concatenate(
+    [
+      np.asarray(apply(state.params, state.model_state, x[i : i + batch_size]))
+      for i in range(0, len(x), batch_size)
+    ]
+  )
 
 
 def plot_learning_curves(history: list[dict], task: str, path: pathlib.Path) -> None:
-  keys = {"classification": ("accuracy",), "regression": ("pixel_error",),
-          "rendering": ("iou", "accuracy")}[task]
+  keys = {
+    "classification": ("accuracy",),
+    "regression": ("pixel_error",),
+    "rendering": ("iou", "accuracy"),
+  }[task]
   fig = _figure(figsize=(4.5 * (len(keys) + 1), 3.5))
   axes = fig.subplots(1, len(keys) + 1)
   epochs = [r["epoch"] for r in history]
@@ -48,7 +56,9 @@ def _locations(x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
   return np.rint(x).astype(int)
 
 
-def plot_predictions(model, state, data, task: str, path: pathlib.Path, num_examples: int = 4) -> None:
+def plot_predictions(
+  model, state, data, task: str, path: pathlib.Path, num_examples: int = 4
+) -> None:
   """Predicted vs true on held-out (test) examples, plus where on the canvas test fails."""
   test = data.test
   pick = np.linspace(0, len(test) - 1, num_examples).astype(int)
@@ -84,8 +94,10 @@ def plot_predictions(model, state, data, task: str, path: pathlib.Path, num_exam
     label = "test error (1 = wrong pixel)"
   elif task == "rendering":
     painted = jax.nn.sigmoid(out_all) > (128 / 255) / 2
-    per_example = 1 - np.asarray(np.sum(painted & (test.y > 0), (1, 2, 3))
-                                 / np.maximum(np.sum(painted | (test.y > 0), (1, 2, 3)), 1))
+    per_example = 1 - np.asarray(
+      np.sum(painted & (test.y > 0), (1, 2, 3))
+      / np.maximum(np.sum(painted | (test.y > 0), (1, 2, 3)), 1)
+    )
     label = "test 1 - IoU"
   else:
     per_example = CANVAS * np.linalg.norm(out_all - test.y, axis=-1)

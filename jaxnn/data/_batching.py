@@ -6,7 +6,7 @@ would have seen.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -29,8 +29,9 @@ class EpochBatcher:
       raise JaxnnError(f"batch size must be positive, got {batch_size}")
     if batch_size > len(split):
       raise JaxnnError(
-          f"batch size {batch_size} is larger than the {len(split)} training examples; "
-          "use a smaller --batch-size")
+        f"batch size {batch_size} is larger than the {len(split)} training examples; "
+        "use a smaller --batch-size"
+      )
     self.split, self.batch_size, self.seed = split, batch_size, seed
     self.steps_per_epoch = len(split) // batch_size
     self._epoch, self._perm = None, None
@@ -39,7 +40,7 @@ class EpochBatcher:
     if self._epoch != epoch:
       self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
       self._epoch = epoch
-    idx = np.sort(self._perm[index * self.batch_size:(index + 1) * self.batch_size])
+    idx = np.sort(self._perm[index * self.batch_size : (index + 1) * self.batch_size])
     return self.split.x[idx], self.split.y[idx]
 
   def at_step(self, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,22 +48,25 @@ class EpochBatcher:
     return self.batch(*divmod(step, self.steps_per_epoch))
 
 
-def iterate_batches(split: Split, batch_size: int, *, seed: int = 0, epoch: int = 0
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iterate_batches(
+  split: Split, batch_size: int, *, seed: int = 0, epoch: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields the shuffled full batches of one epoch."""
   batcher = EpochBatcher(split, batch_size, seed)
   for i in range(batcher.steps_per_epoch):
     yield batcher.batch(epoch, i)
 
 
-def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def eval_batches(
+  split: Split, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """Yields (x, y, mask) in order, the last batch zero-padded with mask 0.
 
   Every batch has the same shape, so an evaluation step compiles once.
   """
   n = len(split)
   for start in range(0, n, batch_size):
-    x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
+    x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
     mask = np.ones(len(x), np.float32)
     pad = batch_size - len(x)
     if pad:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -93,15 +94,15 @@ def offline_dataset_names() -> list[str]:
 def get_spec(name: str) -> DatasetSpec:
   if name not in _REGISTRY:
     raise JaxnnError(
-        f"unknown dataset {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        f" (offline: {', '.join(offline_dataset_names())})")
+      f"unknown dataset {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+      f" (offline: {', '.join(offline_dataset_names())})"
+    )
   return _REGISTRY[name]
 
 
 def check_split(split: Split, what: str) -> None:
   """Raises a clear error for inconsistent arrays a user passed in."""
   if len(split.x) != len(split.y):
-    raise JaxnnError(
-        f"{what}: {len(split.x)} inputs but {len(split.y)} targets; they must match")
+    raise JaxnnError(f"{what}: {len(split.x)} inputs but {len(split.y)} targets; they must match")
   if split.x.dtype.kind == "f" and len(split.x) and not np.isfinite(split.x).all():
     raise JaxnnError(f"{what}: inputs contain NaN or inf values; clean the data first")

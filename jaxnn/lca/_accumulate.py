@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +75,9 @@ def _chunk_size(sizes: Sequence[int], chunk_size: int, num_devices: int) -> int:
   return min(candidates, key=lambda c: (cost(c), -c))
 
 
-def make_eval_sets(splits: Sequence[Split], chunk_size: int = 1000,
-                   num_devices: int = 1) -> EvalSet:
+def make_eval_sets(
+  splits: Sequence[Split], chunk_size: int = 1000, num_devices: int = 1
+) -> EvalSet:
   """Cuts `splits` into chunks of one size for full-set gradients of each.
 
   Args:
@@ -91,8 +93,9 @@ def make_eval_sets(splits: Sequence[Split], chunk_size: int = 1000,
     raise JaxnnError(f"chunk size must be positive, got {chunk_size}")
   sizes = [len(s) for s in splits]
   if min(sizes) == 0:
-    raise JaxnnError("an LCA evaluation set is empty; pass a split with examples "
-                     "(or no validation set)")
+    raise JaxnnError(
+      "an LCA evaluation set is empty; pass a split with examples (or no validation set)"
+    )
   chunk = _chunk_size(sizes, chunk_size, num_devices)
   xs, ys, masks, sets = [], [], [], []
   for i, split in enumerate(splits):
@@ -102,10 +105,17 @@ def make_eval_sets(splits: Sequence[Split], chunk_size: int = 1000,
     shape = lambda a: a.reshape(chunks, chunk, *a.shape[1:])
     xs.append(shape(pad_rows(split.x)))
     ys.append(shape(pad_rows(split.y)))
-    masks.append(shape(np.concatenate([np.ones(len(split), np.float32), np.zeros(pad, np.float32)])))
+    masks.append(
+      shape(np.concatenate([np.ones(len(split), np.float32), np.zeros(pad, np.float32)]))
+    )
     sets.append(np.full(chunks, i, np.int32))
-  return EvalSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(masks),
-                 np.concatenate(sets), np.asarray(sizes, np.float32))
+  return EvalSet(
+    np.concatenate(xs),
+    np.concatenate(ys),
+    np.concatenate(masks),
+    np.concatenate(sets),
+    np.asarray(sizes, np.float32),
+  )
 
 
 def make_eval_set(split: Split, chunk_size: int = 1000, num_devices: int = 1) -> EvalSet:
@@ -113,8 +123,9 @@ def make_eval_set(split: Split, chunk_size: int = 1000, num_devices: int = 1) ->
   return make_eval_sets([split], chunk_size, num_devices)
 
 
-def _points_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
-                 chunk_sharding=None) -> Callable[[PyTree, PyTree, EvalSet], Point]:
+def _points_loss(
+  model: FunctionalModel, objective: Objective = CLASSIFICATION, chunk_sharding=None
+) -> Callable[[PyTree, PyTree, EvalSet], Point]:
   """`value_and_grad(params_X, model_state_X, eval_set) -> Point` at X points at once.
 
   `params_X` and `model_state_X` carry a leading axis of X points; the result
@@ -142,19 +153,24 @@ def _points_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
       return jax.tree.map(lambda a, v: a.at[:, s].add(v), acc, value), None
 
     X = jax.tree.leaves(params_X)[0].shape[0]
-    zero = (jnp.zeros((X, S), jnp.float32),
-            jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), params_X))
+    zero = (
+      jnp.zeros((X, S), jnp.float32),
+      jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), params_X),
+    )
     chunks = (eval_set.x, eval_set.y, eval_set.mask, eval_set.set_C)
     (loss, grad), _ = jax.lax.scan(body, zero, chunks)
     count_S = eval_set.count_S
-    return Point(loss / count_S[None],
-                 jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad))
+    return Point(
+      loss / count_S[None],
+      jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad),
+    )
 
   return value_and_grad
 
 
-def full_set_loss(model: FunctionalModel, objective: Objective = CLASSIFICATION,
-                  chunk_sharding=None) -> Callable[[PyTree, PyTree, EvalSet], Point]:
+def full_set_loss(
+  model: FunctionalModel, objective: Objective = CLASSIFICATION, chunk_sharding=None
+) -> Callable[[PyTree, PyTree, EvalSet], Point]:
   """`value_and_grad(params, model_state, eval_set) -> Point` of the mean data loss per set.
 
   The loss has shape (S,) and each gradient leaf (S, ...) for the S sets of
@@ -220,8 +236,10 @@ def fc_stem(params: dict) -> LinearStem:
   """The first dense layer of a `jaxnn.models.FC` (params "dense0".."denseK") as a stem."""
   names = [f"dense{i}" for i in range(len(params))]
   if not isinstance(params, dict) or sorted(params) != sorted(names) or not names:
-    raise JaxnnError(f"fc_stem needs the parameters of a jaxnn FC (dense0..denseK), got "
-                     f"{list(params) if isinstance(params, dict) else type(params).__name__}")
+    raise JaxnnError(
+      f"fc_stem needs the parameters of a jaxnn FC (dense0..denseK), got "
+      f"{list(params) if isinstance(params, dict) else type(params).__name__}"
+    )
 
   def apply(p, x):
     return x.reshape(x.shape[0], -1) @ p["dense0"]["kernel"] + p["dense0"]["bias"][None]
@@ -238,9 +256,11 @@ def fc_stem(params: dict) -> LinearStem:
 
     def apply_r(p, x_r):
       if x_r.shape[-1] != index_F.size:
-        raise JaxnnError(f"the LCA stem keeps {index_F.size} input features, got inputs with "
-                         f"{x_r.shape[-1]}; pass the evaluation set that drop_zero_features "
-                         "returned with this stem")
+        raise JaxnnError(
+          f"the LCA stem keeps {index_F.size} input features, got inputs with "
+          f"{x_r.shape[-1]}; pass the evaluation set that drop_zero_features "
+          "returned with this stem"
+        )
       return x_r @ p["dense0"]["kernel"][index_F] + p["dense0"]["bias"][None]
 
     return apply_r
@@ -277,12 +297,20 @@ def drop_zero_features(stem: LinearStem, eval_set: EvalSet) -> tuple[LinearStem,
 
 
 def _split_stem(stem: LinearStem, params: dict) -> tuple[dict, dict]:
-  return ({k: params[k] for k in stem.keys},
-          {k: v for k, v in params.items() if k not in stem.keys})
+  return (
+    {k: params[k] for k in stem.keys},
+    {k: v for k, v in params.items() if k not in stem.keys},
+  )
 
 
-def check_stem(model: FunctionalModel, stem: LinearStem, x: jax.Array, seed: int = 0,
-               rtol: float = 1e-4, compiler_options: dict | None = None) -> None:
+def check_stem(
+  model: FunctionalModel,
+  stem: LinearStem,
+  x: jax.Array,
+  seed: int = 0,
+  rtol: float = 1e-4,
+  compiler_options: dict | None = None,
+) -> None:
   """Raises a `JaxnnError` unless `stem` is a valid declaration for `model` on inputs `x`.
 
   Checks that the stem's keys are top-level keys of the parameter dict, that
@@ -295,9 +323,11 @@ def check_stem(model: FunctionalModel, stem: LinearStem, x: jax.Array, seed: int
   """
   params = model.params
   if not isinstance(params, dict) or not stem.keys or any(k not in params for k in stem.keys):
-    raise JaxnnError(f"the LCA stem's keys {stem.keys} are not top-level keys of the model's "
-                     f"parameters ({list(params) if isinstance(params, dict) else 'not a dict'}); "
-                     "declare the keys of its first layer, or pass no stem")
+    raise JaxnnError(
+      f"the LCA stem's keys {stem.keys} are not top-level keys of the model's "
+      f"parameters ({list(params) if isinstance(params, dict) else 'not a dict'}); "
+      "declare the keys of its first layer, or pass no stem"
+    )
 
   # restrict: every other input feature set to 0 and dropped.
   index_F = np.arange(0, math.prod(np.shape(x)[1:]), 2)
@@ -313,36 +343,56 @@ def check_stem(model: FunctionalModel, stem: LinearStem, x: jax.Array, seed: int
     restricted = []
     if stem.restrict is not None:
       x_F = x.reshape(x.shape[0], -1)
-      restricted = [stem.restrict(index_F)(stem1, x_F[:, index_F]),
-                    stem.apply(stem1, (x_F * zeroed_F[None]).reshape(x.shape))]
-    return (zmid, (z0 + z1) / 2, stem.head(rest0, model.state, z0, False, None)[0],
-            model.apply(params, model.state, x, False, None)[0],
-            stem.head(rest1, model.state, z1, False, None)[0],
-            model.apply(other, model.state, x, False, None)[0], *restricted)
+      restricted = [
+        stem.restrict(index_F)(stem1, x_F[:, index_F]),
+        stem.apply(stem1, (x_F * zeroed_F[None]).reshape(x.shape)),
+      ]
+    return (
+      zmid,
+      (z0 + z1) / 2,
+      stem.head(rest0, model.state, z0, False, None)[0],
+      model.apply(params, model.state, x, False, None)[0],
+      stem.head(rest1, model.state, z1, False, None)[0],
+      model.apply(other, model.state, x, False, None)[0],
+      *restricted,
+    )
 
   rng = np.random.default_rng(seed)  # numpy: no random-number kernel to compile
-  other = jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(np.shape(p)).astype(
-      np.asarray(p).dtype), params)
+  other = jax.tree.map(
+    lambda p: np.asarray(p) + 0.1 * rng.standard_normal(np.shape(p)).astype(np.asarray(p).dtype),
+    params,
+  )
   try:
     zmid, zmean, *outs = jax.jit(outputs, compiler_options=compiler_options)(params, other, x)
   except (NotImplementedError, TypeError, ValueError) as e:
-    raise JaxnnError(f"the LCA stem is not affine in its parameters {stem.keys} or does not fit "
-                     f"the model ({type(e).__name__}: {str(e).splitlines()[0]}); pass no "
-                     "stem") from e
+    raise JaxnnError(
+      f"the LCA stem is not affine in its parameters {stem.keys} or does not fit "
+      f"the model ({type(e).__name__}: {str(e).splitlines()[0]}); pass no "
+      "stem"
+    ) from e
   close = lambda a, b: np.allclose(a, b, rtol=rtol, atol=rtol * float(np.max(np.abs(b))))
   if not close(zmid, zmean):
-    raise JaxnnError(f"the LCA stem's output is not affine in its parameters {stem.keys}; "
-                     "pass no stem")
+    raise JaxnnError(
+      f"the LCA stem's output is not affine in its parameters {stem.keys}; pass no stem"
+    )
   if not (close(outs[0], outs[1]) and close(outs[2], outs[3])):
-    raise JaxnnError("the LCA stem's head(apply(x)) differs from the model's outputs; fix the "
-                     "declaration or pass no stem")
+    raise JaxnnError(
+      "the LCA stem's head(apply(x)) differs from the model's outputs; fix the "
+      "declaration or pass no stem"
+    )
   if stem.restrict is not None and not close(outs[4], outs[5]):
-    raise JaxnnError("the LCA stem's restrict(index)(x[:, index]) differs from its apply(x) with "
-                     "the other features 0; fix the declaration or declare no restrict")
+    raise JaxnnError(
+      "the LCA stem's restrict(index)(x[:, index]) differs from its apply(x) with "
+      "the other features 0; fix the declaration or declare no restrict"
+    )
 
 
-def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
-                      objective: Objective = CLASSIFICATION, chunk_sharding=None) -> Callable:
+def _stem_points_loss(
+  model: FunctionalModel,
+  stem: LinearStem,
+  objective: Objective = CLASSIFICATION,
+  chunk_sharding=None,
+) -> Callable:
   """`_points_loss` with the stem's output interpolated between the step's ends (`LinearStem`).
 
   `value_and_grad(params_X, model_state_X, eval_set, s_X, z0_C, z1_C) ->
@@ -357,8 +407,7 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
     outputs, _ = stem.head(rest, model_state, z, False, None)
     return jnp.sum(objective.loss(outputs, y) * mask)
 
-  head_grad = jax.vmap(jax.value_and_grad(head_loss, argnums=(0, 2)),
-                       in_axes=(0, 0, 0, None, None))
+  head_grad = jax.vmap(jax.value_and_grad(head_loss, argnums=(0, 2)), in_axes=(0, 0, 0, None, None))
 
   def value_and_grad(params_X, model_state_X, eval_set, s_X, z0_C, z1_C):
     S = eval_set.num_sets
@@ -367,8 +416,9 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
     def body(acc, chunk):
       y, mask, s, z0, z1 = chunk
       if chunk_sharding is not None:
-        y, mask, z0, z1 = (jax.lax.with_sharding_constraint(a, chunk_sharding)
-                           for a in (y, mask, z0, z1))
+        y, mask, z0, z1 = (
+          jax.lax.with_sharding_constraint(a, chunk_sharding) for a in (y, mask, z0, z1)
+        )
       w = s_X.reshape(-1, *(1,) * z0.ndim).astype(z0.dtype)
       z_X = (1 - w) * z0[None] + w * z1[None]
       loss, (grad_rest, dz_X) = head_grad(rest_X, model_state_X, z_X, y, mask)
@@ -376,13 +426,17 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
       return acc, dz_X / eval_set.count_S[s].astype(dz_X.dtype)
 
     X = s_X.shape[0]
-    zero = (jnp.zeros((X, S), jnp.float32),
-            jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), rest_X))
+    zero = (
+      jnp.zeros((X, S), jnp.float32),
+      jax.tree.map(lambda p: jnp.zeros((X, S, *p.shape[1:]), p.dtype), rest_X),
+    )
     chunks = (eval_set.y, eval_set.mask, eval_set.set_C, z0_C, z1_C)
     (loss, grad), dz_CxX = jax.lax.scan(body, zero, chunks)
     count_S = eval_set.count_S
-    point = Point(loss / count_S[None],
-                  jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad))
+    point = Point(
+      loss / count_S[None],
+      jax.tree.map(lambda g: g / count_S.reshape(1, S, *(1,) * (g.ndim - 2)), grad),
+    )
     return point, jnp.moveaxis(dz_CxX, 1, 0)
 
   return value_and_grad
@@ -391,13 +445,15 @@ def _stem_points_loss(model: FunctionalModel, stem: LinearStem,
 def _chunks_sharding(chunk_sharding):
   """The sharding of (chunks, chunk_size, ...) arrays whose chunks have `chunk_sharding`."""
   if isinstance(chunk_sharding, jax.sharding.NamedSharding):
-    return jax.sharding.NamedSharding(chunk_sharding.mesh,
-                                      jax.sharding.PartitionSpec(None, *chunk_sharding.spec))
+    return jax.sharding.NamedSharding(
+      chunk_sharding.mesh, jax.sharding.PartitionSpec(None, *chunk_sharding.spec)
+    )
   return None
 
 
-def _stem_apply(stem: LinearStem, stem_params: dict, eval_set: EvalSet,
-                chunk_sharding=None) -> jax.Array:
+def _stem_apply(
+  stem: LinearStem, stem_params: dict, eval_set: EvalSet, chunk_sharding=None
+) -> jax.Array:
   """The stem's output on every chunk at once, (chunks, chunk_size, ...).
 
   The same size as the chunks' stored outputs; one product over all chunks
@@ -418,8 +474,9 @@ def _stem_sum(eval_set: EvalSet, dz_C: jax.Array, a_C: jax.Array) -> jax.Array:
   return jax.ops.segment_sum(per_chunk, eval_set.set_C, eval_set.num_sets)
 
 
-def _stem_transpose(stem: LinearStem, stem_params: dict, eval_set: EvalSet, a_C: jax.Array,
-                    chunk_sharding=None) -> dict:
+def _stem_transpose(
+  stem: LinearStem, stem_params: dict, eval_set: EvalSet, a_C: jax.Array, chunk_sharding=None
+) -> dict:
   """sum over each set's chunks of A_x^T(a) (the stem's adjoint): leaves (S, ...).
 
   One batched product over the chunks (for a dense stem), then a sum of the
@@ -432,7 +489,9 @@ def _stem_transpose(stem: LinearStem, stem_params: dict, eval_set: EvalSet, a_C:
 
   def transpose(x, a):
     apply = lambda p: stem.apply(p, x)
-    return jax.linear_transpose(apply, stem_params)(a.astype(jax.eval_shape(apply, stem_params).dtype))[0]
+    return jax.linear_transpose(apply, stem_params)(
+      a.astype(jax.eval_shape(apply, stem_params).dtype)
+    )[0]
 
   grad_C = jax.vmap(transpose)(x_C, a_C)
   return jax.tree.map(lambda g: jax.ops.segment_sum(g, eval_set.set_C, eval_set.num_sets), grad_C)
@@ -447,7 +506,9 @@ def _key_name(key) -> str:
 
 def layer_names(params: PyTree) -> list[str]:
   """The layer of each leaf: its path without the last key ("dense0" for dense0/kernel)."""
-  paths = [tuple(_key_name(k) for k in path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+  paths = [
+    tuple(_key_name(k) for k in path) for path, _ in jax.tree_util.tree_leaves_with_path(params)
+  ]
   return ["/".join(p[:-1]) if len(p) > 1 else (p[0] if p else "params") for p in paths]
 
 
@@ -486,9 +547,14 @@ def make_layout(params: PyTree) -> Layout:
       groups[group] = len(neuron_layer)
       neuron_layer.extend([layers.index(name)] * group[1])
     offsets.append(groups[group])
-  return Layout(layers, tuple(layers.index(n) for n in names), tuple(offsets), tuple(neuron_layer),
-                sum(math.prod(jnp.shape(p)) for p in leaves),
-                tuple(tuple(int(d) for d in jnp.shape(p)) for p in leaves))
+  return Layout(
+    layers,
+    tuple(layers.index(n) for n in names),
+    tuple(offsets),
+    tuple(neuron_layer),
+    sum(math.prod(jnp.shape(p)) for p in leaves),
+    tuple(tuple(int(d) for d in jnp.shape(p)) for p in leaves),
+  )
 
 
 def _leaf_slices(layout: Layout) -> list[slice]:
@@ -626,13 +692,21 @@ class LCAAccumulator(NamedTuple):
 _START, _BASE, _REFINE = 0, 1, 2
 
 
-def lca_accumulator(model: FunctionalModel, num_steps: int, *,
-                    objective: Objective = CLASSIFICATION,
-                    set_names: Sequence[str] = ("train", "validation"), method: str = "simpson",
-                    threshold: float = THRESHOLD, max_splits: int = MAX_SPLITS,
-                    num_tracked: int = 64, seed: int = 0, chunk_sharding=None,
-                    stream: Callable[[int, jax.Array, jax.Array], None] | None = None,
-                    stem: LinearStem | None = None) -> LCAAccumulator:
+def lca_accumulator(
+  model: FunctionalModel,
+  num_steps: int,
+  *,
+  objective: Objective = CLASSIFICATION,
+  set_names: Sequence[str] = ("train", "validation"),
+  method: str = "simpson",
+  threshold: float = THRESHOLD,
+  max_splits: int = MAX_SPLITS,
+  num_tracked: int = 64,
+  seed: int = 0,
+  chunk_sharding=None,
+  stream: Callable[[int, jax.Array, jax.Array], None] | None = None,
+  stem: LinearStem | None = None,
+) -> LCAAccumulator:
   """An LCA accumulator for `model` over a run of `num_steps` iterations.
 
   Each iteration evaluates full-set gradients in rounds of two points (one
@@ -695,8 +769,10 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     points_loss = _points_loss(model, objective, chunk_sharding)
     P_head = layout.num_params
   elif not isinstance(model.params, dict) or any(k not in model.params for k in stem.keys):
-    raise JaxnnError(f"the LCA stem's keys {stem.keys} are not top-level keys of the model's "
-                     "parameters; declare the keys of its first layer, or pass no stem")
+    raise JaxnnError(
+      f"the LCA stem's keys {stem.keys} are not top-level keys of the model's "
+      "parameters; declare the keys of its first layer, or pass no stem"
+    )
   else:
     points_loss = _stem_points_loss(model, stem, objective, chunk_sharding)
     head_like = _split_stem(stem, model.params)[1]
@@ -706,27 +782,49 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
 
   def check_sets(eval_set):
     if not isinstance(eval_set, EvalSet) or eval_set.num_sets != S:
-      got = f"{eval_set.num_sets}" if isinstance(eval_set, EvalSet) else f"a {type(eval_set).__name__}"
-      raise JaxnnError(f"LCA was set up for {S} evaluation sets {set_names}, got {got}; pass "
-                       "make_eval_sets([...]) of that many splits")
+      got = (
+        f"{eval_set.num_sets}" if isinstance(eval_set, EvalSet) else f"a {type(eval_set).__name__}"
+      )
+      raise JaxnnError(
+        f"LCA was set up for {S} evaluation sets {set_names}, got {got}; pass "
+        "make_eval_sets([...]) of that many splits"
+      )
 
   def init(params, model_state, eval_set) -> LCAState:
     del model_state  # The first update evaluates the start point.
     check_sets(eval_set)
-    index_K = jnp.asarray(np.sort(np.random.default_rng(seed).choice(
-        layout.num_params, K, replace=False)), jnp.int32)
+    index_K = jnp.asarray(
+      np.sort(np.random.default_rng(seed).choice(layout.num_params, K, replace=False)), jnp.int32
+    )
     f = lambda *shape: jnp.zeros((S, *shape), jnp.float32)
     i = lambda *shape: jnp.zeros((S, *shape), jnp.int32)
     P = layout.num_params
-    sets = SetRecord(Point(f(), f(P_head)), f(T + 1), f(T), f(T), f(T), f(T), i(T), f(T),
-                     f(T, L), f(T, N), i(T), i(T), f(T, K), f(P), i(P), i(P))
+    sets = SetRecord(
+      Point(f(), f(P_head)),
+      f(T + 1),
+      f(T),
+      f(T),
+      f(T),
+      f(T),
+      i(T),
+      f(T),
+      f(T, L),
+      f(T, N),
+      i(T),
+      i(T),
+      f(T, K),
+      f(P),
+      i(P),
+      i(P),
+    )
     values = jnp.zeros((T + 1, K), jnp.float32).at[0].set(_flat(params)[index_K])
     stem_z = stem_dz = jnp.zeros((), jnp.float32)  # unused (Orbax saves no empty arrays)
     if stem is not None:
       z = jax.eval_shape(stem.apply, _split_stem(stem, params)[0], eval_set.x[0])
       stem_z = stem_dz = jnp.zeros((eval_set.x.shape[0], *z.shape), jnp.float32)
-    return LCAState(jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets, stem_z,
-                    stem_dz)
+    return LCAState(
+      jnp.zeros((), jnp.int32), jnp.zeros((), bool), index_K, values, sets, stem_z, stem_dz
+    )
 
   def evaluate(state: LCAState, params0, delta, model_state0, model_state1, eval_set):
     """Start and end points and the allocation, per set, in rounds of two gradient points.
@@ -758,10 +856,16 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     def body(c):
       at_start, at_base, at_refine = (c["round"] == r for r in (_START, _BASE, _REFINE))
       n = 2 * c["splits"]  # the level being refined
-      s = jnp.select([at_start, at_base], [jnp.zeros(2), jnp.asarray([1.0, 0.5])],
-                     jnp.stack([4 * c["pair"] + 1, 4 * c["pair"] + 3]) / jnp.maximum(n, 1))
-      params_X = jax.tree.map(lambda a, d: a[None] + s.reshape(2, *(1,) * a.ndim).astype(a.dtype)
-                              * d[None], params0, delta)
+      s = jnp.select(
+        [at_start, at_base],
+        [jnp.zeros(2), jnp.asarray([1.0, 0.5])],
+        jnp.stack([4 * c["pair"] + 1, 4 * c["pair"] + 3]) / jnp.maximum(n, 1),
+      )
+      params_X = jax.tree.map(
+        lambda a, d: a[None] + s.reshape(2, *(1,) * a.ndim).astype(a.dtype) * d[None],
+        params0,
+        delta,
+      )
       model_state_X = jax.tree.map(lambda a, b: jnp.where(at_start, a, b), new_old, new_new)
       if stem is None:
         point = points_loss(params_X, model_state_X, eval_set)
@@ -771,26 +875,38 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
         grad_X = (_flat(point.grad, 2).astype(jnp.float32), dz_X.astype(jnp.float32))
       loss_XxS = point.loss
       pick = lambda cond, x, old: jax.tree.map(lambda g, o: jnp.where(cond, g[x], o), grad_X, old)
-      start = Point(jnp.where(at_start, loss_XxS[0], c["start"].loss),
-                    pick(at_start, 0, c["start"].grad))
+      start = Point(
+        jnp.where(at_start, loss_XxS[0], c["start"].loss), pick(at_start, 0, c["start"].grad)
+      )
       # L(theta_t, s_t): the carried start, or from the start round of the first iteration.
-      prev_loss = jnp.where(at_start & ~state.has_start, loss_XxS[1 if stateful else 0],
-                            c["prev_loss"])
+      prev_loss = jnp.where(
+        at_start & ~state.has_start, loss_XxS[1 if stateful else 0], c["prev_loss"]
+      )
       end = Point(jnp.where(at_base, loss_XxS[0], c["end"].loss), pick(at_base, 0, c["end"].grad))
-      new_odd = jax.tree.map(lambda a, g: a + jnp.where(at_refine, g[0] + g[1], 0.0),
-                             c["new_odd"], grad_X)
+      new_odd = jax.tree.map(
+        lambda a, g: a + jnp.where(at_refine, g[0] + g[1], 0.0), c["new_odd"], grad_X
+      )
       pair = c["pair"] + at_refine.astype(jnp.int32)
       refined = at_refine & (pair == n // 4)
       level_done = at_base | refined
       even = jax.tree.map(lambda e, o: jnp.where(refined, e + o, e), c["even"], c["odd"])
-      odd = jax.tree.map(lambda g, o, a: jnp.where(at_base, g[1], jnp.where(refined, a, o)),
-                         grad_X, c["odd"], new_odd)
+      odd = jax.tree.map(
+        lambda g, o, a: jnp.where(at_base, g[1], jnp.where(refined, a, o)),
+        grad_X,
+        c["odd"],
+        new_odd,
+      )
       new_odd = jax.tree.map(lambda a: jnp.where(refined, 0.0, a), new_odd)
       splits = jnp.where(at_base, 2, jnp.where(refined, n, c["splits"]))
       pair = jnp.where(refined, 0, pair)
       if simpson:
-        mean = jax.tree.map(lambda a, b, o, e: (a + b + 4.0 * o + 2.0 * e) / (3.0 * splits),
-                            start.grad, end.grad, odd, even)
+        mean = jax.tree.map(
+          lambda a, b, o, e: (a + b + 4.0 * o + 2.0 * e) / (3.0 * splits),
+          start.grad,
+          end.grad,
+          odd,
+          even,
+        )
       else:
         mean = start.grad
       lca = mean[0] * delta_P[None]
@@ -799,25 +915,46 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
         lca_sum = lca_sum + _stem_sum(eval_set, dz, mean[1])
       error = end.loss - start.loss - lca_sum
       update_S = level_done & ~c["done_S"]
-      done = c["done_S"] | (level_done & ((jnp.abs(error) <= threshold) | (splits >= max_splits)
-                                          | (not simpson)))
+      done = c["done_S"] | (
+        level_done & ((jnp.abs(error) <= threshold) | (splits >= max_splits) | (not simpson))
+      )
       a_dz = c["a_dz"]
       if stem is not None:
         a_dz = jnp.where(chunk_set(update_S, a_dz), mean[1], a_dz)
-      return dict(round=jnp.where(at_start, _BASE, _REFINE).astype(jnp.int32), pair=pair,
-                  splits=splits, start=start, prev_loss=prev_loss, end=end, odd=odd, even=even,
-                  new_odd=new_odd, lca=jnp.where(update_S[:, None], lca, c["lca"]),
-                  a_dz=a_dz, error_S=jnp.where(update_S, error, c["error_S"]),
-                  splits_S=jnp.where(update_S, splits if simpson else 0, c["splits_S"]),
-                  done_S=done)
+      return dict(
+        round=jnp.where(at_start, _BASE, _REFINE).astype(jnp.int32),
+        pair=pair,
+        splits=splits,
+        start=start,
+        prev_loss=prev_loss,
+        end=end,
+        odd=odd,
+        even=even,
+        new_odd=new_odd,
+        lca=jnp.where(update_S[:, None], lca, c["lca"]),
+        a_dz=a_dz,
+        error_S=jnp.where(update_S, error, c["error_S"]),
+        splits_S=jnp.where(update_S, splits if simpson else 0, c["splits_S"]),
+        done_S=done,
+      )
 
     start = Point(state.sets.start.loss, grad0)
     init_carry = dict(
-        round=jnp.where(need_start, _START, _BASE).astype(jnp.int32), pair=jnp.zeros((), jnp.int32),
-        splits=jnp.zeros((), jnp.int32), start=start, prev_loss=start.loss, end=start,
-        odd=zero_grad, even=zero_grad, new_odd=zero_grad, lca=zeros, a_dz=state.stem_dz,
-        error_S=jnp.zeros(S, jnp.float32), splits_S=jnp.zeros(S, jnp.int32),
-        done_S=jnp.zeros(S, bool))
+      round=jnp.where(need_start, _START, _BASE).astype(jnp.int32),
+      pair=jnp.zeros((), jnp.int32),
+      splits=jnp.zeros((), jnp.int32),
+      start=start,
+      prev_loss=start.loss,
+      end=start,
+      odd=zero_grad,
+      even=zero_grad,
+      new_odd=zero_grad,
+      lca=zeros,
+      a_dz=state.stem_dz,
+      error_S=jnp.zeros(S, jnp.float32),
+      splits_S=jnp.zeros(S, jnp.int32),
+      done_S=jnp.zeros(S, bool),
+    )
     return jax.lax.while_loop(lambda c: ~jnp.all(c["done_S"]), body, init_carry), z1, dz
 
   def update(state: LCAState, params0, params1, model_state0, model_state1, eval_set):
@@ -833,12 +970,12 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
       first_sum = start.grad[0] @ delta_P
     else:  # The stem's LCA: dtheta_stem * A_x^T(integrated dL/dz), one transpose per chunk.
       stem_delta, head_delta = _split_stem(stem, delta)
-      stem_grad = _stem_transpose(stem, _split_stem(stem, params0)[0], eval_set, c["a_dz"],
-                                  chunk_sharding)
+      stem_grad = _stem_transpose(
+        stem, _split_stem(stem, params0)[0], eval_set, c["a_dz"], chunk_sharding
+      )
       stem_lca = jax.tree.map(lambda g, d: g * d[None], stem_grad, stem_delta)
       lca_SxP = _flat({**stem_lca, **_unflat(c["lca"], head_like, 1)}, 1).astype(jnp.float32)
-      first_sum = (start.grad[0] @ _flat(head_delta)
-                   + _stem_sum(eval_set, dz, start.grad[1]))
+      first_sum = start.grad[0] @ _flat(head_delta) + _stem_sum(eval_set, dz, start.grad[1])
     state_change = start.loss - c["prev_loss"] if stateful else jnp.zeros(S, jnp.float32)
     first_error = end.loss - start.loss - first_sum
     moved_P = delta_P != 0
@@ -851,30 +988,41 @@ def lca_accumulator(model: FunctionalModel, num_steps: int, *,
     put = lambda arr, v: arr.at[:, t].set(v, mode="drop")
     loss_T1 = jnp.where(state.has_start, rec.loss_T1, rec.loss_T1.at[:, 0].set(c["prev_loss"]))
     sets = SetRecord(
-        start=Point(end.loss, end.grad[0]),
-        loss_T1=loss_T1.at[:, t + 1].set(end.loss, mode="drop"),
-        lca_T=put(rec.lca_T, lca_sum), first_order_T=put(rec.first_order_T, first_sum),
-        error_T=put(rec.error_T, c["error_S"]),
-        first_order_error_T=put(rec.first_order_error_T, first_error),
-        splits_T=put(rec.splits_T, c["splits_S"]), state_change_T=put(rec.state_change_T, state_change),
-        layer_TxL=put(rec.layer_TxL, _per_layer(layout, lca_SxP)),
-        neuron_TxN=put(rec.neuron_TxN, _per_neuron(layout, lca_SxP)),
-        helped_T=put(rec.helped_T, helped_S),
-        moved_T=put(rec.moved_T, jnp.broadcast_to(jnp.sum(moved_P, dtype=jnp.int32), (S,))),
-        tracked_TxK=put(rec.tracked_TxK, lca_SxP[:, state.tracked_index_K]),
-        total_P=rec.total_P + lca_SxP, helped_count_P=rec.helped_count_P + helped_SxP,
-        moved_count_P=rec.moved_count_P + moved_P[None])
+      start=Point(end.loss, end.grad[0]),
+      loss_T1=loss_T1.at[:, t + 1].set(end.loss, mode="drop"),
+      lca_T=put(rec.lca_T, lca_sum),
+      first_order_T=put(rec.first_order_T, first_sum),
+      error_T=put(rec.error_T, c["error_S"]),
+      first_order_error_T=put(rec.first_order_error_T, first_error),
+      splits_T=put(rec.splits_T, c["splits_S"]),
+      state_change_T=put(rec.state_change_T, state_change),
+      layer_TxL=put(rec.layer_TxL, _per_layer(layout, lca_SxP)),
+      neuron_TxN=put(rec.neuron_TxN, _per_neuron(layout, lca_SxP)),
+      helped_T=put(rec.helped_T, helped_S),
+      moved_T=put(rec.moved_T, jnp.broadcast_to(jnp.sum(moved_P, dtype=jnp.int32), (S,))),
+      tracked_TxK=put(rec.tracked_TxK, lca_SxP[:, state.tracked_index_K]),
+      total_P=rec.total_P + lca_SxP,
+      helped_count_P=rec.helped_count_P + helped_SxP,
+      moved_count_P=rec.moved_count_P + moved_P[None],
+    )
     metrics = {}
     for i, name in enumerate(set_names):
-      metrics.update({f"lca_{name}_loss": end.loss[i], f"lca_{name}_sum": lca_sum[i],
-                      f"lca_{name}_abs_error": jnp.abs(c["error_S"][i]),
-                      f"lca_{name}_splits": c["splits_S"][i].astype(jnp.float32),
-                      f"lca_{name}_helped": helped_S[i] / layout.num_params})
-    values = state.tracked_value_T1xK.at[t + 1].set(_flat(params1)[state.tracked_index_K],
-                                                    mode="drop")
+      metrics.update(
+        {
+          f"lca_{name}_loss": end.loss[i],
+          f"lca_{name}_sum": lca_sum[i],
+          f"lca_{name}_abs_error": jnp.abs(c["error_S"][i]),
+          f"lca_{name}_splits": c["splits_S"][i].astype(jnp.float32),
+          f"lca_{name}_helped": helped_S[i] / layout.num_params,
+        }
+      )
+    values = state.tracked_value_T1xK.at[t + 1].set(
+      _flat(params1)[state.tracked_index_K], mode="drop"
+    )
     stem_dz = state.stem_dz if stem is None else end.grad[1]
-    return LCAState(t + 1, jnp.ones((), bool), state.tracked_index_K, values, sets,
-                    z1, stem_dz), metrics
+    return LCAState(
+      t + 1, jnp.ones((), bool), state.tracked_index_K, values, sets, z1, stem_dz
+    ), metrics
 
   return LCAAccumulator(init, update, layout, set_names, num_steps)
 
@@ -890,9 +1038,9 @@ def with_lca(train_step: Callable, accumulator: LCAAccumulator) -> Callable:
   def step(carry, x, y, eval_set):
     state, lca_state = carry
     new_state, metrics = train_step(state, x, y)
-    lca_state, lca_metrics = accumulator.update(lca_state, state.params, new_state.params,
-                                                state.model_state, new_state.model_state,
-                                                eval_set)
+    lca_state, lca_metrics = accumulator.update(
+      lca_state, state.params, new_state.params, state.model_state, new_state.model_state, eval_set
+    )
     return (new_state, lca_state), {**metrics, **lca_metrics}
 
   return step

@@ -30,10 +30,13 @@ def records_to_numpy(accumulator: LCAAccumulator, state: LCAState) -> dict[str, 
   """
   state = jax.device_get(state)
   t = int(state.iteration)
-  out = {"iteration": np.asarray(t), "tracked_index_K": np.asarray(state.tracked_index_K),
-         "tracked_value_T1xK": np.asarray(state.tracked_value_T1xK)[:t + 1],
-         "layers": np.asarray(accumulator.layout.layers),
-         "neuron_layer_N": np.asarray(accumulator.layout.neuron_layer)}
+  out = {
+    "iteration": np.asarray(t),
+    "tracked_index_K": np.asarray(state.tracked_index_K),
+    "tracked_value_T1xK": np.asarray(state.tracked_value_T1xK)[: t + 1],
+    "layers": np.asarray(accumulator.layout.layers),
+    "neuron_layer_N": np.asarray(accumulator.layout.neuron_layer),
+  }
   for i, name in enumerate(accumulator.set_names):
     rec = jax.tree.map(lambda a: a[i], state.sets)
     for field in rec._fields:
@@ -44,7 +47,7 @@ def records_to_numpy(accumulator: LCAAccumulator, state: LCAState) -> dict[str, 
         out[f"{name}/{field}"] = np.asarray(value)
       else:
         value = np.asarray(value)
-        out[f"{name}/{field}"] = value[:t + 1] if field == "loss_T1" else value[:t]
+        out[f"{name}/{field}"] = value[: t + 1] if field == "loss_T1" else value[:t]
   return out
 
 
@@ -85,22 +88,44 @@ def synchronization(layer_TxL: np.ndarray, *, num_shuffles: int = 1000, seed: in
     return together, pair
 
   rng = np.random.default_rng(seed)
-  shuffled = np.array([stats(np.stack([rng.permutation(peaks[:, l]) for l in range(L)], 1))
-                       for _ in range(num_shuffles)]) if L and T else np.zeros((1, 2))
-  shifted = np.array([stats(np.stack([np.roll(peaks[:, l], rng.integers(T)) for l in range(L)], 1))
-                      for _ in range(num_shuffles)]) if L and T else np.zeros((1, 2))
+  shuffled = (
+    np.array(
+      [
+        stats(np.stack([rng.permutation(peaks[:, l]) for l in range(L)], 1))
+        for _ in range(num_shuffles)
+      ]
+    )
+    if L and T
+    else np.zeros((1, 2))
+  )
+  shifted = (
+    np.array(
+      [
+        stats(np.stack([np.roll(peaks[:, l], rng.integers(T)) for l in range(L)], 1))
+        for _ in range(num_shuffles)
+      ]
+    )
+    if L and T
+    else np.zeros((1, 2))
+  )
   observed = stats(peaks)
-  result = {"peaks_per_layer": peaks.sum(0).tolist(), "iterations": T,
-            "definition": "peak: iteration where a layer's learning (-LCA) is positive and a "
-                          "strict local maximum"}
+  result = {
+    "peaks_per_layer": peaks.sum(0).tolist(),
+    "iterations": T,
+    "definition": "peak: iteration where a layer's learning (-LCA) is positive and a "
+    "strict local maximum",
+  }
   for i, key in enumerate(("all_layers", "pairs")):
     mean = float(shuffled[:, i].mean())
     result[key] = {
-        "observed": observed[i], "shuffled_mean": mean, "shuffled_std": float(shuffled[:, i].std()),
-        "shuffled_p_value": float(np.mean(shuffled[:, i] >= observed[i])),
-        "shifted_mean": float(shifted[:, i].mean()),
-        "shifted_p_value": float(np.mean(shifted[:, i] >= observed[i])),
-        "ratio_to_chance": observed[i] / mean if mean else float("nan")}
+      "observed": observed[i],
+      "shuffled_mean": mean,
+      "shuffled_std": float(shuffled[:, i].std()),
+      "shuffled_p_value": float(np.mean(shuffled[:, i] >= observed[i])),
+      "shifted_mean": float(shifted[:, i].mean()),
+      "shifted_p_value": float(np.mean(shifted[:, i] >= observed[i])),
+      "ratio_to_chance": observed[i] / mean if mean else float("nan"),
+    }
   return result
 
 
@@ -108,19 +133,25 @@ def _phase(rec: dict[str, np.ndarray], num_params: int, sl: slice) -> dict[str, 
   helped, moved = rec["helped_T"][sl], rec["moved_T"][sl]
   has_moved = moved > 0
   return {
-      "iterations": [int(np.arange(len(rec["lca_T"]))[sl][0]),
-                     int(np.arange(len(rec["lca_T"]))[sl][-1]) + 1] if len(helped) else [],
-      "fraction_helped_mean": float(np.mean(helped / num_params)) if len(helped) else float("nan"),
-      "fraction_helped_of_moved_mean": float(np.mean(helped[has_moved] / moved[has_moved]))
-      if has_moved.any() else float("nan"),
-      "loss_change": float(np.sum(rec["lca_T"][sl] + rec["error_T"][sl] + rec["state_change_T"][sl])),
-      "mean_abs_iteration_lca": float(np.mean(np.abs(rec["lca_T"][sl]))) if len(helped) else 0.0,
-      "layer_totals": rec["layer_TxL"][sl].sum(0).tolist(),
+    "iterations": [
+      int(np.arange(len(rec["lca_T"]))[sl][0]),
+      int(np.arange(len(rec["lca_T"]))[sl][-1]) + 1,
+    ]
+    if len(helped)
+    else [],
+    "fraction_helped_mean": float(np.mean(helped / num_params)) if len(helped) else float("nan"),
+    "fraction_helped_of_moved_mean": float(np.mean(helped[has_moved] / moved[has_moved]))
+    if has_moved.any()
+    else float("nan"),
+    "loss_change": float(np.sum(rec["lca_T"][sl] + rec["error_T"][sl] + rec["state_change_T"][sl])),
+    "mean_abs_iteration_lca": float(np.mean(np.abs(rec["lca_T"][sl]))) if len(helped) else 0.0,
+    "layer_totals": rec["layer_TxL"][sl].sum(0).tolist(),
   }
 
 
-def summarize(records: dict[str, np.ndarray], set_names, threshold: float,
-              num_shuffles: int = 1000) -> dict[str, Any]:
+def summarize(
+  records: dict[str, np.ndarray], set_names, threshold: float, num_shuffles: int = 1000
+) -> dict[str, Any]:
   """The paper's numbers for each evaluation set, from `records_to_numpy` output.
 
   Per set: loss change vs the LCA sum (and the relative error), the largest
@@ -131,8 +162,11 @@ def summarize(records: dict[str, np.ndarray], set_names, threshold: float,
   training set's headline numbers are also at the top level.
   """
   layers = [str(l) for l in records["layers"]]
-  out: dict[str, Any] = {"layers": layers, "iterations": int(records["iteration"]),
-                         "threshold": threshold}
+  out: dict[str, Any] = {
+    "layers": layers,
+    "iterations": int(records["iteration"]),
+    "threshold": threshold,
+  }
   for name in set_names:
     rec = {k.split("/", 1)[1]: v for k, v in records.items() if k.startswith(f"{name}/")}
     T, P = len(rec["lca_T"]), len(rec["total_P"])
@@ -147,41 +181,70 @@ def summarize(records: dict[str, np.ndarray], set_names, threshold: float,
     per_param_helped = rec["helped_count_P"] / np.maximum(rec["moved_count_P"], 1)
     third = max(T // 3, 1)
     s = {
-        "loss_initial": float(rec["loss_T1"][0]), "loss_final": float(rec["loss_T1"][-1]),
-        "loss_change": loss_change, "lca_sum": lca_sum, "state_change_sum": state_change,
-        "relative_error": abs(loss_change - lca_sum - state_change) / denom,
-        "max_abs_iteration_error": float(np.max(np.abs(rec["error_T"]))) if T else 0.0,
-        "iterations_over_threshold": int(np.sum(np.abs(rec["error_T"]) > threshold)),
-        "splits_histogram": {str(k): int(np.sum(rec["splits_T"] == k)) for k in SPLIT_LEVELS
-                             if np.any(rec["splits_T"] == k)},
-        "first_order": {
-            "lca_sum": first_sum, "relative_error": abs(loss_change - first_sum - state_change) / denom,
-            "max_abs_iteration_error": float(np.max(np.abs(rec["first_order_error_T"]))) if T else 0.0,
-            "mean_abs_iteration_error": float(np.mean(np.abs(rec["first_order_error_T"]))) if T else 0.0},
-        "mean_abs_iteration_error": float(np.mean(np.abs(rec["error_T"]))) if T else 0.0,
-        "num_params": P, "never_moved_params": never_moved,
-        "fraction_helped_mean": float(np.mean(rec["helped_T"] / P)) if T else float("nan"),
-        "fraction_helped_min": float(np.min(rec["helped_T"] / P)) if T else float("nan"),
-        "fraction_helped_max": float(np.max(rec["helped_T"] / P)) if T else float("nan"),
-        "fraction_helped_of_moved_mean": float(np.mean(rec["helped_T"][moved] / rec["moved_T"][moved]))
-        if moved.any() else float("nan"),
-        "fraction_helped_of_moved_min": float(np.min(rec["helped_T"][moved] / rec["moved_T"][moved]))
-        if moved.any() else float("nan"),
-        "fraction_helped_of_moved_max": float(np.max(rec["helped_T"][moved] / rec["moved_T"][moved]))
-        if moved.any() else float("nan"),
-        "params_helping_most_iterations": float(np.mean(per_param_helped[rec["moved_count_P"] > 0] > 0.5))
-        if np.any(rec["moved_count_P"] > 0) else float("nan"),
-        "params_with_negative_total": float(np.mean(rec["total_P"] < 0)),
-        "params_with_negative_total_of_moved": float(np.mean(rec["total_P"][rec["moved_count_P"] > 0] < 0))
-        if np.any(rec["moved_count_P"] > 0) else float("nan"),
-        "layer_totals": layer_totals,
-        "layers_with_positive_total": [l for l, v in layer_totals.items() if v > 0],
-        "early": _phase(rec, P, slice(0, third)),
-        "late": _phase(rec, P, slice(T - third, T)),
-        "synchronization": synchronization(rec["layer_TxL"], num_shuffles=num_shuffles),
+      "loss_initial": float(rec["loss_T1"][0]),
+      "loss_final": float(rec["loss_T1"][-1]),
+      "loss_change": loss_change,
+      "lca_sum": lca_sum,
+      "state_change_sum": state_change,
+      "relative_error": abs(loss_change - lca_sum - state_change) / denom,
+      "max_abs_iteration_error": float(np.max(np.abs(rec["error_T"]))) if T else 0.0,
+      "iterations_over_threshold": int(np.sum(np.abs(rec["error_T"]) > threshold)),
+      "splits_histogram": {
+        str(k): int(np.sum(rec["splits_T"] == k))
+        for k in SPLIT_LEVELS
+        if np.any(rec["splits_T"] == k)
+      },
+      "first_order": {
+        "lca_sum": first_sum,
+        "relative_error": abs(loss_change - first_sum - state_change) / denom,
+        "max_abs_iteration_error": float(np.max(np.abs(rec["first_order_error_T"]))) if T else 0.0,
+        "mean_abs_iteration_error": float(np.mean(np.abs(rec["first_order_error_T"])))
+        if T
+        else 0.0,
+      },
+      "mean_abs_iteration_error": float(np.mean(np.abs(rec["error_T"]))) if T else 0.0,
+      "num_params": P,
+      "never_moved_params": never_moved,
+      "fraction_helped_mean": float(np.mean(rec["helped_T"] / P)) if T else float("nan"),
+      "fraction_helped_min": float(np.min(rec["helped_T"] / P)) if T else float("nan"),
+      "fraction_helped_max": float(np.max(rec["helped_T"] / P)) if T else float("nan"),
+      "fraction_helped_of_moved_mean": float(
+        np.mean(rec["helped_T"][moved] / rec["moved_T"][moved])
+      )
+      if moved.any()
+      else float("nan"),
+      "fraction_helped_of_moved_min": float(np.min(rec["helped_T"][moved] / rec["moved_T"][moved]))
+      if moved.any()
+      else float("nan"),
+      "fraction_helped_of_moved_max": float(np.max(rec["helped_T"][moved] / rec["moved_T"][moved]))
+      if moved.any()
+      else float("nan"),
+      "params_helping_most_iterations": float(
+        np.mean(per_param_helped[rec["moved_count_P"] > 0] > 0.5)
+      )
+      if np.any(rec["moved_count_P"] > 0)
+      else float("nan"),
+      "params_with_negative_total": float(np.mean(rec["total_P"] < 0)),
+      "params_with_negative_total_of_moved": float(
+        np.mean(rec["total_P"][rec["moved_count_P"] > 0] < 0)
+      )
+      if np.any(rec["moved_count_P"] > 0)
+      else float("nan"),
+      "layer_totals": layer_totals,
+      "layers_with_positive_total": [l for l, v in layer_totals.items() if v > 0],
+      "early": _phase(rec, P, slice(0, third)),
+      "late": _phase(rec, P, slice(T - third, T)),
+      "synchronization": synchronization(rec["layer_TxL"], num_shuffles=num_shuffles),
     }
     out[name] = s
-  for key in ("fraction_helped_mean", "fraction_helped_of_moved_mean", "layer_totals",
-              "max_abs_iteration_error", "relative_error", "loss_change", "lca_sum"):
+  for key in (
+    "fraction_helped_mean",
+    "fraction_helped_of_moved_mean",
+    "layer_totals",
+    "max_abs_iteration_error",
+    "relative_error",
+    "loss_change",
+    "lca_sum",
+  ):
     out[key] = out[set_names[0]][key]
   return out

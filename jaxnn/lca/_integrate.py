@@ -20,7 +20,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,8 +56,9 @@ class Allocation(NamedTuple):
 
 def tree_sum(tree: PyTree) -> jax.Array:
   """Sum of all entries of a pytree, in float32."""
-  return sum((jnp.sum(x, dtype=jnp.float32) for x in jax.tree.leaves(tree)),
-             jnp.zeros((), jnp.float32))
+  return sum(
+    (jnp.sum(x, dtype=jnp.float32) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.float32)
+  )
 
 
 def _along(theta0: PyTree, delta: PyTree, s: jax.Array) -> PyTree:
@@ -87,8 +89,14 @@ def simpson_weights(splits: int) -> jax.Array:
   return w / (3.0 * splits)
 
 
-def simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTree, start: Point,
-            end: Point, splits: int = 2) -> Allocation:
+def simpson(
+  value_and_grad: ValueAndGrad,
+  theta0: PyTree,
+  theta1: PyTree,
+  start: Point,
+  end: Point,
+  splits: int = 2,
+) -> Allocation:
   """Composite Simpson's rule with a fixed, even number of `splits`.
 
   Exact (to rounding) when the gradient is a polynomial of degree <= 3 along
@@ -96,16 +104,25 @@ def simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTree, start:
   """
   delta = _delta(theta0, theta1)
   w = simpson_weights(splits)
-  grads = [start.grad] + [value_and_grad(_along(theta0, delta, jnp.float32(j / splits)))[1]
-                          for j in range(1, splits)] + [end.grad]
+  grads = (
+    [start.grad]
+    + [value_and_grad(_along(theta0, delta, jnp.float32(j / splits)))[1] for j in range(1, splits)]
+    + [end.grad]
+  )
   mean_grad = jax.tree.map(lambda *g: sum(wj * gj for wj, gj in zip(w, g)), *grads)
   lca = jax.tree.map(jnp.multiply, mean_grad, delta)
   return Allocation(lca, end.loss - start.loss - tree_sum(lca), jnp.asarray(splits, jnp.int32))
 
 
-def adaptive_simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTree, start: Point,
-                     end: Point, threshold: float = THRESHOLD,
-                     max_splits: int = MAX_SPLITS) -> Allocation:
+def adaptive_simpson(
+  value_and_grad: ValueAndGrad,
+  theta0: PyTree,
+  theta1: PyTree,
+  start: Point,
+  end: Point,
+  threshold: float = THRESHOLD,
+  max_splits: int = MAX_SPLITS,
+) -> Allocation:
   """Simpson's rule with 2 splits, doubled while |error| > `threshold`.
 
   The gradients at the two endpoints are given (the end point of iteration t
@@ -138,8 +155,9 @@ def adaptive_simpson(value_and_grad: ValueAndGrad, theta0: PyTree, theta1: PyTre
   ends = jax.tree.map(jnp.add, start.grad, end.grad)
 
   def allocate(splits, odd, even):
-    mean_grad = jax.tree.map(lambda e, o, v: (e + 4.0 * o + 2.0 * v) / (3.0 * splits), ends, odd,
-                             even)
+    mean_grad = jax.tree.map(
+      lambda e, o, v: (e + 4.0 * o + 2.0 * v) / (3.0 * splits), ends, odd, even
+    )
     lca = jax.tree.map(jnp.multiply, mean_grad, delta)
     return lca, loss_change - tree_sum(lca)
 

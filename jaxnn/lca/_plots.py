@@ -31,7 +31,9 @@ def plot_loss_vs_lca(records, name, path):
   rec = _set(records, name)
   actual = rec["loss_T1"]
   rebuilt = actual[0] + np.concatenate([[0.0], np.cumsum(rec["lca_T"] + rec["state_change_T"])])
-  first = actual[0] + np.concatenate([[0.0], np.cumsum(rec["first_order_T"] + rec["state_change_T"])])
+  first = actual[0] + np.concatenate(
+    [[0.0], np.cumsum(rec["first_order_T"] + rec["state_change_T"])]
+  )
   change = actual[-1] - actual[0]
   rel = abs(change - (rebuilt[-1] - actual[0])) / abs(change) if change else float("nan")
   fig, ax = plt.subplots(figsize=(6, 4))
@@ -64,15 +66,24 @@ def plot_helped_histograms(records, name, path):
   moving_params = rec["moved_count_P"] > 0
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   axes[0].hist(100 * rec["helped_T"] / P, bins=40, alpha=0.7, label="of all parameters")
-  axes[0].hist(100 * rec["helped_T"][moved] / rec["moved_T"][moved], bins=40, alpha=0.7,
-               label="of parameters that moved")
-  axes[0].set(xlabel="% of parameters helped", ylabel="iterations",
-              title="parameters helped per iteration")
+  axes[0].hist(
+    100 * rec["helped_T"][moved] / rec["moved_T"][moved],
+    bins=40,
+    alpha=0.7,
+    label="of parameters that moved",
+  )
+  axes[0].set(
+    xlabel="% of parameters helped", ylabel="iterations", title="parameters helped per iteration"
+  )
   axes[0].legend()
-  axes[1].hist(100 * rec["helped_count_P"][moving_params] / rec["moved_count_P"][moving_params],
-               bins=40)
-  axes[1].set(xlabel="% of its moving iterations a parameter helped", ylabel="parameters",
-              title=f"iterations helped per parameter ({int((~moving_params).sum())} never moved)")
+  axes[1].hist(
+    100 * rec["helped_count_P"][moving_params] / rec["moved_count_P"][moving_params], bins=40
+  )
+  axes[1].set(
+    xlabel="% of its moving iterations a parameter helped",
+    ylabel="parameters",
+    title=f"iterations helped per parameter ({int((~moving_params).sum())} never moved)",
+  )
   return _save(fig, path)
 
 
@@ -94,13 +105,17 @@ def plot_neuron_heatmap(records, name, path):
   values = rec["neuron_TxN"].T
   limit = float(np.percentile(np.abs(values), 99)) or 1.0
   fig, ax = plt.subplots(figsize=(8, 5))
-  im = ax.imshow(values, aspect="auto", cmap="RdYlGn_r", vmin=-limit, vmax=limit,
-                 interpolation="nearest")
+  im = ax.imshow(
+    values, aspect="auto", cmap="RdYlGn_r", vmin=-limit, vmax=limit, interpolation="nearest"
+  )
   bounds = np.flatnonzero(np.diff(records["neuron_layer_N"])) + 0.5
   for b in bounds:
     ax.axhline(b, color="k", lw=0.6)
-  ax.set(xlabel="iteration", ylabel="neuron (grouped by layer)",
-         title=f"{name}: LCA per neuron per iteration")
+  ax.set(
+    xlabel="iteration",
+    ylabel="neuron (grouped by layer)",
+    title=f"{name}: LCA per neuron per iteration",
+  )
   fig.colorbar(im, ax=ax, label="LCA (green helps, red hurts)")
   return _save(fig, path)
 
@@ -126,12 +141,12 @@ def plot_trajectories(records, name, path, num=4, seed=0):
 
 
 VIEWS = {
-    "loss_vs_lca": plot_loss_vs_lca,
-    "layer_totals": plot_layer_totals,
-    "helped_histograms": plot_helped_histograms,
-    "cumulative_layers": plot_cumulative_layers,
-    "neuron_heatmap": plot_neuron_heatmap,
-    "trajectories": plot_trajectories,
+  "loss_vs_lca": plot_loss_vs_lca,
+  "layer_totals": plot_layer_totals,
+  "helped_histograms": plot_helped_histograms,
+  "cumulative_layers": plot_cumulative_layers,
+  "neuron_heatmap": plot_neuron_heatmap,
+  "trajectories": plot_trajectories,
 }
 
 
@@ -139,5 +154,8 @@ def plot_all(records, set_names, directory) -> list[pathlib.Path]:
   """Writes every view for every evaluation set as `<dir>/<set>_<view>.png`."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  return [fn(records, name, directory / f"{name}_{view}.png")
-          for name in set_names for view, fn in VIEWS.items()]
+  return [
+    fn(records, name, directory / f"{name}_{view}.png")
+    for name in set_names
+    for view, fn in VIEWS.items()
+  ]

@@ -11,24 +11,38 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from flax import nnx
 
+from jaxnn import models
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, load_dataset
-from jaxnn.lca._accumulate import (check_stem, drop_zero_features, fc_stem, lca_accumulator,
-                                   make_eval_sets, with_lca)
+from jaxnn.lca._accumulate import (
+  check_stem,
+  drop_zero_features,
+  fc_stem,
+  lca_accumulator,
+  make_eval_sets,
+  with_lca,
+)
 from jaxnn.lca._analysis import records_to_numpy, summarize
 from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._plots import plot_all
 from jaxnn.lca._stream import LCAStream
-from jaxnn import models
 from jaxnn.models import count_params
-from jaxnn.train import (data_parallel, from_nnx, init_train_state, make_evaluator, make_optimizer,
-                         make_train_step, run_loop, write_json_atomic)
+from jaxnn.train import (
+  data_parallel,
+  from_nnx,
+  init_train_state,
+  make_evaluator,
+  make_optimizer,
+  make_train_step,
+  run_loop,
+  write_json_atomic,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +83,17 @@ class LCAConfig:
   def run_identity(self) -> dict:
     # The per-iteration records are sized for the run, so epochs stays in the identity: a run
     # resumes to the same length, it is not extended.
-    skip = {"num_devices", "log_every", "progress", "checkpoint_every", "num_shuffles", "plots",
-            "chunk_size", "compile_cache", "fast_compile"}
+    skip = {
+      "num_devices",
+      "log_every",
+      "progress",
+      "checkpoint_every",
+      "num_shuffles",
+      "plots",
+      "chunk_size",
+      "compile_cache",
+      "fast_compile",
+    }
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -100,9 +123,14 @@ def compiler_options(fast_compile: bool = True) -> dict | None:
 def init_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Module:
   """`config`'s network by `jaxnn.models.init_model` (one compiled initialization, the
   same weights as the eager `create_model`), compiled with `compiler_options`."""
-  return models.init_model(config.model, input_shape, num_classes, seed=config.seed,
-                           widths=config.widths,
-                           compiler_options=compiler_options(config.fast_compile))
+  return models.init_model(
+    config.model,
+    input_shape,
+    num_classes,
+    seed=config.seed,
+    widths=config.widths,
+    compiler_options=compiler_options(config.fast_compile),
+  )
 
 
 def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, dataset=None) -> dict:
@@ -131,13 +159,19 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   if dataset is None:
-    dataset = load_dataset(config.dataset, seed=config.seed, validation_size=config.validation_size,
-                           max_train=config.max_train)
+    dataset = load_dataset(
+      config.dataset,
+      seed=config.seed,
+      validation_size=config.validation_size,
+      max_train=config.max_train,
+    )
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
   if config.validation_lca and not len(dataset.validation):
-    raise JaxnnError(f"{dataset.name} has no validation examples; set a validation size "
-                     "or turn validation LCA off (--no-validation)")
+    raise JaxnnError(
+      f"{dataset.name} has no validation examples; set a validation size "
+      "or turn validation LCA off (--no-validation)"
+    )
   options = compiler_options(config.fast_compile)
   model = from_nnx(init_model(config, dataset.input_shape, dataset.num_classes))
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
@@ -161,20 +195,39 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     check_stem(model, stem, eval_set.x[0], seed=config.seed, compiler_options=options)
     stem, lca_set = drop_zero_features(stem, eval_set)
   accumulator = lca_accumulator(
-      model, num_steps, set_names=names, method=config.method, threshold=config.threshold,
-      max_splits=config.max_splits, num_tracked=config.num_tracked, seed=config.seed,
-      chunk_sharding=dp.batch if dp.num_devices > 1 else None, stream=stream, stem=stem)
+    model,
+    num_steps,
+    set_names=names,
+    method=config.method,
+    threshold=config.threshold,
+    max_splits=config.max_splits,
+    num_tracked=config.num_tracked,
+    seed=config.seed,
+    chunk_sharding=dp.batch if dp.num_devices > 1 else None,
+    stream=stream,
+    stem=stem,
+  )
   state = init_train_state(model, optimizer, config.seed)
   timings = {"setup": time.perf_counter() - t0}
-  lca_state = jax.jit(accumulator.init, compiler_options=options)(model.params, model.state,
-                                                                 dp.replicate(lca_set))
+  lca_state = jax.jit(accumulator.init, compiler_options=options)(
+    model.params, model.state, dp.replicate(lca_set)
+  )
   step = with_lca(make_train_step(model, optimizer, weight_decay=config.weight_decay), accumulator)
   state, lca_state = run_loop(
-      step, (state, lca_state), batcher, num_steps, dp=dp, workdir=workdir,
-      run_config=config.run_identity(), log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
-      progress=config.progress, description="lca", extra_args=(lca_set,),
-      compiler_options=options)
+    step,
+    (state, lca_state),
+    batcher,
+    num_steps,
+    dp=dp,
+    workdir=workdir,
+    run_config=config.run_identity(),
+    log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
+    progress=config.progress,
+    description="lca",
+    extra_args=(lca_set,),
+    compiler_options=options,
+  )
   if stream is not None:
     jax.effects_barrier()  # every row written before the flush
     stream.flush()
@@ -188,10 +241,17 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     for k, v in evaluate(state.params, state.model_state, getattr(dataset, split)).items():
       summary[f"{split}_{k}"] = v
   timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
-  summary.update(dataset=dataset.name, model=config.model, params=count_params(model.params),
-                 steps=num_steps, epochs=config.epochs, devices=dp.num_devices,
-                 lca_examples={n: len(s) for n, s in splits.items()},
-                 config=dataclasses.asdict(config), data=dataset.info)
+  summary.update(
+    dataset=dataset.name,
+    model=config.model,
+    params=count_params(model.params),
+    steps=num_steps,
+    epochs=config.epochs,
+    devices=dp.num_devices,
+    lca_examples={n: len(s) for n, s in splits.items()},
+    config=dataclasses.asdict(config),
+    data=dataset.info,
+  )
   if workdir is not None:
     workdir = pathlib.Path(workdir)
     np.savez(workdir / "lca_records.npz", **records)

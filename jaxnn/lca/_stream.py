@@ -9,7 +9,7 @@ and a resumed run rewrites the rows it recomputes.
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,8 +27,14 @@ class LCAStream:
     flush_every: rows between flushes to disk.
   """
 
-  def __init__(self, directory: str | pathlib.Path, num_steps: int, num_params: int,
-               set_names: Sequence[str], flush_every: int = 100):
+  def __init__(
+    self,
+    directory: str | pathlib.Path,
+    num_steps: int,
+    num_params: int,
+    set_names: Sequence[str],
+    flush_every: int = 100,
+  ):
     self.directory = pathlib.Path(directory)
     self.directory.mkdir(parents=True, exist_ok=True)
     self.flush_every = flush_every
@@ -38,11 +44,14 @@ class LCAStream:
       if path.exists():
         array = np.load(path, mmap_mode="r+")
         if array.shape != (num_steps, num_params) or array.dtype != np.float32:
-          raise JaxnnError(f"{path} holds an array of shape {array.shape} ({array.dtype}), not "
-                           f"({num_steps}, {num_params}) float32; move it away or use another --out")
+          raise JaxnnError(
+            f"{path} holds an array of shape {array.shape} ({array.dtype}), not "
+            f"({num_steps}, {num_params}) float32; move it away or use another --out"
+          )
       else:
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                          shape=(num_steps, num_params))
+        array = np.lib.format.open_memmap(
+          path, mode="w+", dtype=np.float32, shape=(num_steps, num_params)
+        )
       self.arrays.append(array)
     self._rows = 0
 

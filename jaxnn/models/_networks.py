@@ -7,7 +7,7 @@ float inputs and returns logits. `rngs` carries the dropout key in training.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +16,9 @@ from flax import nnx
 from jaxnn._errors import JaxnnError
 
 _INITS: dict[str, Callable] = {
-    "he_normal": jax.nn.initializers.he_normal(),
-    "glorot_uniform": jax.nn.initializers.glorot_uniform(),
-    "lecun_normal": jax.nn.initializers.lecun_normal(),
+  "he_normal": jax.nn.initializers.he_normal(),
+  "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+  "lecun_normal": jax.nn.initializers.lecun_normal(),
 }
 
 
@@ -36,8 +36,15 @@ class FC(nnx.Module):
   (84,060).
   """
 
-  def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, *,
-               init: str = "he_normal", rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    widths: Sequence[int],
+    num_classes: int,
+    *,
+    init: str = "he_normal",
+    rngs: nnx.Rngs,
+  ):
     if in_features < 1 or num_classes < 1 or any(w < 1 for w in widths):
       raise JaxnnError(f"FC sizes must be positive, got {in_features}-{list(widths)}-{num_classes}")
     sizes = [in_features, *widths, num_classes]
@@ -60,8 +67,9 @@ class LeNet(nnx.Module):
   62,006 on CIFAR-10 (32x32x3).
   """
 
-  def __init__(self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal",
-               rngs: nnx.Rngs):
+  def __init__(
+    self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal", rngs: nnx.Rngs
+  ):
     h, w, c = _image_shape(input_shape, min_size=12, model="LeNet")
     k = kernel_init(init)
     self.conv0 = nnx.Conv(c, 6, (5, 5), padding="VALID", kernel_init=k, rngs=rngs)
@@ -89,8 +97,9 @@ class LCALeNet(nnx.Module):
   dense 400, dropout 0.5, dense classes.
   """
 
-  def __init__(self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal",
-               rngs: nnx.Rngs):
+  def __init__(
+    self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal", rngs: nnx.Rngs
+  ):
     h, w, c = _image_shape(input_shape, min_size=4, model="LCALeNet")
     k = kernel_init(init)
     self.conv0 = nnx.Conv(c, 20, (5, 5), padding="SAME", kernel_init=k, rngs=rngs)
@@ -113,21 +122,28 @@ class _ResidualBlock(nnx.Module):
   """Two 3x3 conv-BN layers; a 1x1 conv-BN projection when the shape changes."""
 
   def __init__(self, c_in: int, c_out: int, stride: int, k, rngs: nnx.Rngs):
-    self.conv0 = nnx.Conv(c_in, c_out, (3, 3), strides=stride, padding="SAME", use_bias=False,
-                          kernel_init=k, rngs=rngs)
+    self.conv0 = nnx.Conv(
+      c_in, c_out, (3, 3), strides=stride, padding="SAME", use_bias=False, kernel_init=k, rngs=rngs
+    )
     self.bn0 = nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs)
-    self.conv1 = nnx.Conv(c_out, c_out, (3, 3), padding="SAME", use_bias=False, kernel_init=k, rngs=rngs)
+    self.conv1 = nnx.Conv(
+      c_out, c_out, (3, 3), padding="SAME", use_bias=False, kernel_init=k, rngs=rngs
+    )
     self.bn1 = nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs)
     self.has_projection = stride != 1 or c_in != c_out
     if self.has_projection:
-      self.proj = nnx.Conv(c_in, c_out, (1, 1), strides=stride, use_bias=False, kernel_init=k, rngs=rngs)
+      self.proj = nnx.Conv(
+        c_in, c_out, (1, 1), strides=stride, use_bias=False, kernel_init=k, rngs=rngs
+      )
       self.proj_bn = nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs)
 
   def __call__(self, x, train: bool):
     eval_mode = not train
     h = jax.nn.relu(self.bn0(self.conv0(x), use_running_average=eval_mode))
     h = self.bn1(self.conv1(h), use_running_average=eval_mode)
-    shortcut = self.proj_bn(self.proj(x), use_running_average=eval_mode) if self.has_projection else x
+    shortcut = (
+      self.proj_bn(self.proj(x), use_running_average=eval_mode) if self.has_projection else x
+    )
     return jax.nn.relu(h + shortcut)
 
 
@@ -139,8 +155,9 @@ class ResNet20(nnx.Module):
   pooling, dense classes.
   """
 
-  def __init__(self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal",
-               rngs: nnx.Rngs):
+  def __init__(
+    self, input_shape: Sequence[int], num_classes: int, *, init: str = "he_normal", rngs: nnx.Rngs
+  ):
     _, _, c = _image_shape(input_shape, min_size=4, model="ResNet20")
     k = kernel_init(init)
     self.stem = nnx.Conv(c, 16, (3, 3), padding="SAME", use_bias=False, kernel_init=k, rngs=rngs)
@@ -166,8 +183,9 @@ def _image_shape(input_shape: Sequence[int], min_size: int, model: str) -> tuple
     input_shape = (*input_shape, 1)
   if len(input_shape) != 3 or min(input_shape[:2]) < min_size:
     raise JaxnnError(
-        f"{model} needs images of shape (H, W, C) with H, W >= {min_size}, got {tuple(input_shape)}; "
-        "use the fc model for vector or tiny inputs")
+      f"{model} needs images of shape (H, W, C) with H, W >= {min_size}, got {tuple(input_shape)}; "
+      "use the fc model for vector or tiny inputs"
+    )
   return tuple(int(s) for s in input_shape)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 from flax import nnx
@@ -14,8 +14,15 @@ from jaxnn.models._networks import FC, LCALeNet, LeNet, ResNet20
 MODEL_NAMES = ("fc", "lenet", "lca_lenet", "resnet20")
 
 
-def create_model(name: str, input_shape: Sequence[int], num_classes: int, *, seed: int = 0,
-                 widths: Sequence[int] = (200, 200), init: str = "he_normal") -> nnx.Module:
+def create_model(
+  name: str,
+  input_shape: Sequence[int],
+  num_classes: int,
+  *,
+  seed: int = 0,
+  widths: Sequence[int] = (200, 200),
+  init: str = "he_normal",
+) -> nnx.Module:
   """Builds a registered network for inputs of `input_shape`.
 
   Args:
@@ -38,9 +45,16 @@ def create_model(name: str, input_shape: Sequence[int], num_classes: int, *, see
   raise JaxnnError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
-def init_model(name: str, input_shape: Sequence[int], num_classes: int, *, seed: int = 0,
-               widths: Sequence[int] = (200, 200), init: str = "he_normal",
-               compiler_options: dict | None = None) -> nnx.Module:
+def init_model(
+  name: str,
+  input_shape: Sequence[int],
+  num_classes: int,
+  *,
+  seed: int = 0,
+  widths: Sequence[int] = (200, 200),
+  init: str = "he_normal",
+  compiler_options: dict | None = None,
+) -> nnx.Module:
   """`create_model(...)` with its initialization compiled as one executable.
 
   The same weights, bit for bit, as the eager `create_model`; eagerly every

@@ -13,31 +13,101 @@ References:
   Controlled Text Generation". ICLR 2020. https://arxiv.org/abs/1912.02164
 """
 
-from jaxnn.pplm._gpt2 import (GPT2, GPT2Config, KVCache, Params, as_params, gpt2_forward,
-                              gpt2_forward_layers, init_cache, init_params, param_specs)
+from jaxnn.pplm._attributes import (
+  DiscriminatorHead,
+  bag_of_words,
+  cached_features,
+  encode_mean_hidden,
+  load_discriminator,
+  read_labeled_texts,
+  read_words,
+  save_discriminator,
+  train_discriminator,
+  wordlist_names,
+)
+from jaxnn.pplm._evaluate import (
+  bag_word_rate,
+  class_probabilities,
+  discriminator_accuracy,
+  dist_n,
+  perplexity,
+  rank_samples,
+  run_pplm,
+)
+from jaxnn.pplm._gpt2 import (
+  GPT2,
+  GPT2Config,
+  KVCache,
+  Params,
+  as_params,
+  gpt2_forward,
+  gpt2_forward_layers,
+  init_cache,
+  init_params,
+  param_specs,
+)
 from jaxnn.pplm._loading import KNOWN_MODELS, load_config, load_gpt2, resolve_folder, save_gpt2
 from jaxnn.pplm._model_generate import generate, next_token, top_k_logits
 from jaxnn.pplm._offline_lm import ensure_offline_lm
+from jaxnn.pplm._steer import (
+  Attributes,
+  BagsOfWords,
+  Discriminator,
+  PPLMConfig,
+  bag_probabilities,
+  fused_probs,
+  perturb_past,
+  steered_generate,
+)
 from jaxnn.pplm._tokenizer import END_OF_TEXT, GPT2Tokenizer, load_tokenizer
-from jaxnn.pplm._steer import (Attributes, BagsOfWords, Discriminator, PPLMConfig,
-                               bag_probabilities, fused_probs, perturb_past, steered_generate)
-from jaxnn.pplm._attributes import (DiscriminatorHead, bag_of_words, cached_features,
-                                    encode_mean_hidden, load_discriminator, read_labeled_texts,
-                                    read_words, save_discriminator, train_discriminator,
-                                    wordlist_names)
-from jaxnn.pplm._evaluate import (bag_word_rate, class_probabilities, discriminator_accuracy,
-                                  dist_n, perplexity, rank_samples, run_pplm)
 
 __all__ = [
-    "END_OF_TEXT", "GPT2", "GPT2Config", "GPT2Tokenizer", "KNOWN_MODELS", "KVCache", "Params",
-    "as_params", "ensure_offline_lm", "generate", "gpt2_forward", "gpt2_forward_layers",
-    "init_cache", "init_params",
-    "load_config", "load_gpt2", "load_tokenizer", "next_token", "param_specs", "resolve_folder",
-    "save_gpt2", "top_k_logits",
-    # Steering, attribute models and evaluation.
-    "Attributes", "BagsOfWords", "Discriminator", "DiscriminatorHead", "PPLMConfig",
-    "bag_of_words", "bag_probabilities", "bag_word_rate", "cached_features", "class_probabilities",
-    "discriminator_accuracy", "dist_n", "encode_mean_hidden", "fused_probs", "load_discriminator",
-    "perplexity", "perturb_past", "rank_samples", "read_labeled_texts", "read_words", "run_pplm",
-    "save_discriminator", "steered_generate", "train_discriminator", "wordlist_names",
+  "END_OF_TEXT",
+  "GPT2",
+  "GPT2Config",
+  "GPT2Tokenizer",
+  "KNOWN_MODELS",
+  "KVCache",
+  "Params",
+  "as_params",
+  "ensure_offline_lm",
+  "generate",
+  "gpt2_forward",
+  "gpt2_forward_layers",
+  "init_cache",
+  "init_params",
+  "load_config",
+  "load_gpt2",
+  "load_tokenizer",
+  "next_token",
+  "param_specs",
+  "resolve_folder",
+  "save_gpt2",
+  "top_k_logits",
+  # Steering, attribute models and evaluation.
+  "Attributes",
+  "BagsOfWords",
+  "Discriminator",
+  "DiscriminatorHead",
+  "PPLMConfig",
+  "bag_of_words",
+  "bag_probabilities",
+  "bag_word_rate",
+  "cached_features",
+  "class_probabilities",
+  "discriminator_accuracy",
+  "dist_n",
+  "encode_mean_hidden",
+  "fused_probs",
+  "load_discriminator",
+  "perplexity",
+  "perturb_past",
+  "rank_samples",
+  "read_labeled_texts",
+  "read_words",
+  "run_pplm",
+  "save_discriminator",
+  "steered_generate",
+  "train_discriminator",
+  "wordlist_names",
 ]

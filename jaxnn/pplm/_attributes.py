@@ -16,8 +16,9 @@ import hashlib
 import importlib.resources
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,16 +44,23 @@ def read_words(name_or_path: str | os.PathLike) -> list[str]:
     folder = importlib.resources.files("jaxnn.pplm") / "wordlists"
     text = (folder / f"{name_or_path}.txt").read_text(encoding="utf-8")
   else:
-    raise JaxnnError(f"unknown bag of words {str(name_or_path)!r}: use one of "
-                     f"{', '.join(wordlist_names())} or a file with one word per line")
+    raise JaxnnError(
+      f"unknown bag of words {str(name_or_path)!r}: use one of "
+      f"{', '.join(wordlist_names())} or a file with one word per line"
+    )
   words = list(dict.fromkeys(w.strip() for w in text.splitlines() if w.strip()))
   if not words:
     raise JaxnnError(f"the bag of words {str(name_or_path)!r} is empty")
   return words
 
 
-def bag_of_words(bags: Sequence[str | os.PathLike | Sequence[str]], tokenizer, vocab_size: int, *,
-                 multi_token: bool = True) -> BagsOfWords:
+def bag_of_words(
+  bags: Sequence[str | os.PathLike | Sequence[str]],
+  tokenizer,
+  vocab_size: int,
+  *,
+  multi_token: bool = True,
+) -> BagsOfWords:
   """Token ids of one or more bags of words, for `Attributes(bags=...)`.
 
   Each word is encoded with a leading space, as it appears inside a text.
@@ -71,8 +79,10 @@ def bag_of_words(bags: Sequence[str | os.PathLike | Sequence[str]], tokenizer, v
     for word in words:
       ids = tokenizer.encode(" " + word.strip())
       if any(i >= vocab_size for i in ids):
-        raise JaxnnError(f"the tokenizer gives ids beyond the model's vocabulary ({vocab_size}); "
-                         f"load the tokenizer of the same model")
+        raise JaxnnError(
+          f"the tokenizer gives ids beyond the model's vocabulary ({vocab_size}); "
+          f"load the tokenizer of the same model"
+        )
       if len(ids) == 1:
         single_NxV[n, ids[0]] = 1.0
       elif len(ids) > 1 and multi_token:
@@ -81,18 +91,24 @@ def bag_of_words(bags: Sequence[str | os.PathLike | Sequence[str]], tokenizer, v
   width = max([len(ids) for ids, _ in unique], default=2)
   tokens_MxW = np.zeros((len(unique), width), np.int32)
   for m, (ids, _) in enumerate(unique):
-    tokens_MxW[m, :len(ids)] = ids
+    tokens_MxW[m, : len(ids)] = ids
   for n in range(len(bags)):
     if not single_NxV[n].any() and not any(b == n for _, b in unique):
-      raise JaxnnError(f"bag {n} has no word this tokenizer can encode as a single token; "
-                       f"allow multi-token words or use other words")
-  return BagsOfWords(jnp.asarray(single_NxV), jnp.asarray(tokens_MxW),
-                     jnp.asarray([len(ids) for ids, _ in unique], jnp.int32).reshape(-1),
-                     jnp.asarray([n for _, n in unique], jnp.int32).reshape(-1))
+      raise JaxnnError(
+        f"bag {n} has no word this tokenizer can encode as a single token; "
+        f"allow multi-token words or use other words"
+      )
+  return BagsOfWords(
+    jnp.asarray(single_NxV),
+    jnp.asarray(tokens_MxW),
+    jnp.asarray([len(ids) for ids, _ in unique], jnp.int32).reshape(-1),
+    jnp.asarray([n for _, n in unique], jnp.int32).reshape(-1),
+  )
 
 
 class DiscriminatorHead(NamedTuple):
   """A trained linear head and the names of its classes."""
+
   kernel_DxC: jax.Array
   bias_C: jax.Array
   classes: tuple[str, ...]
@@ -105,8 +121,9 @@ class DiscriminatorHead(NamedTuple):
       class_label = self.classes.index(class_label)
     label = int(class_label)
     if not 0 <= label < len(self.classes):
-      raise JaxnnError(f"class label {label} is out of range 0..{len(self.classes) - 1} "
-                       f"({list(self.classes)})")
+      raise JaxnnError(
+        f"class label {label} is out of range 0..{len(self.classes) - 1} ({list(self.classes)})"
+      )
     return Discriminator(self.kernel_DxC, self.bias_C, jnp.asarray(label, jnp.int32))
 
 
@@ -134,27 +151,37 @@ def _mean_hidden_fn(gpt2: GPT2Config, max_len: int):
     _, hidden_BxTxD, _ = gpt2_forward(params, gpt2, cache, tokens_BxT)
     mask_BxTx1 = mask_BxT[:, :, None].astype(hidden_BxTxD.dtype)
     return (hidden_BxTxD * mask_BxTx1).sum(1) / mask_BxTx1.sum(1)
+
   return mean_hidden
 
 
-def encode_mean_hidden(params, gpt2: GPT2Config, tokenizer, texts: Sequence[str], *,
-                       max_tokens: int = 100, batch_size: int = 32, progress: bool = False):
+def encode_mean_hidden(
+  params,
+  gpt2: GPT2Config,
+  tokenizer,
+  texts: Sequence[str],
+  *,
+  max_tokens: int = 100,
+  batch_size: int = 32,
+  progress: bool = False,
+):
   """Mean final hidden state of each text (end-of-text token prepended), N x D numpy."""
   from tqdm.auto import tqdm
+
   params = as_params(params)
   width = min(max_tokens + 1, gpt2.n_positions)
   mean_hidden = _mean_hidden_fn(gpt2, width)
   out = []
   starts = range(0, len(texts), batch_size)
   for start in tqdm(starts, desc="mean hidden states", disable=not progress):
-    chunk = texts[start:start + batch_size]
+    chunk = texts[start : start + batch_size]
     tokens = np.zeros((batch_size, width), np.int32)
     mask = np.zeros((batch_size, width), bool)
     mask[:, 0] = True
     for i, text in enumerate(chunk):
-      ids = [tokenizer.eos_token_id] + tokenizer.encode(text)[:width - 1]
-      tokens[i, :len(ids)], mask[i, :len(ids)] = ids, True
-    out.append(np.asarray(mean_hidden(params, tokens, mask))[:len(chunk)])
+      ids = [tokenizer.eos_token_id] + tokenizer.encode(text)[: width - 1]
+      tokens[i, : len(ids)], mask[i, : len(ids)] = ids, True
+    out.append(np.asarray(mean_hidden(params, tokens, mask))[: len(chunk)])
   return np.concatenate(out) if out else np.zeros((0, gpt2.n_embd), np.float32)
 
 
@@ -173,8 +200,9 @@ def cached_features(params, gpt2, tokenizer, path, *, cache_dir, max_tokens=100,
   if cache_file.exists():
     features = np.load(cache_file)["features"]
   else:
-    features = encode_mean_hidden(params, gpt2, tokenizer, texts, max_tokens=max_tokens,
-                                  progress=progress)
+    features = encode_mean_hidden(
+      params, gpt2, tokenizer, texts, max_tokens=max_tokens, progress=progress
+    )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(".tmp.npz")
     np.savez(tmp, features=features)
@@ -182,9 +210,17 @@ def cached_features(params, gpt2, tokenizer, path, *, cache_dir, max_tokens=100,
   return features, labels
 
 
-def train_discriminator(features_NxD, labels: Sequence[str], *, epochs: int = 10,
-                        batch_size: int = 64, learning_rate: float = 1e-4, seed: int = 0,
-                        validation_fraction: float = 0.1, progress: bool = False):
+def train_discriminator(
+  features_NxD,
+  labels: Sequence[str],
+  *,
+  epochs: int = 10,
+  batch_size: int = 64,
+  learning_rate: float = 1e-4,
+  seed: int = 0,
+  validation_fraction: float = 0.1,
+  progress: bool = False,
+):
   """Trains the linear head on mean representations (the original's recipe).
 
   Returns:
@@ -196,6 +232,7 @@ def train_discriminator(features_NxD, labels: Sequence[str], *, epochs: int = 10
   from jaxnn.data import EpochBatcher
   from jaxnn.data._dataset import Split
   from jaxnn.train import from_function, init_train_state, make_optimizer, make_train_step
+
   classes = tuple(sorted(set(labels)))
   y_N = np.asarray([classes.index(label) for label in labels], np.int32)
   x_NxD = np.asarray(features_NxD, np.float32)
@@ -205,10 +242,15 @@ def train_discriminator(features_NxD, labels: Sequence[str], *, epochs: int = 10
   d, c = x_NxD.shape[1], len(classes)
   bound = 1 / np.sqrt(d)
   rng = np.random.default_rng(seed)
-  init = {"kernel": rng.uniform(-bound, bound, (d, c)).astype(np.float32),
-          "bias": rng.uniform(-bound, bound, (c,)).astype(np.float32)}
-  model = from_function(lambda p, x: x @ p["kernel"] + p["bias"][None],
-                        jax.tree.map(jnp.asarray, init), l2=lambda p: jnp.zeros(()))
+  init = {
+    "kernel": rng.uniform(-bound, bound, (d, c)).astype(np.float32),
+    "bias": rng.uniform(-bound, bound, (c,)).astype(np.float32),
+  }
+  model = from_function(
+    lambda p, x: x @ p["kernel"] + p["bias"][None],
+    jax.tree.map(jnp.asarray, init),
+    l2=lambda p: jnp.zeros(()),
+  )
   optimizer = make_optimizer("adam", learning_rate)
   step = jax.jit(make_train_step(model, optimizer))
   state = init_train_state(model, optimizer, seed)
@@ -231,12 +273,19 @@ def train_discriminator(features_NxD, labels: Sequence[str], *, epochs: int = 10
 def save_discriminator(head: DiscriminatorHead, path: str | os.PathLike, **metadata) -> Path:
   """Writes the head as safetensors, its classes and `metadata` in the header."""
   from safetensors.numpy import save_file
+
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   meta = {"classes": json.dumps(list(head.classes)), "metadata": json.dumps(metadata)}
   tmp = path.with_name(path.name + ".tmp")
-  save_file({"kernel": np.asarray(head.kernel_DxC, np.float32),
-             "bias": np.asarray(head.bias_C, np.float32)}, str(tmp), metadata=meta)
+  save_file(
+    {
+      "kernel": np.asarray(head.kernel_DxC, np.float32),
+      "bias": np.asarray(head.bias_C, np.float32),
+    },
+    str(tmp),
+    metadata=meta,
+  )
   os.replace(tmp, path)
   return path
 
@@ -244,6 +293,7 @@ def save_discriminator(head: DiscriminatorHead, path: str | os.PathLike, **metad
 def load_discriminator(path: str | os.PathLike, hidden_size: int | None = None):
   """(DiscriminatorHead, metadata) from `save_discriminator`'s file; no pickle."""
   from safetensors import safe_open
+
   path = Path(path)
   if not path.is_file():
     raise JaxnnError(f"no discriminator at {path}; train one with `jaxnn pplm train-discriminator`")
@@ -256,6 +306,8 @@ def load_discriminator(path: str | os.PathLike, hidden_size: int | None = None):
   except Exception as e:
     raise JaxnnError(f"{path} is not a jaxnn discriminator file ({e})") from None
   if hidden_size is not None and kernel.shape[0] != hidden_size:
-    raise JaxnnError(f"the discriminator {path} expects hidden size {kernel.shape[0]} but the "
-                     f"model has {hidden_size}; train it on this model")
+    raise JaxnnError(
+      f"the discriminator {path} expects hidden size {kernel.shape[0]} but the "
+      f"model has {hidden_size}; train it on this model"
+    )
   return DiscriminatorHead(jnp.asarray(kernel), jnp.asarray(bias), classes), metadata

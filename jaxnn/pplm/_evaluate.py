@@ -11,7 +11,7 @@ whose Dist-n is acceptable.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,9 @@ def words_of(text: str) -> list[str]:
 def dist_n(texts: Sequence[str] | str, n: int) -> float:
   """Distinct n-grams / all n-grams of whitespace tokens, pooled over `texts`."""
   texts = [texts] if isinstance(texts, str) else texts
-  grams = [tuple(t[i:i + n]) for t in (text.split() for text in texts)
-           for i in range(len(t) - n + 1)]
+  grams = [
+    tuple(t[i : i + n]) for t in (text.split() for text in texts) for i in range(len(t) - n + 1)
+  ]
   return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -43,8 +44,14 @@ def bag_word_rate(text: str, words: Sequence[str]) -> float:
   return sum(w in bag for w in found) / len(found) if found else 0.0
 
 
-def token_log_likelihoods(params, gpt2: GPT2Config, sequences: Sequence[Sequence[int]],
-                          score_from: Sequence[int], *, batch_size: int = 8) -> list[np.ndarray]:
+def token_log_likelihoods(
+  params,
+  gpt2: GPT2Config,
+  sequences: Sequence[Sequence[int]],
+  score_from: Sequence[int],
+  *,
+  batch_size: int = 8,
+) -> list[np.ndarray]:
   """log p(token | earlier tokens) of every token from `score_from[i]` on, per sequence."""
   params = as_params(params)
   width = max(len(s) for s in sequences)
@@ -60,19 +67,20 @@ def token_log_likelihoods(params, gpt2: GPT2Config, sequences: Sequence[Sequence
 
   out = []
   for start in range(0, len(sequences), batch_size):
-    chunk = sequences[start:start + batch_size]
+    chunk = sequences[start : start + batch_size]
     tokens = np.zeros((batch_size, width), np.int32)
     for i, s in enumerate(chunk):
-      tokens[i, :len(s)] = s
+      tokens[i, : len(s)] = s
     lp = np.asarray(logp(tokens))
     for i, s in enumerate(chunk):
       first = max(score_from[start + i], 1)
-      out.append(lp[i, first - 1:len(s) - 1])
+      out.append(lp[i, first - 1 : len(s) - 1])
   return out
 
 
-def perplexity(params, gpt2: GPT2Config, tokenizer, texts: Sequence[str],
-               prompts: Sequence[str] | None = None) -> list[float]:
+def perplexity(
+  params, gpt2: GPT2Config, tokenizer, texts: Sequence[str], prompts: Sequence[str] | None = None
+) -> list[float]:
   """Perplexity of each text under a language model (the paper's fluency score).
 
   Each text is tokenized by that model's tokenizer after an end-of-text
@@ -86,10 +94,10 @@ def perplexity(params, gpt2: GPT2Config, tokenizer, texts: Sequence[str],
       if not text.startswith(prompts[i]):
         raise JaxnnError(f"text {i} does not start with its prompt {prompts[i]!r}")
       prefix += tokenizer.encode(prompts[i])
-      body = tokenizer.encode(text[len(prompts[i]):])
+      body = tokenizer.encode(text[len(prompts[i]) :])
     else:
       body = tokenizer.encode(text)
-    sequences.append((prefix + body)[:gpt2.n_positions])
+    sequences.append((prefix + body)[: gpt2.n_positions])
     starts.append(min(len(prefix), len(sequences[-1]) - 1))
   scores = token_log_likelihoods(params, gpt2, sequences, starts)
   return [float(np.exp(-s.mean())) if s.size else float("nan") for s in scores]
@@ -108,14 +116,16 @@ def discriminator_accuracy(features_NxD, labels: Sequence[str], head) -> float:
   """Accuracy of a discriminator on labeled mean representations."""
   unknown = set(labels) - set(head.classes)
   if unknown:
-    raise JaxnnError(f"labels {sorted(unknown)} are not classes of the discriminator "
-                     f"{list(head.classes)}")
+    raise JaxnnError(
+      f"labels {sorted(unknown)} are not classes of the discriminator {list(head.classes)}"
+    )
   predicted = class_probabilities(features_NxD, head).argmax(-1)
   return float(np.mean([head.classes[p] == y for p, y in zip(predicted, labels)]))
 
 
-def rank_samples(attribute_scores: Sequence[float], texts: Sequence[str], *,
-                 min_dist: float = 0.5) -> int:
+def rank_samples(
+  attribute_scores: Sequence[float], texts: Sequence[str], *, min_dist: float = 0.5
+) -> int:
   """Index of the sample to keep (BR / BCR): the best attribute score among
   samples whose mean Dist-1/2/3 is at least `min_dist` (all samples if none is)."""
   if not texts:
@@ -128,8 +138,14 @@ def rank_samples(attribute_scores: Sequence[float], texts: Sequence[str], *,
 def _entries(texts, continuations, bag_words, class_p, ppl):
   entries = []
   for i, (text, cont) in enumerate(zip(texts, continuations)):
-    entry = {"text": text, "continuation": cont, "perplexity": ppl[i],
-             "dist_1": dist_n(cont, 1), "dist_2": dist_n(cont, 2), "dist_3": dist_n(cont, 3)}
+    entry = {
+      "text": text,
+      "continuation": cont,
+      "perplexity": ppl[i],
+      "dist_1": dist_n(cont, 1),
+      "dist_2": dist_n(cont, 2),
+      "dist_3": dist_n(cont, 3),
+    }
     if bag_words:
       entry["bag_word_rate"] = bag_word_rate(cont, bag_words)
     if class_p is not None:
@@ -143,10 +159,25 @@ def _mean(entries):
   return {k: float(np.nanmean([e[k] for e in entries])) for k in keys}
 
 
-def run_pplm(params, gpt2: GPT2Config, tokenizer, prompt: str, config, *, bags=(),
-             discriminator=None, class_label=None, num_samples: int = 1, seed: int = 0,
-             multi_token: bool = True, rank: bool = False, min_dist: float = 0.5,
-             scorer=None, model_name: str = "", out_dir=None) -> dict:
+def run_pplm(
+  params,
+  gpt2: GPT2Config,
+  tokenizer,
+  prompt: str,
+  config,
+  *,
+  bags=(),
+  discriminator=None,
+  class_label=None,
+  num_samples: int = 1,
+  seed: int = 0,
+  multi_token: bool = True,
+  rank: bool = False,
+  min_dist: float = 0.5,
+  scorer=None,
+  model_name: str = "",
+  out_dir=None,
+) -> dict:
   """Steered samples and the unsteered baseline (same prompt and seeds), evaluated.
 
   The prompt is prefixed with the end-of-text token, as in the original.
@@ -174,38 +205,61 @@ def run_pplm(params, gpt2: GPT2Config, tokenizer, prompt: str, config, *, bags=(
   import dataclasses
   import pathlib
 
-  from jaxnn.pplm._attributes import (DiscriminatorHead, bag_of_words, encode_mean_hidden,
-                                      load_discriminator, read_words)
+  from jaxnn.pplm._attributes import (
+    DiscriminatorHead,
+    bag_of_words,
+    encode_mean_hidden,
+    load_discriminator,
+    read_words,
+  )
   from jaxnn.pplm._steer import Attributes, steered_generate
   from jaxnn.train import write_json_atomic
+
   params = as_params(params)
   if not bags and discriminator is None:
     raise JaxnnError("give bags of words and/or a discriminator to steer toward")
-  bag_words = sorted({w for b in bags for w in (read_words(b) if isinstance(b, (str, pathlib.Path))
-                                                 else b)})
+  bag_words = sorted(
+    {w for b in bags for w in (read_words(b) if isinstance(b, (str, pathlib.Path)) else b)}
+  )
   head = None
   if discriminator is not None:
     if class_label is None:
       raise JaxnnError("a discriminator needs a class_label (index or class name)")
-    head = (discriminator if isinstance(discriminator, DiscriminatorHead)
-            else load_discriminator(discriminator, gpt2.n_embd)[0])
+    head = (
+      discriminator
+      if isinstance(discriminator, DiscriminatorHead)
+      else load_discriminator(discriminator, gpt2.n_embd)[0]
+    )
   attributes = Attributes(
-      bags=bag_of_words(list(bags), tokenizer, gpt2.vocab_size, multi_token=multi_token)
-      if bags else None,
-      discriminators=(head.toward(class_label),) if head is not None else ())
+    bags=bag_of_words(list(bags), tokenizer, gpt2.vocab_size, multi_token=multi_token)
+    if bags
+    else None,
+    discriminators=(head.toward(class_label),) if head is not None else (),
+  )
   prompt_ids = [tokenizer.eos_token_id] + tokenizer.encode(prompt)
   prompt_BxP = np.tile(np.asarray([prompt_ids], np.int32), (num_samples, 1))
   key = jax.random.key(seed)
   steered_timing, baseline_timing = {}, {}
-  steered = np.asarray(steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key,
-                                timings=steered_timing))
-  baseline = np.asarray(steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key,
-                                 perturb=False, timings=baseline_timing))
+  steered = np.asarray(
+    steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key, timings=steered_timing)
+  )
+  baseline = np.asarray(
+    steered_generate(
+      params, gpt2, prompt_BxP, attributes, config, key=key, perturb=False, timings=baseline_timing
+    )
+  )
   prompt_text = tokenizer.decode(prompt_ids[1:])
   s_params, s_config, s_tokenizer, s_name = scorer or (params, gpt2, tokenizer, model_name)
-  summary = {"model": model_name, "perplexity_model": s_name, "prompt": prompt,
-             "config": dataclasses.asdict(config), "bags": [str(b) for b in bags],
-             "num_samples": num_samples, "seed": seed, "multi_token_words": multi_token}
+  summary = {
+    "model": model_name,
+    "perplexity_model": s_name,
+    "prompt": prompt,
+    "config": dataclasses.asdict(config),
+    "bags": [str(b) for b in bags],
+    "num_samples": num_samples,
+    "seed": seed,
+    "multi_token_words": multi_token,
+  }
   if head is not None:
     summary["class_label"] = head.classes[int(head.toward(class_label).class_label)]
   for name, tokens in (("samples", steered), ("baseline", baseline)):
@@ -214,8 +268,9 @@ def run_pplm(params, gpt2: GPT2Config, tokenizer, prompt: str, config, *, bags=(
     ppl = perplexity(s_params, s_config, s_tokenizer, texts, [prompt_text] * len(texts))
     class_p = None
     if head is not None:
-      features = encode_mean_hidden(params, gpt2, tokenizer, texts,
-                                    max_tokens=min(gpt2.n_positions - 1, 1000))
+      features = encode_mean_hidden(
+        params, gpt2, tokenizer, texts, max_tokens=min(gpt2.n_positions - 1, 1000)
+      )
       class_p = class_probabilities(features, head)[:, int(head.toward(class_label).class_label)]
     summary[name] = _entries(texts, continuations, bag_words, class_p, ppl)
   summary["mean"] = {name: _mean(summary[name]) for name in ("samples", "baseline")}
@@ -223,16 +278,19 @@ def run_pplm(params, gpt2: GPT2Config, tokenizer, prompt: str, config, *, bags=(
   summary["baseline_tokens_per_second"] = baseline_timing["tokens_per_second"]
   summary["compile_seconds"] = steered_timing["compile_seconds"]
   if rank:
-    scores = [e.get("bag_word_rate", 0.0) + e.get("class_probability", 0.0)
-              for e in summary["samples"]]
-    summary["ranked_best"] = rank_samples(scores, [e["continuation"] for e in summary["samples"]],
-                                          min_dist=min_dist)
+    scores = [
+      e.get("bag_word_rate", 0.0) + e.get("class_probability", 0.0) for e in summary["samples"]
+    ]
+    summary["ranked_best"] = rank_samples(
+      scores, [e["continuation"] for e in summary["samples"]], min_dist=min_dist
+    )
   if out_dir is not None:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("samples", "baseline"):
       (out / f"{name}.txt").write_text(
-          "\n\n".join(f"== {name} {i} ==\n{e['text']}" for i, e in enumerate(summary[name])) + "\n",
-          encoding="utf-8")
+        "\n\n".join(f"== {name} {i} ==\n{e['text']}" for i, e in enumerate(summary[name])) + "\n",
+        encoding="utf-8",
+      )
     write_json_atomic(out / "summary.json", summary)
   return summary

@@ -53,6 +53,7 @@ Params = dict[str, Any]
 @dataclasses.dataclass(frozen=True)
 class GPT2Config:
   """The shape of a GPT-2 (the fields of Hugging Face's config.json)."""
+
   vocab_size: int = 50257  # number of tokens
   n_positions: int = 1024  # longest sequence (learned position embeddings)
   n_embd: int = 768  # model width D
@@ -83,36 +84,55 @@ class GPT2Config:
     """From a Hugging Face GPT-2 config.json, refusing variants this code does not compute."""
     model_type = d.get("model_type", "gpt2")
     if model_type != "gpt2":
-      raise JaxnnError(f"config.json has model_type {model_type!r}; only GPT-2 ('gpt2') is supported")
+      raise JaxnnError(
+        f"config.json has model_type {model_type!r}; only GPT-2 ('gpt2') is supported"
+      )
     unsupported = {
-        "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
-        "scale_attn_weights": (True,),
-        "scale_attn_by_inverse_layer_idx": (False,),
-        "reorder_and_upcast_attn": (False,),
-        "add_cross_attention": (False,),
-        "tie_word_embeddings": (True,),
+      "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+      "scale_attn_weights": (True,),
+      "scale_attn_by_inverse_layer_idx": (False,),
+      "reorder_and_upcast_attn": (False,),
+      "add_cross_attention": (False,),
+      "tie_word_embeddings": (True,),
     }
     for key, allowed in unsupported.items():
       if key in d and d[key] not in allowed:
-        raise JaxnnError(f"config.json sets {key}={d[key]!r}; jaxnn's GPT-2 supports only "
-                         f"{' or '.join(map(repr, allowed))}")
+        raise JaxnnError(
+          f"config.json sets {key}={d[key]!r}; jaxnn's GPT-2 supports only "
+          f"{' or '.join(map(repr, allowed))}"
+        )
     try:
-      return cls(vocab_size=int(d["vocab_size"]), n_positions=int(d["n_positions"]),
-                 n_embd=int(d["n_embd"]), n_layer=int(d["n_layer"]), n_head=int(d["n_head"]),
-                 layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)),
-                 n_inner=None if d.get("n_inner") is None else int(d["n_inner"]))
+      return cls(
+        vocab_size=int(d["vocab_size"]),
+        n_positions=int(d["n_positions"]),
+        n_embd=int(d["n_embd"]),
+        n_layer=int(d["n_layer"]),
+        n_head=int(d["n_head"]),
+        layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)),
+        n_inner=None if d.get("n_inner") is None else int(d["n_inner"]),
+      )
     except KeyError as e:
       raise JaxnnError(f"config.json lacks {e.args[0]!r}; is it a GPT-2 config?") from None
 
   def to_hf_dict(self) -> dict[str, Any]:
     """The Hugging Face config.json that `from_hf_dict` (and transformers) reads back."""
-    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
-            "vocab_size": self.vocab_size, "n_positions": self.n_positions,
-            "n_ctx": self.n_positions, "n_embd": self.n_embd, "n_layer": self.n_layer,
-            "n_head": self.n_head, "n_inner": self.n_inner,
-            "layer_norm_epsilon": self.layer_norm_epsilon, "activation_function": "gelu_new",
-            "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
-            "tie_word_embeddings": True}
+    return {
+      "architectures": ["GPT2LMHeadModel"],
+      "model_type": "gpt2",
+      "vocab_size": self.vocab_size,
+      "n_positions": self.n_positions,
+      "n_ctx": self.n_positions,
+      "n_embd": self.n_embd,
+      "n_layer": self.n_layer,
+      "n_head": self.n_head,
+      "n_inner": self.n_inner,
+      "layer_norm_epsilon": self.layer_norm_epsilon,
+      "activation_function": "gelu_new",
+      "resid_pdrop": 0.0,
+      "embd_pdrop": 0.0,
+      "attn_pdrop": 0.0,
+      "tie_word_embeddings": True,
+    }
 
 
 class KVCache(NamedTuple):
@@ -124,6 +144,7 @@ class KVCache(NamedTuple):
   integer type it was given (e.g. int64 under `jax_enable_x64`), so a loop
   carrying the cache keeps one type.
   """
+
   k: Float[Array, "L B H S K"]
   v: Float[Array, "L B H S K"]
   length: Int[Array, ""]
@@ -138,8 +159,10 @@ def init_cache(config: GPT2Config, batch: int, max_len: int, dtype=jnp.float32) 
   if batch < 1:
     raise JaxnnError(f"batch must be positive, got {batch}")
   if not 1 <= max_len <= config.n_positions:
-    raise JaxnnError(f"max_len must be in 1..{config.n_positions} (the model's n_positions), "
-                     f"got {max_len}; generate fewer tokens or use a shorter prompt")
+    raise JaxnnError(
+      f"max_len must be in 1..{config.n_positions} (the model's n_positions), "
+      f"got {max_len}; generate fewer tokens or use a shorter prompt"
+    )
   shape = (config.n_layer, batch, config.n_head, max_len, config.head_dim)
   return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
 
@@ -164,10 +187,12 @@ def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
   b, t, d = x_BxTxD.shape
   h, hd = config.n_head, config.head_dim
   s = k_BxHxSxK.shape[2]
-  qkv_BxTx3D = _dense(_layer_norm(x_BxTxD, layer["ln_1"], config.layer_norm_epsilon),
-                      layer["attn"]["c_attn"])
+  qkv_BxTx3D = _dense(
+    _layer_norm(x_BxTxD, layer["ln_1"], config.layer_norm_epsilon), layer["attn"]["c_attn"]
+  )
   q_BxHxTxK, new_k_BxHxTxK, new_v_BxHxTxK = (
-      a.reshape(b, t, h, hd).transpose(0, 2, 1, 3) for a in jnp.split(qkv_BxTx3D, 3, axis=-1))
+    a.reshape(b, t, h, hd).transpose(0, 2, 1, 3) for a in jnp.split(qkv_BxTx3D, 3, axis=-1)
+  )
   new_k_BxHxTxK = new_k_BxHxTxK.astype(k_BxHxSxK.dtype)
   new_v_BxHxTxK = new_v_BxHxTxK.astype(v_BxHxSxK.dtype)
   zero = jnp.zeros((), jnp.int32)
@@ -176,14 +201,17 @@ def _block(config: GPT2Config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length):
   v_BxHxSxK = jax.lax.dynamic_update_slice(v_BxHxSxK, new_v_BxHxTxK, start)
   scores_BxHxTxS = jnp.einsum("bhtk,bhsk->bhts", q_BxHxTxK, k_BxHxSxK) / math.sqrt(hd)
   visible_TxS = jnp.arange(s)[None, :] <= length + jnp.arange(t)[:, None]
-  scores_BxHxTxS = jnp.where(visible_TxS[None, None], scores_BxHxTxS,
-                             jnp.finfo(scores_BxHxTxS.dtype).min)
+  scores_BxHxTxS = jnp.where(
+    visible_TxS[None, None], scores_BxHxTxS, jnp.finfo(scores_BxHxTxS.dtype).min
+  )
   weights_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1)
   attn_BxHxTxK = jnp.einsum("bhts,bhsk->bhtk", weights_BxHxTxS, v_BxHxSxK)
   attn_BxTxD = attn_BxHxTxK.transpose(0, 2, 1, 3).reshape(b, t, d)
   x_BxTxD = x_BxTxD + _dense(attn_BxTxD, layer["attn"]["c_proj"])
-  m_BxTxF = jax.nn.gelu(_dense(_layer_norm(x_BxTxD, layer["ln_2"], config.layer_norm_epsilon),
-                               layer["mlp"]["c_fc"]), approximate=True)
+  m_BxTxF = jax.nn.gelu(
+    _dense(_layer_norm(x_BxTxD, layer["ln_2"], config.layer_norm_epsilon), layer["mlp"]["c_fc"]),
+    approximate=True,
+  )
   x_BxTxD = x_BxTxD + _dense(m_BxTxF, layer["mlp"]["c_proj"])
   return x_BxTxD, k_BxHxSxK, v_BxHxSxK, new_k_BxHxTxK, new_v_BxHxTxK
 
@@ -199,12 +227,12 @@ def as_params(params) -> Params:
 
 
 def gpt2_forward(
-    params: Params,
-    config: GPT2Config,
-    cache: KVCache,
-    tokens_BxT: Int[Array, "B T"] | None = None,
-    *,
-    embeds_BxTxD: Float[Array, "B T D"] | None = None,
+  params: Params,
+  config: GPT2Config,
+  cache: KVCache,
+  tokens_BxT: Int[Array, "B T"] | None = None,
+  *,
+  embeds_BxTxD: Float[Array, "B T D"] | None = None,
 ) -> tuple[Float[Array, "B T V"], Float[Array, "B T D"], KVCache]:
   """Runs T new positions of GPT-2 against a cache.
 
@@ -232,8 +260,9 @@ def gpt2_forward(
   t = x_BxTxD.shape[1]
   new_k, new_v = [], []
   for i, layer in enumerate(params["h"]):
-    x_BxTxD, _, _, k_BxHxTxK, v_BxHxTxK = _block(config, x_BxTxD, layer, cache.k[i], cache.v[i],
-                                                 length)
+    x_BxTxD, _, _, k_BxHxTxK, v_BxHxTxK = _block(
+      config, x_BxTxD, layer, cache.k[i], cache.v[i], length
+    )
     new_k.append(k_BxHxTxK)
     new_v.append(v_BxHxTxK)
   zero = jnp.zeros((), jnp.int32)
@@ -245,14 +274,14 @@ def gpt2_forward(
 
 
 def gpt2_forward_layers(
-    params: Params,
-    config: GPT2Config,
-    k_layers: Sequence[Float[Array, "B H S K"]],
-    v_layers: Sequence[Float[Array, "B H S K"]],
-    length: Int[Array, ""],
-    tokens_BxT: Int[Array, "B T"] | None = None,
-    *,
-    embeds_BxTxD: Float[Array, "B T D"] | None = None,
+  params: Params,
+  config: GPT2Config,
+  k_layers: Sequence[Float[Array, "B H S K"]],
+  v_layers: Sequence[Float[Array, "B H S K"]],
+  length: Int[Array, ""],
+  tokens_BxT: Int[Array, "B T"] | None = None,
+  *,
+  embeds_BxTxD: Float[Array, "B T D"] | None = None,
 ) -> tuple[Float[Array, "B T V"], Float[Array, "B T D"], list, list]:
   """`gpt2_forward` against a cache held as one keys array and one values array per layer.
 
@@ -274,13 +303,16 @@ def gpt2_forward_layers(
   """
   params = as_params(params)
   if len(k_layers) != config.n_layer or len(v_layers) != config.n_layer:
-    raise JaxnnError(f"gpt2_forward_layers needs {config.n_layer} key and value arrays (one per "
-                     f"layer), got {len(k_layers)} and {len(v_layers)}")
+    raise JaxnnError(
+      f"gpt2_forward_layers needs {config.n_layer} key and value arrays (one per "
+      f"layer), got {len(k_layers)} and {len(v_layers)}"
+    )
   x_BxTxD, length = _embed(params, config, k_layers[0].shape[2], length, tokens_BxT, embeds_BxTxD)
   k_out, v_out = [], []
   for layer, k_BxHxSxK, v_BxHxSxK in zip(params["h"], k_layers, v_layers):
-    x_BxTxD, k_BxHxSxK, v_BxHxSxK, _, _ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK,
-                                                 length)
+    x_BxTxD, k_BxHxSxK, v_BxHxSxK, _, _ = _block(
+      config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length
+    )
     k_out.append(k_BxHxSxK)
     v_out.append(v_BxHxSxK)
   logits_BxTxV, hidden_BxTxD = _head(params, config, x_BxTxD)
@@ -297,8 +329,10 @@ def _embed(params, config, max_len, length, tokens_BxT, embeds_BxTxD):
   if t > max_len:
     raise JaxnnError(f"{t} new positions do not fit a cache of max_len {max_len}")
   if len(params["h"]) != config.n_layer:
-    raise JaxnnError(f"params have {len(params['h'])} blocks but the config says n_layer="
-                     f"{config.n_layer}; load both with load_gpt2")
+    raise JaxnnError(
+      f"params have {len(params['h'])} blocks but the config says n_layer="
+      f"{config.n_layer}; load both with load_gpt2"
+    )
   length = jnp.asarray(length, jnp.int32)
   pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, t, axis=0)
   return x_BxTxD + pos_TxD[None], length
@@ -311,29 +345,40 @@ def _head(params, config, x_BxTxD):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "initializer_range", "dtype"))
-def init_params(config: GPT2Config, key, *, initializer_range: float = 0.02,
-                dtype=jnp.float32) -> Params:
+def init_params(
+  config: GPT2Config, key, *, initializer_range: float = 0.02, dtype=jnp.float32
+) -> Params:
   """Random parameters as GPT-2 initializes them (normal(0, initializer_range) weights).
 
   As in GPT-2, the residual output projections are scaled by 1 / sqrt(2 L).
   """
   d, f, l = config.n_embd, config.inner_dim, config.n_layer
   keys = iter(jax.random.split(key, 6))
-  normal = lambda shape, std=initializer_range: (std * jax.random.normal(next(keys), shape)).astype(dtype)
+  normal = lambda shape, std=initializer_range: (std * jax.random.normal(next(keys), shape)).astype(
+    dtype
+  )
   zeros = lambda *shape: jnp.zeros(shape, dtype)
   ln = lambda *lead: {"scale": jnp.ones((*lead, d), dtype), "bias": zeros(*lead, d)}
   resid_std = initializer_range / math.sqrt(2 * l)
   wte_VxD, wpe_PxD = normal((config.vocab_size, d)), normal((config.n_positions, d))
   stacked = {  # drawn for all layers at once, then split into one dict per block
-      "ln_1": ln(l),
-      "attn": {"c_attn": {"kernel": normal((l, d, 3 * d)), "bias": zeros(l, 3 * d)},
-               "c_proj": {"kernel": normal((l, d, d), resid_std), "bias": zeros(l, d)}},
-      "ln_2": ln(l),
-      "mlp": {"c_fc": {"kernel": normal((l, d, f)), "bias": zeros(l, f)},
-              "c_proj": {"kernel": normal((l, f, d), resid_std), "bias": zeros(l, d)}},
+    "ln_1": ln(l),
+    "attn": {
+      "c_attn": {"kernel": normal((l, d, 3 * d)), "bias": zeros(l, 3 * d)},
+      "c_proj": {"kernel": normal((l, d, d), resid_std), "bias": zeros(l, d)},
+    },
+    "ln_2": ln(l),
+    "mlp": {
+      "c_fc": {"kernel": normal((l, d, f)), "bias": zeros(l, f)},
+      "c_proj": {"kernel": normal((l, f, d), resid_std), "bias": zeros(l, d)},
+    },
   }
-  return {"wte": wte_VxD, "wpe": wpe_PxD,
-          "h": [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(l)], "ln_f": ln()}
+  return {
+    "wte": wte_VxD,
+    "wpe": wpe_PxD,
+    "h": [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(l)],
+    "ln_f": ln(),
+  }
 
 
 def param_specs(config: GPT2Config) -> Params:
@@ -362,11 +407,19 @@ class GPT2(nnx.Module):
     logits_BxTxV, hidden_BxTxD, cache = model(init_cache(config, 1, 32), tokens_1xT)
   """
 
-  def __init__(self, config: GPT2Config, *, params: Params | None = None,
-               rngs: nnx.Rngs | None = None, initializer_range: float = 0.02):
+  def __init__(
+    self,
+    config: GPT2Config,
+    *,
+    params: Params | None = None,
+    rngs: nnx.Rngs | None = None,
+    initializer_range: float = 0.02,
+  ):
     if params is None:
       if rngs is None:
-        raise JaxnnError("GPT2 needs either params (e.g. from load_gpt2) or rngs to initialize them")
+        raise JaxnnError(
+          "GPT2 needs either params (e.g. from load_gpt2) or rngs to initialize them"
+        )
       params = init_params(config, rngs.params(), initializer_range=initializer_range)
     self.config = config
     for name, value in params.items():

@@ -302,8 +302,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnMatmulKn, KnImpl, Binding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnMatmulNk, NkImpl, Binding());
 """
 
-_LIBRARY = NativeLibrary("pplm_matmul", _SOURCE, {"jaxnn_pplm_matmul": "JaxnnMatmulKn",
-                                                  "jaxnn_pplm_matmul_t": "JaxnnMatmulNk"})
+_LIBRARY = NativeLibrary(
+  "pplm_matmul",
+  _SOURCE,
+  {"jaxnn_pplm_matmul": "JaxnnMatmulKn", "jaxnn_pplm_matmul_t": "JaxnnMatmulNk"},
+)
 
 
 def available() -> bool:

@@ -71,9 +71,17 @@ def _generate(params, config, prompt_tokens_BxT, length, greedy, temperature, to
   return jnp.concatenate([tokens_LxB.T, last_B[:, None]], axis=1)
 
 
-def generate(params: Params, config: GPT2Config, prompt_tokens_BxT: Int[Array, "B T"],
-             length: int, *, greedy: bool = True, temperature: float = 1.0, top_k: int = 0,
-             key=None) -> Int[Array, "B N"]:
+def generate(
+  params: Params,
+  config: GPT2Config,
+  prompt_tokens_BxT: Int[Array, "B T"],
+  length: int,
+  *,
+  greedy: bool = True,
+  temperature: float = 1.0,
+  top_k: int = 0,
+  key=None,
+) -> Int[Array, "B N"]:
   """Continues each prompt by `length` tokens (greedy, or sampled with temperature and top-k).
 
   Args:
@@ -94,12 +102,15 @@ def generate(params: Params, config: GPT2Config, prompt_tokens_BxT: Int[Array, "
   if length < 1:
     raise JaxnnError(f"length must be at least 1, got {length}")
   if prompt_tokens_BxT.shape[1] + length - 1 > config.n_positions:
-    raise JaxnnError(f"prompt ({prompt_tokens_BxT.shape[1]} tokens) + length ({length}) exceeds "
-                     f"the model's {config.n_positions} positions; generate fewer tokens")
+    raise JaxnnError(
+      f"prompt ({prompt_tokens_BxT.shape[1]} tokens) + length ({length}) exceeds "
+      f"the model's {config.n_positions} positions; generate fewer tokens"
+    )
   if not greedy and key is None:
     raise JaxnnError("sampling needs a key, e.g. key=jax.random.key(0), or use greedy=True")
   if not greedy and not temperature > 0:
     raise JaxnnError(f"temperature must be positive, got {temperature}")
   key = jax.random.key(0) if key is None else key
-  return _generate(as_params(params), config, prompt_tokens_BxT, length, greedy,
-                   temperature, top_k, key)
+  return _generate(
+    as_params(params), config, prompt_tokens_BxT, length, greedy, temperature, top_k, key
+  )

@@ -48,22 +48,27 @@ SHIPPED_DIR = Path(__file__).parent / "offline_lm"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 CONFIG = GPT2Config(vocab_size=4096, n_positions=256, n_embd=128, n_layer=4, n_head=4)
-TRAINING = dict(seed=0, steps=500, batch_size=16, seq_len=128, learning_rate=3e-3,
-                warmup_steps=40)
+TRAINING = dict(seed=0, steps=500, batch_size=16, seq_len=128, learning_rate=3e-3, warmup_steps=40)
 
 
 def read_fortunes(folder: Path = FORTUNES_DIR) -> tuple[list[str], list[str]]:
   """(train, held_out) fortunes, in a fixed order; every 20th is held out."""
   if not folder.is_dir():
     raise DatasetUnavailableError(
-        f"the offline corpus {folder} is missing: install Debian's fortunes package "
-        f"(apt-get install fortunes), which the project's setup installs")
+      f"the offline corpus {folder} is missing: install Debian's fortunes package "
+      f"(apt-get install fortunes), which the project's setup installs"
+    )
   texts = []
-  for path in sorted(p for p in folder.iterdir() if p.is_file() and "." not in p.name
-                     and p.name not in EXCLUDED_FILES):
+  for path in sorted(
+    p
+    for p in folder.iterdir()
+    if p.is_file() and "." not in p.name and p.name not in EXCLUDED_FILES
+  ):
     raw = path.read_bytes().decode("utf-8", errors="replace")
     for entry in raw.split("\n%\n"):
-      text = "\n".join(line.replace("\t", " ").rstrip() for line in entry.strip("%\n ").splitlines())
+      text = "\n".join(
+        line.replace("\t", " ").rstrip() for line in entry.strip("%\n ").splitlines()
+      )
       if len(text) >= 20:
         texts.append(text.strip())
   if not texts:
@@ -76,12 +81,16 @@ def read_fortunes(folder: Path = FORTUNES_DIR) -> tuple[list[str], list[str]]:
 def train_tokenizer(texts: list[str], vocab_size: int):
   """A GPT-2-style byte-level BPE with <|endoftext|>, trained on `texts`."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
   tokenizer = Tokenizer(models.BPE())
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tokenizer.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT],
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                show_progress=False)
+  trainer = trainers.BpeTrainer(
+    vocab_size=vocab_size,
+    special_tokens=[END_OF_TEXT],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+  )
   tokenizer.train_from_iterator(texts, trainer)
   return tokenizer
 
@@ -102,30 +111,33 @@ def lm_loss(params, config: GPT2Config, tokens_BxT1):
   return -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1).mean()
 
 
-def stream_perplexity(params, config: GPT2Config, stream: np.ndarray, seq_len: int = 128,
-                      batch_size: int = 16) -> float:
+def stream_perplexity(
+  params, config: GPT2Config, stream: np.ndarray, seq_len: int = 128, batch_size: int = 16
+) -> float:
   """Perplexity per token of a token stream, scored in non-overlapping windows."""
   n = (len(stream) - 1) // seq_len
   if n < 1:
     raise JaxnnError(f"need more than {seq_len} tokens to measure perplexity, got {len(stream)}")
   starts = np.arange(n) * seq_len
-  windows = np.stack([stream[s:s + seq_len + 1] for s in starts])
+  windows = np.stack([stream[s : s + seq_len + 1] for s in starts])
   loss = jax.jit(lm_loss, static_argnums=1)
   total = 0.0
   for i in range(0, n, batch_size):
-    chunk = windows[i:i + batch_size]
+    chunk = windows[i : i + batch_size]
     total += float(loss(params, config, chunk)) * len(chunk)
   return math.exp(total / n)
 
 
-def train_offline_lm(out_dir: str | os.PathLike, *, steps: int | None = None,
-                     progress: bool = True) -> dict:
+def train_offline_lm(
+  out_dir: str | os.PathLike, *, steps: int | None = None, progress: bool = True
+) -> dict:
   """Trains the offline LM from the fortunes corpus and saves it to `out_dir` (HF layout).
 
   Returns the training record (also written to out_dir/training.json):
   corpus sizes, steps, losses and the held-out perplexity.
   """
   from tqdm.auto import tqdm
+
   t0 = time.perf_counter()
   cfg = dict(TRAINING, steps=steps or TRAINING["steps"])
   steps = cfg["steps"]
@@ -136,9 +148,11 @@ def train_offline_lm(out_dir: str | os.PathLike, *, steps: int | None = None,
   config = CONFIG
   params = init_params(config, jax.random.key(cfg["seed"]))
   schedule = optax.warmup_cosine_decay_schedule(0.0, 1.0, cfg["warmup_steps"], steps, 0.05)
-  optimizer = optax.chain(optax.clip_by_global_norm(1.0),
-                          make_optimizer("adam", cfg["learning_rate"], b2=0.99),
-                          optax.scale_by_schedule(schedule))
+  optimizer = optax.chain(
+    optax.clip_by_global_norm(1.0),
+    make_optimizer("adam", cfg["learning_rate"], b2=0.99),
+    optax.scale_by_schedule(schedule),
+  )
   opt_state = optimizer.init(params)
 
   @jax.jit
@@ -153,7 +167,7 @@ def train_offline_lm(out_dir: str | os.PathLike, *, steps: int | None = None,
   bar = tqdm(range(steps), desc="offline LM", disable=not progress, mininterval=10)
   for _ in bar:
     starts = rng.integers(0, len(train_stream) - width, cfg["batch_size"])
-    batch = np.stack([train_stream[s:s + width] for s in starts])
+    batch = np.stack([train_stream[s : s + width] for s in starts])
     params, opt_state, loss = step(params, opt_state, batch)
     losses.append(float(loss))
     if not math.isfinite(losses[-1]):
@@ -165,17 +179,23 @@ def train_offline_lm(out_dir: str | os.PathLike, *, steps: int | None = None,
   save_gpt2(jax.tree.map(lambda a: a.astype(jnp.float16), params), config, out)
   tokenizer.save(str(out / "tokenizer.json"))
   from jaxnn.pplm._loading import load_gpt2
+
   saved_params, _ = load_gpt2(out)
   record = {
-      "corpus": f"Debian fortunes package ({FORTUNES_DIR}), files except {sorted(EXCLUDED_FILES)}",
-      "train_fortunes": len(train_texts), "held_out_fortunes": len(held_out),
-      "train_tokens": int(len(train_stream)), "held_out_tokens": int(len(held_stream)),
-      "config": config.to_hf_dict(), "training": cfg,
-      "final_train_loss": float(np.mean(losses[-50:])),
-      "held_out_perplexity": stream_perplexity(saved_params, config, held_stream, cfg["seq_len"]),
-      "train_perplexity_sample": stream_perplexity(saved_params, config,
-                                                   train_stream[:len(held_stream)], cfg["seq_len"]),
-      "seconds": time.perf_counter() - t0, "jax": jax.__version__,
+    "corpus": f"Debian fortunes package ({FORTUNES_DIR}), files except {sorted(EXCLUDED_FILES)}",
+    "train_fortunes": len(train_texts),
+    "held_out_fortunes": len(held_out),
+    "train_tokens": int(len(train_stream)),
+    "held_out_tokens": int(len(held_stream)),
+    "config": config.to_hf_dict(),
+    "training": cfg,
+    "final_train_loss": float(np.mean(losses[-50:])),
+    "held_out_perplexity": stream_perplexity(saved_params, config, held_stream, cfg["seq_len"]),
+    "train_perplexity_sample": stream_perplexity(
+      saved_params, config, train_stream[: len(held_stream)], cfg["seq_len"]
+    ),
+    "seconds": time.perf_counter() - t0,
+    "jax": jax.__version__,
   }
   (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
   return record
@@ -194,11 +214,16 @@ def ensure_offline_lm(cache_dir: str | os.PathLike | None = None) -> Path:
   """
   if _complete(SHIPPED_DIR):
     return SHIPPED_DIR
-  folder = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                / "jaxnn" / "pplm_offline_lm")
+  folder = Path(
+    cache_dir
+    or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxnn" / "pplm_offline_lm"
+  )
   if not _complete(folder):
-    print(f"jaxnn: training the offline PPLM language model into {folder} (about 20 minutes "
-          f"of CPU, once)", flush=True)
+    print(
+      f"jaxnn: training the offline PPLM language model into {folder} (about 20 minutes "
+      f"of CPU, once)",
+      flush=True,
+    )
     tmp = folder.with_name(folder.name + ".partial")
     train_offline_lm(tmp)
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier build of our own cache

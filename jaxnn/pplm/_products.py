@@ -5,8 +5,8 @@
 when CPU is JAX's default backend, both operands are float32 and x has at
 most `MAX_KERNEL_ROWS` rows (the batch times the new positions: every pass
 of PPLM's steering loop, and short prompts), and through XLA's dot
-otherwise (other platforms, float64, long prompts). Each is a `jax.custom_vjp` whose backward gives the input's
-gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
+otherwise (other platforms, float64, long prompts). Each is a
+`jax.custom_vjp` whose backward gives the input's gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
 weights' gradient by a plain einsum (unused, and removed by XLA, when only
 the input or the cache is differentiated, as in PPLM's steering).
 """
@@ -33,15 +33,22 @@ _warned: list = []  # the unavailable-kernel warning is given once per process
 
 def _use_kernel(x, w) -> bool:
   rows = math.prod(x.shape[:-1])
-  if (x.dtype != jnp.float32 or w.dtype != jnp.float32 or rows > MAX_KERNEL_ROWS
-      or jax.default_backend() != "cpu"):
+  if (
+    x.dtype != jnp.float32
+    or w.dtype != jnp.float32
+    or rows > MAX_KERNEL_ROWS
+    or jax.default_backend() != "cpu"
+  ):
     return False
   if _matmul_kernel.available():
     return True
   if not _warned:
     _warned.append(True)
-    warnings.warn("jaxnn: the PPLM matmul CPU kernel is unavailable, using XLA's dot (slower at "
-                  f"batch 8 on CPU): {_matmul_kernel.error()}")
+    warnings.warn(
+      "jaxnn: the PPLM matmul CPU kernel is unavailable, using XLA's dot (slower at "
+      f"batch 8 on CPU): {_matmul_kernel.error()}",
+      stacklevel=2,
+    )
   return False
 
 

@@ -30,8 +30,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import (GPT2Config, KVCache, as_params, gpt2_forward, gpt2_forward_layers,
-                              init_cache)
+from jaxnn.pplm._gpt2 import (
+  GPT2Config,
+  KVCache,
+  as_params,
+  gpt2_forward,
+  gpt2_forward_layers,
+  init_cache,
+)
 from jaxnn.pplm._model_generate import kth_largest
 
 SMALL_CONST = 1e-15
@@ -40,6 +46,7 @@ SMALL_CONST = 1e-15
 @dataclasses.dataclass(frozen=True)
 class PPLMConfig:
   """Steering hyperparameters; the defaults are the original run_pplm.py's."""
+
   length: int = 100  # tokens generated after the prompt
   stepsize: float = 0.02  # step of each normalized gradient step on dH
   temperature: float = 1.0  # divides the perturbed logits before fusion
@@ -63,8 +70,10 @@ class PPLMConfig:
     if self.window_length < 0 or self.horizon_length < 0:
       raise JaxnnError("window_length and horizon_length must be non-negative")
     if self.window_position not in ("first", "recent"):
-      raise JaxnnError(f"window_position must be 'first' (the original's) or 'recent', "
-                       f"got {self.window_position!r}")
+      raise JaxnnError(
+        f"window_position must be 'first' (the original's) or 'recent', "
+        f"got {self.window_position!r}"
+      )
     if self.decay and self.window_length == 0:
       raise JaxnnError("decay scales a window: set window_length > 0 (e.g. 5) or drop decay")
     if not self.temperature > 0:
@@ -82,6 +91,7 @@ class BagsOfWords(NamedTuple):
   word m (tokens s1..sn, padded) belongs to bag multi_bag_M[m] and counts
   with probability p(s1) p(s2|s1) ... p(sn|s1..sn-1).
   """
+
   single_NxV: Float[Array, "N V"]
   multi_tokens_MxW: Int[Array, "M W"]
   multi_lengths_M: Int[Array, "M"]
@@ -90,6 +100,7 @@ class BagsOfWords(NamedTuple):
 
 class Discriminator(NamedTuple):
   """A linear head on mean-pooled final hidden states and the class to steer toward."""
+
   kernel_DxC: Float[Array, "D C"]
   bias_C: Float[Array, "C"]
   class_label: Int[Array, ""]
@@ -97,6 +108,7 @@ class Discriminator(NamedTuple):
 
 class Attributes(NamedTuple):
   """What to steer toward: bags of words, discriminators, or both (losses add up)."""
+
   bags: BagsOfWords | None = None
   discriminators: tuple[Discriminator, ...] = ()
 
@@ -106,6 +118,7 @@ _TRACED_FIELDS = ("stepsize", "temperature", "gamma", "gm_scale", "kl_scale")
 
 class _Hyper(NamedTuple):
   """PPLMConfig inside the jit: the float fields traced, so changing them never recompiles."""
+
   length: int
   stepsize: Array
   temperature: Array
@@ -158,8 +171,9 @@ def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: B
   def one_word(word):
     tokens_W, n = word
     inputs_BxT = jnp.broadcast_to(tokens_W[:-1], (b, tokens_W.shape[0] - 1))
-    logits_BxTxV, _, _, _ = gpt2_forward_layers(params, gpt2, k_layers, v_layers, length,
-                                                inputs_BxT)
+    logits_BxTxV, _, _, _ = gpt2_forward_layers(
+      params, gpt2, k_layers, v_layers, length, inputs_BxT
+    )
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
     follow_BxT = logp_BxTxV[:, jnp.arange(tokens_W.shape[0] - 1), tokens_W[1:]]
     used_T = jnp.arange(1, tokens_W.shape[0]) < n
@@ -167,14 +181,14 @@ def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: B
 
   # Words run in chunks that copy the cache at most ~256 MB at a time.
   cache_bytes = 2 * sum(k.size * k.dtype.itemsize for k in k_layers)
-  chunk = max(1, min(bags.multi_tokens_MxW.shape[0], 2 ** 28 // cache_bytes))
-  logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M),
-                         batch_size=chunk)
+  chunk = max(1, min(bags.multi_tokens_MxW.shape[0], 2**28 // cache_bytes))
+  logp_MxB = jax.lax.map(one_word, (bags.multi_tokens_MxW, bags.multi_lengths_M), batch_size=chunk)
   return logp_MxB.T
 
 
-def bag_probabilities(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache,
-                      bags: BagsOfWords) -> Float[Array, "B N"]:
+def bag_probabilities(
+  params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache, bags: BagsOfWords
+) -> Float[Array, "B N"]:
   """Probability of each bag: its one-token words plus its multi-token words.
 
   Args:
@@ -182,8 +196,11 @@ def bag_probabilities(params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVC
     cache_after_last: the cache that includes the last token (what the
       multi-token words continue from); unused when all words are one token.
   """
-  after_last = ([cache_after_last.k[i] for i in range(gpt2.n_layer)],
-                [cache_after_last.v[i] for i in range(gpt2.n_layer)], cache_after_last.length)
+  after_last = (
+    [cache_after_last.k[i] for i in range(gpt2.n_layer)],
+    [cache_after_last.v[i] for i in range(gpt2.n_layer)],
+    cache_after_last.length,
+  )
   return _bag_probabilities(params, gpt2, probs_BxV, after_last, bags)
 
 
@@ -201,8 +218,18 @@ def _bag_probabilities(params, gpt2, probs_BxV, after_last, bags: BagsOfWords):
   return p_BxN
 
 
-def _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_BxD, after_last,
-                      unpert: KVCache, hidden_sum_BxD, curr_length):
+def _attribute_loss_B(
+  params,
+  gpt2,
+  config,
+  attributes,
+  probs_BxV,
+  hidden_BxD,
+  after_last,
+  unpert: KVCache,
+  hidden_sum_BxD,
+  curr_length,
+):
   loss_B = jnp.zeros(probs_BxV.shape[:1], probs_BxV.dtype)
   if attributes.bags is not None:
     p_BxN = _bag_probabilities(params, gpt2, probs_BxV, after_last, attributes.bags)
@@ -214,7 +241,8 @@ def _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_BxD, a
     v_layers = [unpert.v[i] for i in range(gpt2.n_layer)]
     for step in range(config.horizon_length):
       _, h_Bx1xD, k_layers, v_layers = gpt2_forward_layers(
-          params, gpt2, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD)
+        params, gpt2, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD
+      )
       acc_BxD = acc_BxD + h_Bx1xD[:, 0]
     mean_BxD = acc_BxD / (curr_length + 1 + config.horizon_length)
     for head in attributes.discriminators:
@@ -230,9 +258,20 @@ def _kl_B(probs_BxV, unpert_logits_BxV):
   return (corrected_BxV * jnp.log(corrected_BxV / unpert_BxV)).sum(-1)
 
 
-def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attributes,
-                 pert: KVCache, unpert: KVCache, last_B, unpert_logits_BxV, hidden_sum_BxD,
-                 grad_norms_LxB, norms_started, stepsize):
+def perturb_past(
+  params,
+  gpt2: GPT2Config,
+  config: PPLMConfig,
+  attributes: Attributes,
+  pert: KVCache,
+  unpert: KVCache,
+  last_B,
+  unpert_logits_BxV,
+  hidden_sum_BxD,
+  grad_norms_LxB,
+  norms_started,
+  stepsize,
+):
   """The accumulated perturbation (dk, dv) of the past for one token (PPLM step 2).
 
   Args:
@@ -258,12 +297,26 @@ def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attri
   def loss_fn(delta):
     dk, dv = delta
     logits_Bx1xV, hidden_Bx1xD, k_after, v_after = gpt2_forward_layers(
-        params, gpt2, [pert.k[i] + dk[i] for i in layers], [pert.v[i] + dv[i] for i in layers],
-        pert.length, last_B[:, None])
+      params,
+      gpt2,
+      [pert.k[i] + dk[i] for i in layers],
+      [pert.v[i] + dv[i] for i in layers],
+      pert.length,
+      last_B[:, None],
+    )
     probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1], axis=-1)
-    loss_B = _attribute_loss_B(params, gpt2, config, attributes, probs_BxV, hidden_Bx1xD[:, 0],
-                               (k_after, v_after, pert.length + 1), unpert, hidden_sum_BxD,
-                               pert.length)
+    loss_B = _attribute_loss_B(
+      params,
+      gpt2,
+      config,
+      attributes,
+      probs_BxV,
+      hidden_Bx1xD[:, 0],
+      (k_after, v_after, pert.length + 1),
+      unpert,
+      hidden_sum_BxD,
+      pert.length,
+    )
     loss_B = loss_B + config.kl_scale * _kl_B(probs_BxV, unpert_logits_BxV)
     return loss_B.sum()
 
@@ -272,30 +325,38 @@ def perturb_past(params, gpt2: GPT2Config, config: PPLMConfig, attributes: Attri
     gk, gv = jax.grad(loss_fn)((dk, dv))
     gk = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gk]
     gv = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gv]
-    new_LxB = jnp.sqrt(jnp.stack([jnp.sum(gk[i] ** 2, axis=(1, 2, 3))
-                                  + jnp.sum(gv[i] ** 2, axis=(1, 2, 3)) for i in layers]))
+    new_LxB = jnp.sqrt(
+      jnp.stack(
+        [jnp.sum(gk[i] ** 2, axis=(1, 2, 3)) + jnp.sum(gv[i] ** 2, axis=(1, 2, 3)) for i in layers]
+      )
+    )
     if bow_only:
       norms_LxB = jnp.where(started, jnp.maximum(norms_LxB, new_LxB), new_LxB + SMALL_CONST)
     else:
       norms_LxB = new_LxB + SMALL_CONST
-    scale_LxBx1x1x1 = (stepsize / norms_LxB ** config.gamma)[:, :, None, None, None]
+    scale_LxBx1x1x1 = (stepsize / norms_LxB**config.gamma)[:, :, None, None, None]
     dk = tuple(dk[i] - scale_LxBx1x1x1[i] * gk[i] for i in layers)
     dv = tuple(dv[i] - scale_LxBx1x1x1[i] * gv[i] for i in layers)
     return dk, dv, norms_LxB, jnp.asarray(True)
 
   zeros = tuple(jnp.zeros_like(pert.k[0]) for _ in layers)
   dk, dv, norms_LxB, started = jax.lax.fori_loop(
-      0, config.num_iterations, iteration, (zeros, zeros, grad_norms_LxB, norms_started))
+    0, config.num_iterations, iteration, (zeros, zeros, grad_norms_LxB, norms_started)
+  )
   has_past = pert.length > 0
-  return (jnp.stack(dk), jnp.stack(dv), jnp.where(has_past, norms_LxB, grad_norms_LxB),
-          jnp.where(has_past, started, norms_started))
+  return (
+    jnp.stack(dk),
+    jnp.stack(dv),
+    jnp.where(has_past, norms_LxB, grad_norms_LxB),
+    jnp.where(has_past, started, norms_started),
+  )
 
 
 def fused_probs(pert_logits_BxV, unpert_logits_BxV, config: PPLMConfig):
   """p ~ softmax(pert / T)^gm_scale * softmax(unpert)^(1 - gm_scale), top-k, renormalized."""
   pert_BxV = jax.nn.softmax(pert_logits_BxV / config.temperature, axis=-1)
   unpert_BxV = jax.nn.softmax(unpert_logits_BxV, axis=-1)
-  p_BxV = pert_BxV ** config.gm_scale * unpert_BxV ** (1 - config.gm_scale)
+  p_BxV = pert_BxV**config.gm_scale * unpert_BxV ** (1 - config.gm_scale)
   if config.top_k:
     kth_Bx1 = kth_largest(p_BxV, config.top_k)
     p_BxV = jnp.where(p_BxV < kth_Bx1, 0.0, p_BxV)
@@ -334,11 +395,16 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
   empty = init_cache(gpt2, b, max_len, dtype)
   logits_BxPxV, hidden_BxPxD, unpert = gpt2_forward(params, gpt2, empty, prompt_BxP)
   carry = _Carry(
-      pert=unpert._replace(length=unpert.length - 1), unpert=unpert,
-      last_B=prompt_BxP[:, -1].astype(jnp.int32), unpert_logits_BxV=logits_BxPxV[:, -1],
-      hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1), last_hidden_BxD=hidden_BxPxD[:, -1],
-      grad_norms_LxB=jnp.zeros((gpt2.n_layer, b), dtype), norms_started=jnp.asarray(False),
-      key=key)
+    pert=unpert._replace(length=unpert.length - 1),
+    unpert=unpert,
+    last_B=prompt_BxP[:, -1].astype(jnp.int32),
+    unpert_logits_BxV=logits_BxPxV[:, -1],
+    hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1),
+    last_hidden_BxD=hidden_BxPxD[:, -1],
+    grad_norms_LxB=jnp.zeros((gpt2.n_layer, b), dtype),
+    norms_started=jnp.asarray(False),
+    key=key,
+  )
 
   def step(c: _Carry, i):
     key, sample_key = jax.random.split(c.key)
@@ -348,8 +414,19 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
       if config.num_iterations:
         stepsize = jnp.where(i < config.grad_length, config.stepsize, 0.0).astype(dtype)
         dk, dv, norms, started = perturb_past(
-            params, gpt2, config, attributes, pert, c.unpert, c.last_B, c.unpert_logits_BxV,
-            c.hidden_sum_BxD, norms, started, stepsize)
+          params,
+          gpt2,
+          config,
+          attributes,
+          pert,
+          c.unpert,
+          c.last_B,
+          c.unpert_logits_BxV,
+          c.hidden_sum_BxD,
+          norms,
+          started,
+          stepsize,
+        )
         pert = pert._replace(k=pert.k + dk, v=pert.v + dv)
       logits_Bx1xV, _, pert = gpt2_forward(params, gpt2, pert, c.last_B[:, None])
       p_BxV = fused_probs(logits_Bx1xV[:, -1], c.unpert_logits_BxV, config)
@@ -357,8 +434,17 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
       p_BxV = unsteered_probs(c.unpert_logits_BxV, config)
     next_B = _choose(p_BxV, sample_key, config.sample)
     logits_Bx1xV, hidden_Bx1xD, unpert = gpt2_forward(params, gpt2, c.unpert, next_B[:, None])
-    new = _Carry(pert, unpert, next_B, logits_Bx1xV[:, -1], c.hidden_sum_BxD + c.last_hidden_BxD,
-                 hidden_Bx1xD[:, -1], norms, started, key)
+    new = _Carry(
+      pert,
+      unpert,
+      next_B,
+      logits_Bx1xV[:, -1],
+      c.hidden_sum_BxD + c.last_hidden_BxD,
+      hidden_Bx1xD[:, -1],
+      norms,
+      started,
+      key,
+    )
     return new, (next_B, p_BxV if return_probs else None)
 
   _, (tokens_LxB, probs_LxBxV) = jax.lax.scan(step, carry, jnp.arange(config.length))
@@ -366,9 +452,18 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
   return tokens_LxB.T, probs
 
 
-def steered_generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attributes = Attributes(),
-             config: PPLMConfig = PPLMConfig(), *, key=None, perturb: bool = True,
-             return_probs: bool = False, timings: dict | None = None):
+def steered_generate(
+  params,
+  gpt2: GPT2Config,
+  prompt_BxP,
+  attributes: Attributes = Attributes(),  # noqa: B008 (an immutable NamedTuple)
+  config: PPLMConfig = PPLMConfig(),
+  *,
+  key=None,
+  perturb: bool = True,
+  return_probs: bool = False,
+  timings: dict | None = None,
+):
   """Generates `config.length` tokens for each of B prompts, steered by PPLM.
 
   B samples (prompts of the same token length, e.g. one prompt repeated) are
@@ -397,15 +492,20 @@ def steered_generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attribute
   params = as_params(params)
   prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
   if prompt_BxP.ndim != 2 or prompt_BxP.shape[1] < 1:
-    raise JaxnnError(f"prompt_BxP must be B x P token ids with P >= 1, "
-                     f"got shape {prompt_BxP.shape}")
+    raise JaxnnError(
+      f"prompt_BxP must be B x P token ids with P >= 1, got shape {prompt_BxP.shape}"
+    )
   if perturb and attributes.bags is None and not attributes.discriminators:
-    raise JaxnnError("nothing to steer toward: give a bag of words and/or a discriminator "
-                     "(or perturb=False for the unsteered model)")
+    raise JaxnnError(
+      "nothing to steer toward: give a bag of words and/or a discriminator "
+      "(or perturb=False for the unsteered model)"
+    )
   needed = max_cache_len(prompt_BxP.shape[1], config, attributes)
   if needed > gpt2.n_positions:
-    raise JaxnnError(f"prompt + length + look-ahead needs {needed} positions but the model has "
-                     f"{gpt2.n_positions}; generate fewer tokens or shorten the prompt")
+    raise JaxnnError(
+      f"prompt + length + look-ahead needs {needed} positions but the model has "
+      f"{gpt2.n_positions}; generate fewer tokens or shorten the prompt"
+    )
   key = jax.random.key(0) if key is None else key
   dtype = params["wte"].dtype
   floats = {f: jnp.asarray(getattr(config, f), dtype) for f in _TRACED_FIELDS}
@@ -420,6 +520,9 @@ def steered_generate(params, gpt2: GPT2Config, prompt_BxP, attributes: Attribute
     compiled_at = time.perf_counter()
     tokens, probs = jax.block_until_ready(compiled(*args))
     run_seconds = time.perf_counter() - compiled_at
-    timings.update(compile_seconds=compiled_at - start, run_seconds=run_seconds,
-                   tokens_per_second=tokens.size / run_seconds)
+    timings.update(
+      compile_seconds=compiled_at - start,
+      run_seconds=run_seconds,
+      tokens_per_second=tokens.size / run_seconds,
+    )
   return (tokens, probs) if return_probs else tokens

@@ -7,8 +7,8 @@ as the weights (`load_gpt2`): a local folder, a known name or a hub repo id.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from jaxnn._errors import JaxnnError
 from jaxnn.pplm._loading import TOKENIZER_FILES, resolve_folder
@@ -28,8 +28,10 @@ class GPT2Tokenizer:
     self.source = source
     eos = tokenizer.token_to_id(END_OF_TEXT)
     if eos is None:
-      raise JaxnnError(f"the tokenizer of {source or 'this model'} has no {END_OF_TEXT} token; "
-                       f"is it a GPT-2 tokenizer?")
+      raise JaxnnError(
+        f"the tokenizer of {source or 'this model'} has no {END_OF_TEXT} token; "
+        f"is it a GPT-2 tokenizer?"
+      )
     self.eos_token_id: int = eos
 
   @property
@@ -55,10 +57,13 @@ class GPT2Tokenizer:
 def tokenizer_from_files(folder: Path) -> GPT2Tokenizer:
   """From tokenizer.json, else vocab.json + merges.txt (byte-level BPE as in GPT-2)."""
   from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
   try:
     if (folder / "tokenizer.json").is_file():
       return GPT2Tokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")), str(folder))
-    tokenizer = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+    tokenizer = Tokenizer(
+      models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    )
   except Exception as e:  # tokenizers raises a bare Exception for unreadable files
     raise JaxnnError(f"cannot read the tokenizer in {folder} ({e}); re-save it") from None
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -17,21 +17,58 @@ References:
   Landscapes", ICLR 2018.
 """
 
-from jaxnn.subspace._projections import (PROJECTIONS, DenseState, FastfoodState, Projection,
-                                         SparseState, dense_projection, fastfood_projection,
-                                         get_projection, sparse_projection, walsh_hadamard)
 from jaxnn.subspace._plots import plot_sweep
+from jaxnn.subspace._projections import (
+  PROJECTIONS,
+  DenseState,
+  FastfoodState,
+  Projection,
+  SparseState,
+  dense_projection,
+  fastfood_projection,
+  get_projection,
+  sparse_projection,
+  walsh_hadamard,
+)
 from jaxnn.subspace._search import SearchResult, intrinsic_dim, mean_by_dim, search_intrinsic_dim
 from jaxnn.subspace._sweep import SweepConfig, run_sweep
 from jaxnn.subspace._toy import ToyResult, toy_intrinsic_dim, toy_loss, toy_model, train_toy
-from jaxnn.subspace._wrapper import (Subspace, SubspaceModel, SubspaceState, make_subspace,
-                                     make_subspace_train_step, subspace_model)
+from jaxnn.subspace._wrapper import (
+  Subspace,
+  SubspaceModel,
+  SubspaceState,
+  make_subspace,
+  make_subspace_train_step,
+  subspace_model,
+)
 
 __all__ = [
-    "DenseState", "FastfoodState", "PROJECTIONS", "Projection", "SearchResult", "SparseState",
-    "Subspace", "SweepConfig", "intrinsic_dim", "mean_by_dim", "plot_sweep", "run_sweep",
-    "search_intrinsic_dim",
-    "SubspaceModel", "SubspaceState", "ToyResult", "dense_projection", "fastfood_projection", "get_projection",
-    "make_subspace", "make_subspace_train_step", "sparse_projection", "subspace_model",
-    "toy_intrinsic_dim", "toy_loss", "toy_model", "train_toy", "walsh_hadamard",
+  "DenseState",
+  "FastfoodState",
+  "PROJECTIONS",
+  "Projection",
+  "SearchResult",
+  "SparseState",
+  "Subspace",
+  "SweepConfig",
+  "intrinsic_dim",
+  "mean_by_dim",
+  "plot_sweep",
+  "run_sweep",
+  "search_intrinsic_dim",
+  "SubspaceModel",
+  "SubspaceState",
+  "ToyResult",
+  "dense_projection",
+  "fastfood_projection",
+  "get_projection",
+  "make_subspace",
+  "make_subspace_train_step",
+  "sparse_projection",
+  "subspace_model",
+  "toy_intrinsic_dim",
+  "toy_loss",
+  "toy_model",
+  "train_toy",
+  "walsh_hadamard",
 ]

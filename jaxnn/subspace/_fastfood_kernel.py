@@ -859,10 +859,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnnFastfoodBwdLeaves, BwdLeavesImpl,
 """
 
 _LIBRARY = NativeLibrary(
-    "fastfood", _SOURCE, {"jaxnn_wht": "JaxnnWht", "jaxnn_fastfood_fwd": "JaxnnFastfoodFwd",
-                          "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd",
-                          "jaxnn_fastfood_fwd_leaves": "JaxnnFastfoodFwdLeaves",
-                          "jaxnn_fastfood_bwd_leaves": "JaxnnFastfoodBwdLeaves"})
+  "fastfood",
+  _SOURCE,
+  {
+    "jaxnn_wht": "JaxnnWht",
+    "jaxnn_fastfood_fwd": "JaxnnFastfoodFwd",
+    "jaxnn_fastfood_bwd": "JaxnnFastfoodBwd",
+    "jaxnn_fastfood_fwd_leaves": "JaxnnFastfoodFwdLeaves",
+    "jaxnn_fastfood_bwd_leaves": "JaxnnFastfoodBwdLeaves",
+  },
+)
 
 
 def available() -> bool:
@@ -877,22 +883,25 @@ def error() -> str:
 
 def wht(x):
   """H x along the last axis (CPU only; `available()` must be True)."""
-  return jax.ffi.ffi_call("jaxnn_wht", jax.ShapeDtypeStruct(x.shape, jnp.float32),
-                          vmap_method="broadcast_all")(x)
+  return jax.ffi.ffi_call(
+    "jaxnn_wht", jax.ShapeDtypeStruct(x.shape, jnp.float32), vmap_method="broadcast_all"
+  )(x)
 
 
 def fastfood_fwd(x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, D: int):
   """`sum_b scale_b (H G_b Pi_b tile(H_K (B_b[:K] x_b)))[:D]` (CPU only)."""
   out = jax.ShapeDtypeStruct(x_nxK.shape[:-2] + (D,), jnp.float32)
   return jax.ffi.ffi_call("jaxnn_fastfood_fwd", out, vmap_method="broadcast_all")(
-      x_nxK, B_nxL, G_nxL, perm_nxL, scale_n)
+    x_nxK, B_nxL, G_nxL, perm_nxL, scale_n
+  )
 
 
 def fastfood_bwd(g_D, B_nxL, G_nxL, perm_nxL, scale_n, K: int):
   """The transpose of `fastfood_fwd`: (D,) -> (n, K) (CPU only)."""
   out = jax.ShapeDtypeStruct(B_nxL.shape[:-1] + (K,), jnp.float32)
   return jax.ffi.ffi_call("jaxnn_fastfood_bwd", out, vmap_method="broadcast_all")(
-      g_D, B_nxL, G_nxL, perm_nxL, scale_n)
+    g_D, B_nxL, G_nxL, perm_nxL, scale_n
+  )
 
 
 def fastfood_fwd_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D, shapes):
@@ -900,11 +909,13 @@ def fastfood_fwd_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D, shapes
   lead = x_nxK.shape[:-2]
   outs = [jax.ShapeDtypeStruct(lead + tuple(s), jnp.float32) for s in shapes]
   return jax.ffi.ffi_call("jaxnn_fastfood_fwd_leaves", outs, vmap_method="broadcast_all")(
-      x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D)
+    x_nxK, B_nxL, G_nxL, perm_nxL, scale_n, theta0_D
+  )
 
 
 def fastfood_bwd_leaves(g_leaves, B_nxL, G_nxL, perm_nxL, scale_n, K: int):
   """`fastfood_bwd` of the concatenation of the raveled `g_leaves`, read in place (CPU only)."""
   out = jax.ShapeDtypeStruct(B_nxL.shape[:-1] + (K,), jnp.float32)
   return jax.ffi.ffi_call("jaxnn_fastfood_bwd_leaves", out, vmap_method="broadcast_all")(
-      B_nxL, G_nxL, perm_nxL, scale_n, *g_leaves)
+    B_nxL, G_nxL, perm_nxL, scale_n, *g_leaves
+  )

@@ -43,7 +43,8 @@ import functools
 import itertools
 import math
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -162,7 +163,9 @@ def sparse_projection() -> Projection:
       rows = jnp.sort(jax.random.randint(k_rows, (m,), 0, D))
       signs = jax.random.rademacher(k_signs, (m,), jnp.float32)
       # Exact norm with repeated rows merged: sum over distinct rows of (sum of signs)^2.
-      segment = jnp.cumsum(jnp.concatenate([jnp.zeros(1, jnp.int32), (rows[1:] != rows[:-1]).astype(jnp.int32)]))
+      segment = jnp.cumsum(
+        jnp.concatenate([jnp.zeros(1, jnp.int32), (rows[1:] != rows[:-1]).astype(jnp.int32)])
+      )
       merged = jax.ops.segment_sum(signs, segment, num_segments=m)
       return rows, signs / jnp.sqrt(jnp.sum(jnp.square(merged)))
 
@@ -219,12 +222,17 @@ def _native(kernel: str, dtype) -> bool:
   if _fastfood_kernel.available():
     return True
   if kernel == "native":
-    raise JaxnnError(f"the Fastfood CPU kernel is unavailable ({_fastfood_kernel.error()}); "
-                     "install a C++ compiler or use kernel='xla'")
+    raise JaxnnError(
+      f"the Fastfood CPU kernel is unavailable ({_fastfood_kernel.error()}); "
+      "install a C++ compiler or use kernel='xla'"
+    )
   if not _warned:
     _warned.append(True)
-    warnings.warn("jaxnn: the Fastfood CPU kernel is unavailable, using the XLA Walsh-Hadamard "
-                  f"transform (about 2x slower on CPU): {_fastfood_kernel.error()}")
+    warnings.warn(
+      "jaxnn: the Fastfood CPU kernel is unavailable, using the XLA Walsh-Hadamard "
+      f"transform (about 2x slower on CPU): {_fastfood_kernel.error()}",
+      stacklevel=2,
+    )
   return False
 
 
@@ -330,11 +338,20 @@ def _fastfood_xla(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D: int):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def _fastfood_native(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D: int):
   """`_fastfood_xla` by the CPU kernel on CPU (and by XLA elsewhere)."""
+
   def native(x, B, G, perm, inv_perm, scale):
     return _fastfood_kernel.fastfood_fwd(x, B, G, perm, scale, D)
 
-  return _on_cpu(native, functools.partial(_fastfood_xla, D=D), x_nxK, B_nxL, G_nxL, perm_nxL,
-                 inv_perm_nxL, scale_n)
+  return _on_cpu(
+    native,
+    functools.partial(_fastfood_xla, D=D),
+    x_nxK,
+    B_nxL,
+    G_nxL,
+    perm_nxL,
+    inv_perm_nxL,
+    scale_n,
+  )
 
 
 def _fastfood_native_fwd(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, D):
@@ -362,15 +379,16 @@ _fastfood_native.defvjp(_fastfood_native_fwd, _fastfood_native_bwd)
 
 
 def _split(flat_D, shapes):
-  """Consecutive C-order arrays of `shapes` from the start of flat_D (as `ravel_pytree`'s unravel)."""
+  """Consecutive C-order arrays of `shapes` from the start of flat_D (as ravel_pytree's unravel)."""
   sizes = [math.prod(s) for s in shapes]
   offsets = [0, *itertools.accumulate(sizes)]
   return [flat_D[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
-def _fastfood_leaves(x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D, D: int,
-                     shapes: tuple):
+def _fastfood_leaves(
+  x_nxK, B_nxL, G_nxL, perm_nxL, inv_perm_nxL, scale_n, base_D, D: int, shapes: tuple
+):
   """`base_D + _fastfood_xla(...)` cut into the leaves of `shapes`; on CPU one kernel call
   writes every leaf (no flat offset, no slice copies)."""
 
@@ -473,8 +491,11 @@ def fastfood_projection(kernel: str = "auto") -> Projection:
   return Projection(init, apply, apply_leaves)
 
 
-_FACTORIES = {"dense": dense_projection, "sparse": sparse_projection,
-              "fastfood": fastfood_projection}
+_FACTORIES = {
+  "dense": dense_projection,
+  "sparse": sparse_projection,
+  "fastfood": fastfood_projection,
+}
 
 
 def get_projection(name: str) -> Projection:

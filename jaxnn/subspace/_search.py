@@ -15,7 +15,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,10 +90,17 @@ class SearchResult(NamedTuple):
   scores: dict[int, float]
 
 
-def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]], threshold: float,
-                         *, d_min: int, d_max: int, resolution: float = 0.05,
-                         points_per_round: int = 4, ratio: float = 2.0,
-                         grid_points_per_round: int = 3) -> SearchResult:
+def search_intrinsic_dim(
+  evaluate: Callable[[Sequence[int]], Mapping[int, float]],
+  threshold: float,
+  *,
+  d_min: int,
+  d_max: int,
+  resolution: float = 0.05,
+  points_per_round: int = 4,
+  ratio: float = 2.0,
+  grid_points_per_round: int = 3,
+) -> SearchResult:
   """Finds the smallest d whose score exceeds `threshold`: grid, then bisection.
 
   Assumes the score grows with d (as accuracy does, up to seed noise); d_int is
@@ -115,8 +123,10 @@ def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]
       trained (their cost grows with d for dense and sparse projections).
   """
   if points_per_round < 1 or grid_points_per_round < 1:
-    raise JaxnnError(f"points_per_round and grid_points_per_round must be at least 1, got "
-                     f"{points_per_round} and {grid_points_per_round}")
+    raise JaxnnError(
+      f"points_per_round and grid_points_per_round must be at least 1, got "
+      f"{points_per_round} and {grid_points_per_round}"
+    )
   if not resolution > 0:
     raise JaxnnError(f"resolution must be positive, got {resolution}")
   scores: dict[int, float] = {}
@@ -133,7 +143,7 @@ def search_intrinsic_dim(evaluate: Callable[[Sequence[int]], Mapping[int, float]
   grid = geometric_grid(d_min, d_max, ratio)
   per_round = min(points_per_round, grid_points_per_round)
   for start in range(0, len(grid), per_round):
-    run(grid[start:start + per_round])
+    run(grid[start : start + per_round])
     if intrinsic_dim(scores, threshold) is not None:
       break
   while True:

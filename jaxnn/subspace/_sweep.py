@@ -22,15 +22,21 @@ import io
 import json
 import pathlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.subspace import _search
 from jaxnn.subspace._projections import PROJECTIONS, get_projection
-from jaxnn.subspace._sweep_engine import (direct_stack, make_stack_evaluator, pad_configs,
-                                          subspace_stack, train_stack, vmap_chunk)
+from jaxnn.subspace._sweep_engine import (
+  direct_stack,
+  make_stack_evaluator,
+  pad_configs,
+  subspace_stack,
+  train_stack,
+  vmap_chunk,
+)
 
 BASELINE_KINDS = ("individual", "global")
 
@@ -67,9 +73,22 @@ class SweepConfig:
 
   def identity(self) -> dict:
     """Settings every saved config of a directory must share (not dims, seeds, devices)."""
-    keep = ("dataset", "model", "widths", "projection", "steps", "batch_size", "learning_rate",
-            "baseline_learning_rate", "weight_decay", "data_seed", "validation_size",
-            "shuffled_pixels", "shuffled_labels", "max_train")
+    keep = (
+      "dataset",
+      "model",
+      "widths",
+      "projection",
+      "steps",
+      "batch_size",
+      "learning_rate",
+      "baseline_learning_rate",
+      "weight_decay",
+      "data_seed",
+      "validation_size",
+      "shuffled_pixels",
+      "shuffled_labels",
+      "max_train",
+    )
     return json.loads(json.dumps({k: getattr(self, k) for k in keep}))
 
   @property
@@ -80,8 +99,9 @@ class SweepConfig:
 def validate(config: SweepConfig) -> None:
   """Raises `JaxnnError` for settings that cannot run, saying what to change."""
   if isinstance(config.baseline, str) and config.baseline != "individual":
-    raise JaxnnError(f"baseline must be 'individual' or a number (a global accuracy), "
-                     f"got {config.baseline!r}")
+    raise JaxnnError(
+      f"baseline must be 'individual' or a number (a global accuracy), got {config.baseline!r}"
+    )
   if not isinstance(config.baseline, str) and not 0 < float(config.baseline) <= 1:
     raise JaxnnError(f"a global baseline is an accuracy in (0, 1], got {config.baseline}")
   if config.dims is not None and (not config.dims or min(config.dims) < 1):
@@ -94,7 +114,9 @@ def validate(config: SweepConfig) -> None:
   if not 0 < config.fraction <= 1:
     raise JaxnnError(f"fraction must be in (0, 1], got {config.fraction}")
   if config.projection not in PROJECTIONS:
-    raise JaxnnError(f"unknown projection {config.projection!r}; choose from {', '.join(PROJECTIONS)}")
+    raise JaxnnError(
+      f"unknown projection {config.projection!r}; choose from {', '.join(PROJECTIONS)}"
+    )
   for lr in (config.learning_rate, config.baseline_learning_rate):
     if lr is not None and not lr > 0:
       raise JaxnnError(f"learning rates must be positive, got {lr}")
@@ -119,6 +141,7 @@ def _program_name(configs: Sequence[tuple[int, int]]) -> str:
 
 def _check_identity(out: pathlib.Path, config: SweepConfig) -> None:
   from jaxnn.train import write_json_atomic
+
   path = out / "sweep.json"
   if not path.exists():
     write_json_atomic(path, config.identity())
@@ -126,13 +149,15 @@ def _check_identity(out: pathlib.Path, config: SweepConfig) -> None:
   try:
     saved = json.loads(path.read_text())
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise JaxnnError(f"{path} is corrupt ({e}); move {out} away or use another --out")
+    raise JaxnnError(f"{path} is corrupt ({e}); move {out} away or use another --out") from None
   now = config.identity()
   diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
   if diff:
     details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
-    raise JaxnnError(f"{out} holds a sweep with other settings ({details}). Nothing was changed: "
-                     "use another --out, or the same settings to resume it.")
+    raise JaxnnError(
+      f"{out} holds a sweep with other settings ({details}). Nothing was changed: "
+      "use another --out, or the same settings to resume it."
+    )
 
 
 class Sweep:
@@ -140,29 +165,41 @@ class Sweep:
 
   def __init__(self, config: SweepConfig, out: str | pathlib.Path):
     import jax
+
     from jaxnn.data import load_dataset
     from jaxnn.models import count_params, create_model
     from jaxnn.train import data_parallel, from_nnx, make_optimizer
+
     validate(config)
     self.config, self.out = config, pathlib.Path(out)
-    self.data = load_dataset(config.dataset, seed=config.data_seed,
-                             validation_size=config.validation_size,
-                             shuffled_pixels=config.shuffled_pixels,
-                             shuffled_labels=config.shuffled_labels, max_train=config.max_train)
+    self.data = load_dataset(
+      config.dataset,
+      seed=config.data_seed,
+      validation_size=config.validation_size,
+      shuffled_pixels=config.shuffled_pixels,
+      shuffled_labels=config.shuffled_labels,
+      max_train=config.max_train,
+    )
     if self.data.num_classes is None or len(self.data.validation) == 0:
-      raise JaxnnError(f"{config.dataset} needs class labels and a validation split for d_int90; "
-                       "set --validation-size")
-    self.model_init = lambda key: from_nnx(create_model(
-        config.model, self.data.input_shape, self.data.num_classes, seed=key,
-        widths=config.widths))
+      raise JaxnnError(
+        f"{config.dataset} needs class labels and a validation split for d_int90; "
+        "set --validation-size"
+      )
+    self.model_init = lambda key: from_nnx(
+      create_model(
+        config.model, self.data.input_shape, self.data.num_classes, seed=key, widths=config.widths
+      )
+    )
     self.num_params = count_params(self.model_init(jax.random.PRNGKey(0)).params)
     self.projection = get_projection(config.projection)
     self.optimizer = make_optimizer("adam", config.learning_rate)
     self.baseline_optimizer = make_optimizer(
-        "adam", config.baseline_learning_rate or config.learning_rate)
+      "adam", config.baseline_learning_rate or config.learning_rate
+    )
     devices = config.num_devices or jax.local_device_count()
     self.configs_per_program = config.configs_per_program or programs_size(
-        config.model, jax.default_backend(), devices)
+      config.model, jax.default_backend(), devices
+    )
     self.dp = data_parallel(None, devices)
     _check_identity(self.out, config)
     self.done: dict[tuple[int, int], dict] = {}
@@ -170,25 +207,40 @@ class Sweep:
       try:
         records = json.loads(path.read_text())["configs"]
       except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as e:
-        raise JaxnnError(f"{path} is not a sweep program file ({type(e).__name__}: {e}); move it "
-                         "away to train its configs again") from e
+        raise JaxnnError(
+          f"{path} is not a sweep program file ({type(e).__name__}: {e}); move it "
+          "away to train its configs again"
+        ) from e
       self.done.update({(r["d"], r["seed"]): r for r in records})
 
   def _train_program(self, member, stack, seeds, description, optimizer):
     chunk = self.config.configs_per_vmap or vmap_chunk(len(seeds) // self.dp.num_devices)
-    stack = train_stack(member, stack, seeds, self.data.train, self.config.steps, dp=self.dp,
-                        optimizer=optimizer, batch_size=self.config.batch_size,
-                        weight_decay=self.config.weight_decay, chunk=chunk,
-                        progress=self.config.progress, description=description)
+    stack = train_stack(
+      member,
+      stack,
+      seeds,
+      self.data.train,
+      self.config.steps,
+      dp=self.dp,
+      optimizer=optimizer,
+      batch_size=self.config.batch_size,
+      weight_decay=self.config.weight_decay,
+      chunk=chunk,
+      progress=self.config.progress,
+      description=description,
+    )
     evaluate = make_stack_evaluator(member, self.dp, chunk=chunk)
-    return {split: evaluate(stack, getattr(self.data, split))
-            for split in ("train", "validation", "test")}
+    return {
+      split: evaluate(stack, getattr(self.data, split)) for split in ("train", "validation", "test")
+    }
 
   def _record(self, metrics, i, **fields) -> dict:
-    return {**fields, **{f"{split}_{k}": float(v[i]) for split, m in metrics.items()
-                         for k, v in m.items()},
-            "steps": self.config.steps,
-            "epochs": self.config.steps / (len(self.data.train) // self.config.batch_size)}
+    return {
+      **fields,
+      **{f"{split}_{k}": float(v[i]) for split, m in metrics.items() for k, v in m.items()},
+      "steps": self.config.steps,
+      "epochs": self.config.steps / (len(self.data.train) // self.config.batch_size),
+    }
 
   def train_configs(self, configs: Sequence[tuple[int, int]]) -> list[dict]:
     """Trains the (d, seed) configs not done yet, program by program; returns all records.
@@ -197,50 +249,65 @@ class Sweep:
     saved program prints one line to stderr (also when logging to a file).
     """
     from jaxnn.train import write_json_atomic
+
     todo = [c for c in configs if c not in self.done]
     programs = program_chunks(todo, self.configs_per_program)
     for k, chunk in enumerate(programs, 1):
       padded = pad_configs(chunk, self.dp.num_devices)
       dims, seeds = [d for d, _ in padded], [s for _, s in padded]
-      member, stack = subspace_stack(self.model_init, self.projection, dims, seeds,
-                                     self.optimizer)
+      member, stack = subspace_stack(self.model_init, self.projection, dims, seeds, self.optimizer)
       label = f"program {k}/{len(programs)}: d={chunk[0][0]}..{chunk[-1][0]} ({len(chunk)} configs)"
       metrics = self._train_program(member, stack, seeds, label, self.optimizer)
       name = _program_name(chunk)
-      records = [self._record(metrics, i, d=d, seed=s, projection=self.config.projection,
-                              D=self.num_params, d_allocated=max(dims), program=name)
-                 for i, (d, s) in enumerate(chunk)]
+      records = [
+        self._record(
+          metrics,
+          i,
+          d=d,
+          seed=s,
+          projection=self.config.projection,
+          D=self.num_params,
+          d_allocated=max(dims),
+          program=name,
+        )
+        for i, (d, s) in enumerate(chunk)
+      ]
       write_json_atomic(self.out / "configs" / f"{name}.json", {"configs": records})
       self.done.update({(r["d"], r["seed"]): r for r in records})
       if self.config.progress:
-        accuracy = ", ".join(f"d={r['d']} seed={r['seed']}: {r['validation_accuracy']:.4f}"
-                             for r in records)
+        accuracy = ", ".join(
+          f"d={r['d']} seed={r['seed']}: {r['validation_accuracy']:.4f}" for r in records
+        )
         print(f"{label} saved; validation accuracy {accuracy}", file=sys.stderr, flush=True)
     return [self.done[c] for c in configs]
 
   def baseline(self) -> tuple[float, list[dict]]:
     """The baseline accuracy and, for "individual", the normal training runs behind it."""
     from jaxnn.train import write_json_atomic
+
     if self.config.baseline_kind == "global":
       return float(self.config.baseline), []
     path = self.out / "baseline.json"
     saved = {r["seed"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
     todo = [s for s in range(self.config.seeds) if s not in saved]
     for start in range(0, len(todo), self.configs_per_program):
-      chunk = todo[start:start + self.configs_per_program]
+      chunk = todo[start : start + self.configs_per_program]
       seeds = pad_configs(chunk, self.dp.num_devices)
       member, stack = direct_stack(self.model_init, seeds, self.baseline_optimizer)
-      metrics = self._train_program(member, stack, seeds, f"baseline ({len(chunk)} seed(s))",
-                                    self.baseline_optimizer)
-      saved.update({s: self._record(metrics, i, seed=s, D=self.num_params)
-                    for i, s in enumerate(chunk)})
+      metrics = self._train_program(
+        member, stack, seeds, f"baseline ({len(chunk)} seed(s))", self.baseline_optimizer
+      )
+      saved.update(
+        {s: self._record(metrics, i, seed=s, D=self.num_params) for i, s in enumerate(chunk)}
+      )
       write_json_atomic(path, {"runs": [saved[s] for s in sorted(saved)]})
     runs = [saved[s] for s in range(self.config.seeds)]
     return float(np.mean([r["validation_accuracy"] for r in runs])), runs
 
 
-def program_chunks(configs: Sequence[tuple[int, int]], size: int,
-                   max_padding: float = 2.0) -> list[list[tuple[int, int]]]:
+def program_chunks(
+  configs: Sequence[tuple[int, int]], size: int, max_padding: float = 2.0
+) -> list[list[tuple[int, int]]]:
   """Consecutive (d, seed) configs, sorted by d, grouped into programs of at most `size`.
 
   A program pads every config to its largest d, so it grows only while its
@@ -268,6 +335,7 @@ def run_sweep(config: SweepConfig, out: str | pathlib.Path) -> dict:
   """Runs (or resumes) a sweep; writes and returns `results.json`'s content."""
   from jaxnn.subspace._plots import plot_sweep
   from jaxnn.train import write_json_atomic
+
   sweep = Sweep(config, out)
   baseline, baseline_runs = sweep.baseline()
   threshold = _search.threshold_for(baseline, config.fraction)
@@ -275,23 +343,37 @@ def run_sweep(config: SweepConfig, out: str | pathlib.Path) -> dict:
   if config.dims is not None:
     records = sweep.train_configs(config_grid(config.dims, config.seeds))
   else:
+
     def evaluate(dims):
       return _search.mean_by_dim(sweep.train_configs(config_grid(dims, config.seeds)))
+
     found = _search.search_intrinsic_dim(
-        evaluate, threshold, d_min=config.d_min, d_max=config.d_max or sweep.num_params,
-        resolution=config.resolution,
-        points_per_round=max(1, sweep.configs_per_program // config.seeds))
+      evaluate,
+      threshold,
+      d_min=config.d_min,
+      d_max=config.d_max or sweep.num_params,
+      resolution=config.resolution,
+      points_per_round=max(1, sweep.configs_per_program // config.seeds),
+    )
     search = {"rounds": found.rounds, "bracket": found.bracket, "resolution": config.resolution}
     records = sweep.train_configs(config_grid(sorted(found.scores), config.seeds))
   means = _search.mean_by_dim(records)
   results = {
-      "dataset": config.dataset, "model": config.model, "projection": config.projection,
-      "D": sweep.num_params, "steps": config.steps, "baseline": baseline,
-      "baseline_kind": config.baseline_kind, "baseline_runs": baseline_runs,
-      "fraction": config.fraction, "threshold": threshold,
-      "d_int90": _search.intrinsic_dim(means, threshold),
-      "mean_validation_accuracy_by_d": {str(d): a for d, a in means.items()},
-      "search": search, "settings": config.identity(), "configs": records,
+    "dataset": config.dataset,
+    "model": config.model,
+    "projection": config.projection,
+    "D": sweep.num_params,
+    "steps": config.steps,
+    "baseline": baseline,
+    "baseline_kind": config.baseline_kind,
+    "baseline_runs": baseline_runs,
+    "fraction": config.fraction,
+    "threshold": threshold,
+    "d_int90": _search.intrinsic_dim(means, threshold),
+    "mean_validation_accuracy_by_d": {str(d): a for d, a in means.items()},
+    "search": search,
+    "settings": config.identity(),
+    "configs": records,
   }
   out = pathlib.Path(out)
   write_json_atomic(out / "results.json", results)
@@ -300,8 +382,21 @@ def run_sweep(config: SweepConfig, out: str | pathlib.Path) -> dict:
   return results
 
 
-CSV_COLUMNS = ("d", "seed", "projection", "validation_accuracy", "validation_loss", "test_accuracy",
-               "train_accuracy", "train_loss", "steps", "epochs", "D", "d_allocated", "program")
+CSV_COLUMNS = (
+  "d",
+  "seed",
+  "projection",
+  "validation_accuracy",
+  "validation_loss",
+  "test_accuracy",
+  "train_accuracy",
+  "train_loss",
+  "steps",
+  "epochs",
+  "D",
+  "d_allocated",
+  "program",
+)
 
 
 def records_csv(records: Sequence[dict]) -> str:

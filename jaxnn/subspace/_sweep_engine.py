@@ -21,7 +21,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,16 @@ from jax.sharding import PartitionSpec as P
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, eval_batches
 from jaxnn.subspace._wrapper import make_subspace
-from jaxnn.train import (CLASSIFICATION, DataParallel, FunctionalModel, Objective, TrainState,
-                         make_eval_step, make_train_step, run_loop)
+from jaxnn.train import (
+  CLASSIFICATION,
+  DataParallel,
+  FunctionalModel,
+  Objective,
+  TrainState,
+  make_eval_step,
+  make_train_step,
+  run_loop,
+)
 
 PyTree = Any
 # member(frozen) -> the FunctionalModel of one config (its `params` unused).
@@ -62,13 +71,22 @@ def _keys(seeds: Sequence[int]) -> jax.Array:
 
 
 def _train_state(params_C, model_state_C, seeds: Sequence[int], optimizer) -> TrainState:
-  return TrainState(jnp.zeros(len(seeds), jnp.int32), params_C, model_state_C,
-                    jax.vmap(optimizer.init)(params_C), _keys(seeds))
+  return TrainState(
+    jnp.zeros(len(seeds), jnp.int32),
+    params_C,
+    model_state_C,
+    jax.vmap(optimizer.init)(params_C),
+    _keys(seeds),
+  )
 
 
-def subspace_stack(model_init: Callable[[jax.Array], FunctionalModel], projection,
-                   dims: Sequence[int], seeds: Sequence[int], optimizer: optax.GradientTransformation
-                   ) -> tuple[MemberFn, ConfigStack]:
+def subspace_stack(
+  model_init: Callable[[jax.Array], FunctionalModel],
+  projection,
+  dims: Sequence[int],
+  seeds: Sequence[int],
+  optimizer: optax.GradientTransformation,
+) -> tuple[MemberFn, ConfigStack]:
   """Stacks subspace configs (dims[i], seeds[i]) with theta_d allocated at max(dims).
 
   Config i is `make_subspace(model_init, max(dims), projection)` initialized
@@ -96,8 +114,11 @@ def subspace_stack(model_init: Callable[[jax.Array], FunctionalModel], projectio
   return member, ConfigStack(_train_state(params_C, states.model_state, seeds, optimizer), frozen)
 
 
-def direct_stack(model_init: Callable[[jax.Array], FunctionalModel], seeds: Sequence[int],
-                 optimizer: optax.GradientTransformation) -> tuple[MemberFn, ConfigStack]:
+def direct_stack(
+  model_init: Callable[[jax.Array], FunctionalModel],
+  seeds: Sequence[int],
+  optimizer: optax.GradientTransformation,
+) -> tuple[MemberFn, ConfigStack]:
   """Stacks normal (full-parameter) training, the model initialized from `PRNGKey(seed)`."""
   base = model_init(jax.random.PRNGKey(0))
   models = [model_init(k) for k in _keys(seeds)]
@@ -146,14 +167,19 @@ def _per_device(fn, dp: DataParallel | None, in_specs):
   """
   if dp is None:
     return fn
-  return jax.shard_map(fn, mesh=dp.mesh, in_specs=in_specs, out_specs=P("data"),
-                       check_vma=False)
+  return jax.shard_map(fn, mesh=dp.mesh, in_specs=in_specs, out_specs=P("data"), check_vma=False)
 
 
-def make_stack_step(member: MemberFn, optimizer: optax.GradientTransformation,
-                    objective: Objective = CLASSIFICATION, weight_decay: float = 0.0, *,
-                    dp: DataParallel | None = None, chunk: int | None = None,
-                    indexed: bool = False):
+def make_stack_step(
+  member: MemberFn,
+  optimizer: optax.GradientTransformation,
+  objective: Objective = CLASSIFICATION,
+  weight_decay: float = 0.0,
+  *,
+  dp: DataParallel | None = None,
+  chunk: int | None = None,
+  indexed: bool = False,
+):
   """`step(stack, x_CxB..., y_CxB) -> (stack, metrics of shape (C,))`: every config's train step.
 
   Args:
@@ -203,23 +229,34 @@ class StackedBatcher:
 
   def at_step(self, step: int) -> tuple[np.ndarray, np.ndarray]:
     batches = {s: b.at_step(step) for s, b in self.batchers.items()}
-    return (np.stack([batches[s][0] for s in self.seeds]),
-            np.stack([batches[s][1] for s in self.seeds]))
+    return (
+      np.stack([batches[s][0] for s in self.seeds]),
+      np.stack([batches[s][1] for s in self.seeds]),
+    )
 
 
-def make_stack_evaluator(member: MemberFn, dp: DataParallel, objective: Objective = CLASSIFICATION,
-                         batch_size: int = 1000, chunk: int | None = None):
+def make_stack_evaluator(
+  member: MemberFn,
+  dp: DataParallel,
+  objective: Objective = CLASSIFICATION,
+  batch_size: int = 1000,
+  chunk: int | None = None,
+):
   """`evaluate(stack, split) -> {name: (C,) mean over the split}` for every config at once."""
 
   def sums(train, frozen, x, y, mask):
     def one(args):
       t, f = args
       return make_eval_step(member(f), objective)(t.params, t.model_state, x, y, mask)
+
     return _map_configs(one, (train, frozen), chunk)
 
   run = _per_device(sums, dp, (P("data"), P("data"), P(), P(), P()))
-  step = jax.jit(lambda stack, x, y, mask: run(stack.train, stack.frozen, x, y, mask),
-                 in_shardings=(dp.batch,) + (dp.replicated,) * 3, out_shardings=dp.batch)
+  step = jax.jit(
+    lambda stack, x, y, mask: run(stack.train, stack.frozen, x, y, mask),
+    in_shardings=(dp.batch,) + (dp.replicated,) * 3,
+    out_shardings=dp.batch,
+  )
 
   def evaluate(stack: ConfigStack, split: Split) -> dict[str, np.ndarray]:
     totals = None
@@ -244,11 +281,22 @@ def pad_configs(items: Sequence, multiple: int) -> list:
 RESIDENT_BYTES = 2**30
 
 
-def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], train: Split,
-                num_steps: int, *, dp: DataParallel, optimizer: optax.GradientTransformation,
-                batch_size: int = 128, weight_decay: float = 0.0,
-                objective: Objective = CLASSIFICATION, chunk: int | None = None,
-                progress: bool = True, description: str = "configs") -> ConfigStack:
+def train_stack(
+  member: MemberFn,
+  stack: ConfigStack,
+  seeds: Sequence[int],
+  train: Split,
+  num_steps: int,
+  *,
+  dp: DataParallel,
+  optimizer: optax.GradientTransformation,
+  batch_size: int = 128,
+  weight_decay: float = 0.0,
+  objective: Objective = CLASSIFICATION,
+  chunk: int | None = None,
+  progress: bool = True,
+  description: str = "configs",
+) -> ConfigStack:
   """Trains a stack of configs for `num_steps` steps with `run_loop`, configs split over `dp`.
 
   The stack's size must be a multiple of `dp.num_devices` (see `pad_configs`).
@@ -256,13 +304,23 @@ def train_stack(member: MemberFn, stack: ConfigStack, seeds: Sequence[int], trai
   every step gathers its batches there from example indices.
   """
   if len(seeds) % dp.num_devices:
-    raise JaxnnError(f"{len(seeds)} configs do not split over {dp.num_devices} devices; "
-                     "pad them with pad_configs")
+    raise JaxnnError(
+      f"{len(seeds)} configs do not split over {dp.num_devices} devices; pad them with pad_configs"
+    )
   resident = train.x.nbytes <= RESIDENT_BYTES
-  step = make_stack_step(member, optimizer, objective, weight_decay, dp=dp, chunk=chunk,
-                         indexed=resident)
-  return run_loop(step, stack,
-                  StackedBatcher(train, batch_size, seeds, indices=resident), num_steps, dp=dp,
-                  log_every=max(1, min(100, num_steps)), progress=progress,
-                  description=description, carry_sharding=dp.batch, batch_sharding=dp.batch,
-                  extra_args=(train.x,) if resident else ())
+  step = make_stack_step(
+    member, optimizer, objective, weight_decay, dp=dp, chunk=chunk, indexed=resident
+  )
+  return run_loop(
+    step,
+    stack,
+    StackedBatcher(train, batch_size, seeds, indices=resident),
+    num_steps,
+    dp=dp,
+    log_every=max(1, min(100, num_steps)),
+    progress=progress,
+    description=description,
+    carry_sharding=dp.batch,
+    batch_sharding=dp.batch,
+    extra_args=(train.x,) if resident else (),
+  )

@@ -80,9 +80,16 @@ def _train(projection: Projection, d: int, key, method: str, steps: int, learnin
 TOY_METHODS = ("gauss_newton", "adam")
 
 
-def train_toy(d: int, projection: Projection, seed: int = 0, *, method: str = "gauss_newton",
-              steps: int | None = None, learning_rate: float = 0.05,
-              tolerance: float = 1e-3) -> ToyResult:
+def train_toy(
+  d: int,
+  projection: Projection,
+  seed: int = 0,
+  *,
+  method: str = "gauss_newton",
+  steps: int | None = None,
+  learning_rate: float = 0.05,
+  tolerance: float = 1e-3,
+) -> ToyResult:
   """Trains the toy problem in a random d-dimensional subspace.
 
   Args:

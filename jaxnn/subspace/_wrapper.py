@@ -48,7 +48,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -109,8 +110,13 @@ def _as_projection(projection: Projection | str) -> Projection:
   return get_projection(projection) if isinstance(projection, str) else projection
 
 
-def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
-                  projection: Projection | str, *, said: bool = False) -> Subspace:
+def make_subspace(
+  model_init: Callable[[jax.Array], FunctionalModel],
+  d: int,
+  projection: Projection | str,
+  *,
+  said: bool = False,
+) -> Subspace:
   """Reparameterizes the model `model_init(key)` by a d-dimensional theta_d.
 
   Args:
@@ -135,22 +141,27 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
   leaf_sizes = [int(np.size(p)) for p in jax.tree.leaves(base.params)]
   m = len(leaf_sizes) if said else 0
   if said and d <= m:
-    raise JaxnnError(f"SAID uses {m} of the d coordinates for per-tensor scales; "
-                     f"choose d > {m} (got d={d})")
+    raise JaxnnError(
+      f"SAID uses {m} of the d coordinates for per-tensor scales; choose d > {m} (got d={d})"
+    )
   tensor_of_coordinate = np.repeat(np.arange(len(leaf_sizes)), leaf_sizes)
   leaves0, treedef = jax.tree.flatten(base.params)
   leaf_shapes = tuple(np.shape(p) for p in leaves0)
   # theta_0 + P theta_d straight into the model's leaves where the projection
   # can (Fastfood's CPU kernel: no flat theta_D copied into the leaves, no
   # concatenated gradient); SAID scales the offset first, so it keeps the flat path.
-  leaves_fused = (projection.apply_leaves is not None and not said
-                  and all(jnp.result_type(p) == jnp.float32 for p in leaves0))
+  leaves_fused = (
+    projection.apply_leaves is not None
+    and not said
+    and all(jnp.result_type(p) == jnp.float32 for p in leaves0)
+  )
 
   def init(key) -> SubspaceState:
     k_model, k_proj = _split(key)
     model = model_init(k_model)
-    return SubspaceState(ravel_pytree(model.params)[0], projection.init(k_proj, D, d - m),
-                         model.state)
+    return SubspaceState(
+      ravel_pytree(model.params)[0], projection.init(k_proj, D, d - m), model.state
+    )
 
   def active(theta_d, d_active):
     if d_active is None:
@@ -166,8 +177,9 @@ def make_subspace(model_init: Callable[[jax.Array], FunctionalModel], d: int,
 
   def full_params(state: SubspaceState, theta_d, d_active=None):
     if leaves_fused:
-      leaves = projection.apply_leaves(state.projection, active(theta_d, d_active), state.theta0,
-                                       leaf_shapes)
+      leaves = projection.apply_leaves(
+        state.projection, active(theta_d, d_active), state.theta0, leaf_shapes
+      )
       return jax.tree.unflatten(treedef, leaves)
     return unravel(flat_params(state, theta_d, d_active))
 
@@ -212,8 +224,15 @@ class SubspaceModel(NamedTuple):
   d_active: Any
 
 
-def subspace_model(model: FunctionalModel, d: int, projection: Projection | str, seed: int = 0, *,
-                   d_active=None, said: bool = False) -> SubspaceModel:
+def subspace_model(
+  model: FunctionalModel,
+  d: int,
+  projection: Projection | str,
+  seed: int = 0,
+  *,
+  d_active=None,
+  said: bool = False,
+) -> SubspaceModel:
   """Trains `model` in a random d-dimensional subspace around `model.params`.
 
   Args:
@@ -235,13 +254,18 @@ def subspace_model(model: FunctionalModel, d: int, projection: Projection | str,
   # a jitted init would compile theta_0 in as a constant.
   k_proj = _split(jax.random.PRNGKey(seed))[1]
   projection_state = jax.jit(projection.init, static_argnums=(1, 2))(
-      k_proj, subspace.num_params, d - subspace.num_scales)
+    k_proj, subspace.num_params, d - subspace.num_scales
+  )
   state = SubspaceState(ravel_pytree(model.params)[0], projection_state, model.state)
   return SubspaceModel(subspace.bind(state, d_active), subspace, state, d_active)
 
 
-def make_subspace_train_step(subspace: Subspace, optimizer: optax.GradientTransformation,
-                             objective: Objective = CLASSIFICATION, weight_decay: float = 0.0):
+def make_subspace_train_step(
+  subspace: Subspace,
+  optimizer: optax.GradientTransformation,
+  objective: Objective = CLASSIFICATION,
+  weight_decay: float = 0.0,
+):
   """`step(train_state, x, y, subspace_state, d_active) -> (train_state, metrics)`.
 
   The foundation's train step of `subspace.bind(subspace_state, d_active)`,

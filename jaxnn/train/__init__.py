@@ -13,13 +13,40 @@ from jaxnn.train._io import MetricsLog, to_jsonable, write_json_atomic
 from jaxnn.train._loop import TrainConfig, make_evaluator, run_loop, train_and_evaluate
 from jaxnn.train._optim import OPTIMIZERS, make_optimizer
 from jaxnn.train._parallel import DataParallel, data_parallel
-from jaxnn.train._steps import (CLASSIFICATION, REGRESSION, Objective, TrainState, init_train_state,
-                                make_eval_step, make_loss_fn, make_train_step)
+from jaxnn.train._steps import (
+  CLASSIFICATION,
+  REGRESSION,
+  Objective,
+  TrainState,
+  init_train_state,
+  make_eval_step,
+  make_loss_fn,
+  make_train_step,
+)
 
 __all__ = [
-    "CLASSIFICATION", "Checkpointer", "DataParallel", "FunctionalModel", "MetricsLog", "OPTIMIZERS",
-    "Objective", "REGRESSION", "TrainConfig", "TrainState", "data_parallel", "from_function",
-    "from_nnx", "init_train_state", "kernel_l2", "make_eval_step", "make_evaluator", "make_loss_fn",
-    "make_optimizer", "make_train_step", "run_loop", "to_jsonable", "train_and_evaluate",
-    "write_json_atomic",
+  "CLASSIFICATION",
+  "Checkpointer",
+  "DataParallel",
+  "FunctionalModel",
+  "MetricsLog",
+  "OPTIMIZERS",
+  "Objective",
+  "REGRESSION",
+  "TrainConfig",
+  "TrainState",
+  "data_parallel",
+  "from_function",
+  "from_nnx",
+  "init_train_state",
+  "kernel_l2",
+  "make_eval_step",
+  "make_evaluator",
+  "make_loss_fn",
+  "make_optimizer",
+  "make_train_step",
+  "run_loop",
+  "to_jsonable",
+  "train_and_evaluate",
+  "write_json_atomic",
 ]

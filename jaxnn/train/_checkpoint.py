@@ -34,9 +34,11 @@ class Checkpointer:
     self.config = json.loads(json.dumps(config))
     self._check_config()
     self.manager = ocp.CheckpointManager(
-        self.workdir / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=False))
+      self.workdir / "checkpoints",
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+      ),
+    )
 
   def _check_config(self) -> None:
     path = self.workdir / "config.json"
@@ -47,13 +49,16 @@ class Checkpointer:
     try:
       saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise CheckpointError(f"{path} is corrupt ({e}); move the directory away or use another --out")
+      raise CheckpointError(
+        f"{path} is corrupt ({e}); move the directory away or use another --out"
+      ) from None
     diff = sorted(k for k in set(saved) | set(self.config) if saved.get(k) != self.config.get(k))
     if diff:
       details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {self.config.get(k)!r}" for k in diff)
       raise CheckpointError(
-          f"{self.workdir} holds a run with another configuration ({details}). Nothing was "
-          "changed: use another --out, or the same settings to resume it.")
+        f"{self.workdir} holds a run with another configuration ({details}). Nothing was "
+        "changed: use another --out, or the same settings to resume it."
+      )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -72,15 +77,21 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
-        if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), carry_like)
+      lambda x: (
+        jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+        if isinstance(x, np.ndarray)
+        else ocp.utils.to_shape_dtype_struct(x)
+      ),
+      carry_like,
+    )
     try:
       carry = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many kinds for unreadable or mismatched files.
       raise CheckpointError(
-          f"the checkpoint at step {step} in {self.workdir / 'checkpoints'} cannot be read "
-          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). It was left as it is: "
-          "move it away to resume from an earlier one, or use another --out to start over.") from e
+        f"the checkpoint at step {step} in {self.workdir / 'checkpoints'} cannot be read "
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). It was left as it is: "
+        "move it away to resume from an earlier one, or use another --out to start over."
+      ) from e
     return step, carry
 
   def close(self) -> None:

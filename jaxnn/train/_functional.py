@@ -8,7 +8,8 @@ all plug in the same way.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,8 +64,11 @@ def from_nnx(module: nnx.Module) -> FunctionalModel:
   return FunctionalModel(apply, params.to_pure_dict(), rest.to_pure_dict())
 
 
-def from_function(fn: Callable[[PyTree, jax.Array], jax.Array], params: PyTree,
-                  l2: Callable[[PyTree], jax.Array] = kernel_l2) -> FunctionalModel:
+def from_function(
+  fn: Callable[[PyTree, jax.Array], jax.Array],
+  params: PyTree,
+  l2: Callable[[PyTree], jax.Array] = kernel_l2,
+) -> FunctionalModel:
   """Wraps a stateless `fn(params, x) -> outputs`."""
 
   def apply(params, state, x, train=False, rng=None):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,17 +28,36 @@ from jaxnn.train._functional import FunctionalModel, from_nnx
 from jaxnn.train._io import MetricsLog, write_json_atomic
 from jaxnn.train._optim import make_optimizer
 from jaxnn.train._parallel import DataParallel, data_parallel
-from jaxnn.train._steps import (CLASSIFICATION, Objective, init_train_state, make_eval_step,
-                                make_train_step)
+from jaxnn.train._steps import (
+  CLASSIFICATION,
+  Objective,
+  init_train_state,
+  make_eval_step,
+  make_train_step,
+)
 
 
-def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: int, *,
-             dp: DataParallel, workdir: str | pathlib.Path | None = None,
-             run_config: dict | None = None, log_every: int = 50,
-             checkpoint_every: int | None = None, eval_every: int | None = None,
-             eval_fn: Callable[[Any], dict] | None = None, loss_key: str = "loss",
-             progress: bool = True, description: str = "train", extra_args: tuple = (),
-             carry_sharding=None, batch_sharding=None, compiler_options: dict | None = None) -> Any:
+def run_loop(
+  step_fn: Callable,
+  carry: Any,
+  batcher: EpochBatcher,
+  num_steps: int,
+  *,
+  dp: DataParallel,
+  workdir: str | pathlib.Path | None = None,
+  run_config: dict | None = None,
+  log_every: int = 50,
+  checkpoint_every: int | None = None,
+  eval_every: int | None = None,
+  eval_fn: Callable[[Any], dict] | None = None,
+  loss_key: str = "loss",
+  progress: bool = True,
+  description: str = "train",
+  extra_args: tuple = (),
+  carry_sharding=None,
+  batch_sharding=None,
+  compiler_options: dict | None = None,
+) -> Any:
   """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
 
   Args:
@@ -95,11 +115,14 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
       start, carry = ckpt.restore(carry)
       carry = place_carry(carry)
       log.truncate_after(start)
-  step = jax.jit(step_fn,
-                 in_shardings=(carry_sharding, batch_sharding, batch_sharding)
-                 + (dp.replicated,) * len(extra_args),
-                 out_shardings=(carry_sharding, None), donate_argnums=0,
-                 compiler_options=compiler_options)
+  step = jax.jit(
+    step_fn,
+    in_shardings=(carry_sharding, batch_sharding, batch_sharding)
+    + (dp.replicated,) * len(extra_args),
+    out_shardings=(carry_sharding, None),
+    donate_argnums=0,
+    compiler_options=compiler_options,
+  )
   pending: list[tuple[int, Any]] = []
   last_good = start
 
@@ -111,11 +134,15 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
     for (s, _), m in zip(pending, values):
       loss = np.asarray(m[loss_key])
       if not np.all(np.isfinite(loss)):
-        kept = f"the last good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.workdir}" \
-            if ckpt is not None and ckpt.latest_step() is not None else "no checkpoint was written"
+        kept = (
+          f"the last good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.workdir}"
+          if ckpt is not None and ckpt.latest_step() is not None
+          else "no checkpoint was written"
+        )
         raise NonFiniteLossError(
-            f"the training loss became {loss.ravel()[~np.isfinite(loss.ravel())][0]} at step {s}; "
-            f"{kept}. Lower the learning rate or check the data, then rerun.")
+          f"the training loss became {loss.ravel()[~np.isfinite(loss.ravel())][0]} at step {s}; "
+          f"{kept}. Lower the learning rate or check the data, then rerun."
+        )
     mean = {k: np.mean(np.stack([np.asarray(m[k]) for m in values]), axis=0) for k in values[0]}
     if log is not None:
       log.write({"step": upto, "epoch": upto / epoch_steps, "split": "train", **mean})
@@ -123,8 +150,14 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
     pending.clear()
     last_good = upto
 
-  bar = tqdm(total=num_steps, initial=start, desc=description, disable=None if progress else True,
-             dynamic_ncols=True, leave=False)
+  bar = tqdm(
+    total=num_steps,
+    initial=start,
+    desc=description,
+    disable=None if progress else True,
+    dynamic_ncols=True,
+    leave=False,
+  )
   try:
     for s in range(start, num_steps):
       x, y = dp.shard_batch(*batcher.at_step(s), sharding=batch_sharding)
@@ -132,8 +165,10 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
       pending.append((s + 1, metrics))
       bar.update(1)
       done = s + 1
-      is_ckpt, is_eval = done % checkpoint_every == 0 or done == num_steps, \
-          eval_fn is not None and (done % eval_every == 0 or done == num_steps)
+      is_ckpt, is_eval = (
+        done % checkpoint_every == 0 or done == num_steps,
+        eval_fn is not None and (done % eval_every == 0 or done == num_steps),
+      )
       if done % log_every == 0 or is_ckpt or is_eval:
         flush(done)
       if is_eval:
@@ -149,22 +184,32 @@ def run_loop(step_fn: Callable, carry: Any, batcher: EpochBatcher, num_steps: in
   return carry
 
 
-def make_evaluator(model: FunctionalModel, dp: DataParallel, objective: Objective = CLASSIFICATION,
-                   batch_size: int = 1000, compiler_options: dict | None = None):
+def make_evaluator(
+  model: FunctionalModel,
+  dp: DataParallel,
+  objective: Objective = CLASSIFICATION,
+  batch_size: int = 1000,
+  compiler_options: dict | None = None,
+):
   """`evaluate(params, model_state, split) -> {loss, accuracy, ...}` means over the split.
 
   `compiler_options` are XLA options for compiling the evaluation step.
   """
   batch_size = -(-batch_size // dp.num_devices) * dp.num_devices
-  step = jax.jit(make_eval_step(model, objective),
-                 in_shardings=(dp.replicated, dp.replicated, dp.batch, dp.batch, dp.batch),
-                 out_shardings=dp.replicated, compiler_options=compiler_options)
+  step = jax.jit(
+    make_eval_step(model, objective),
+    in_shardings=(dp.replicated, dp.replicated, dp.batch, dp.batch, dp.batch),
+    out_shardings=dp.replicated,
+    compiler_options=compiler_options,
+  )
 
   def evaluate(params, model_state, split: Split) -> dict[str, float]:
     if len(split) == 0:
       return {}
     totals = None
-    for x, y, mask in eval_batches(split, min(batch_size, -(-len(split) // dp.num_devices) * dp.num_devices)):
+    for x, y, mask in eval_batches(
+      split, min(batch_size, -(-len(split) // dp.num_devices) * dp.num_devices)
+    ):
       sums = step(params, model_state, *dp.shard_batch(x, y, mask))
       totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     totals = jax.device_get(totals)
@@ -204,8 +249,9 @@ class TrainConfig:
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | pathlib.Path | None,
-                       dataset: Dataset | None = None) -> dict:
+def train_and_evaluate(
+  config: TrainConfig, workdir: str | pathlib.Path | None, dataset: Dataset | None = None
+) -> dict:
   """Trains `config.model` on `config.dataset`; writes metrics, checkpoints, summary.
 
   Returns the summary (also written to `workdir/summary.json`): `params`,
@@ -218,13 +264,21 @@ def train_and_evaluate(config: TrainConfig, workdir: str | pathlib.Path | None,
   if not 0 <= config.weight_decay < 1:
     raise JaxnnError(f"weight decay must be in [0, 1), got {config.weight_decay}")
   if dataset is None:
-    dataset = load_dataset(config.dataset, seed=config.seed, validation_size=config.validation_size,
-                           shuffled_pixels=config.shuffled_pixels,
-                           shuffled_labels=config.shuffled_labels, max_train=config.max_train)
+    dataset = load_dataset(
+      config.dataset,
+      seed=config.seed,
+      validation_size=config.validation_size,
+      shuffled_pixels=config.shuffled_pixels,
+      shuffled_labels=config.shuffled_labels,
+      max_train=config.max_train,
+    )
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
-  model = from_nnx(init_model(config.model, dataset.input_shape, dataset.num_classes,
-                              seed=config.seed, widths=config.widths))
+  model = from_nnx(
+    init_model(
+      config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, widths=config.widths
+    )
+  )
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
   batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
@@ -234,20 +288,33 @@ def train_and_evaluate(config: TrainConfig, workdir: str | pathlib.Path | None,
     return {"split": "validation", **evaluate(state.params, state.model_state, dataset.validation)}
 
   state = run_loop(
-      make_train_step(model, optimizer, weight_decay=config.weight_decay),
-      init_train_state(model, optimizer, config.seed), batcher,
-      config.epochs * batcher.steps_per_epoch, dp=dp, workdir=workdir,
-      run_config=config.run_identity(), log_every=config.log_every,
-      checkpoint_every=config.checkpoint_every, eval_fn=eval_fn if len(dataset.validation) else None,
-      progress=config.progress)
-  results = {name: evaluate(state.params, state.model_state, getattr(dataset, name))
-             for name in ("train", "validation", "test")}
+    make_train_step(model, optimizer, weight_decay=config.weight_decay),
+    init_train_state(model, optimizer, config.seed),
+    batcher,
+    config.epochs * batcher.steps_per_epoch,
+    dp=dp,
+    workdir=workdir,
+    run_config=config.run_identity(),
+    log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every,
+    eval_fn=eval_fn if len(dataset.validation) else None,
+    progress=config.progress,
+  )
+  results = {
+    name: evaluate(state.params, state.model_state, getattr(dataset, name))
+    for name in ("train", "validation", "test")
+  }
   summary = {
-      "dataset": dataset.name, "model": config.model, "params": count_params(model.params),
-      **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
-      "steps": config.epochs * batcher.steps_per_epoch, "epochs": config.epochs,
-      "devices": dp.num_devices, "seconds": time.perf_counter() - t0,
-      "config": dataclasses.asdict(config), "data": dataset.info,
+    "dataset": dataset.name,
+    "model": config.model,
+    "params": count_params(model.params),
+    **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
+    "steps": config.epochs * batcher.steps_per_epoch,
+    "epochs": config.epochs,
+    "devices": dp.num_devices,
+    "seconds": time.perf_counter() - t0,
+    "config": dataclasses.asdict(config),
+    "data": dataset.info,
   }
   if workdir is not None:
     write_json_atomic(pathlib.Path(workdir) / "summary.json", summary)

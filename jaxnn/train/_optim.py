@@ -9,8 +9,9 @@ from jaxnn._errors import JaxnnError
 OPTIMIZERS = ("adam", "sgd", "momentum")
 
 
-def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.9, b1: float = 0.9,
-                   b2: float = 0.99) -> optax.GradientTransformation:
+def make_optimizer(
+  name: str, learning_rate: float, *, momentum: float = 0.9, b1: float = 0.9, b2: float = 0.99
+) -> optax.GradientTransformation:
   """An optax optimizer by name.
 
   Args:

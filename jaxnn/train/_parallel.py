@@ -14,7 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxnn._errors import JaxnnError
 
@@ -49,8 +50,9 @@ class DataParallel:
     sharding = sharding or self.batch
     if jax.process_count() == 1:
       return tuple(jax.device_put(a, sharding) for a in arrays)
-    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index])
-                 for a in arrays)
+    return tuple(
+      jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index]) for a in arrays
+    )
 
 
 def data_parallel(batch_size: int | None = None, num_devices: int | None = None) -> DataParallel:
@@ -68,12 +70,17 @@ def data_parallel(batch_size: int | None = None, num_devices: int | None = None)
       while batch_size % num_devices:
         num_devices -= 1
       if num_devices < available:
-        print(f"jaxnn: using {num_devices} of {available} devices: batch size {batch_size} "
-              f"is not divisible by {available}", flush=True)
+        print(
+          f"jaxnn: using {num_devices} of {available} devices: batch size {batch_size} "
+          f"is not divisible by {available}",
+          flush=True,
+        )
   if not 1 <= num_devices <= available:
     raise JaxnnError(f"asked for {num_devices} devices but {available} are available")
   if batch_size is not None and batch_size % num_devices:
-    raise JaxnnError(f"batch size {batch_size} is not divisible by {num_devices} devices; "
-                     f"use a multiple of {num_devices}")
+    raise JaxnnError(
+      f"batch size {batch_size} is not divisible by {num_devices} devices; "
+      f"use a multiple of {num_devices}"
+    )
   devices = np.array(jax.devices()[:num_devices])
   return DataParallel(jax.sharding.Mesh(devices, ("data",)))

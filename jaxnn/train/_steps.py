@@ -7,7 +7,8 @@ a 0/1 `mask` for padding.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,14 +57,21 @@ class TrainState(NamedTuple):
   rng: jax.Array
 
 
-def init_train_state(model: FunctionalModel, optimizer: optax.GradientTransformation,
-                     seed: int = 0) -> TrainState:
-  return TrainState(jnp.zeros((), jnp.int32), model.params, model.state,
-                    optimizer.init(model.params), jax.random.PRNGKey(seed))
+def init_train_state(
+  model: FunctionalModel, optimizer: optax.GradientTransformation, seed: int = 0
+) -> TrainState:
+  return TrainState(
+    jnp.zeros((), jnp.int32),
+    model.params,
+    model.state,
+    optimizer.init(model.params),
+    jax.random.PRNGKey(seed),
+  )
 
 
-def make_loss_fn(model: FunctionalModel, objective: Objective = CLASSIFICATION,
-                 weight_decay: float = 0.0):
+def make_loss_fn(
+  model: FunctionalModel, objective: Objective = CLASSIFICATION, weight_decay: float = 0.0
+):
   """`loss_fn(params, model_state, x, y, rng) -> (loss, (metrics, new_model_state))`.
 
   The loss is the mean data loss plus `weight_decay * model.l2(params)` (the
@@ -81,8 +89,12 @@ def make_loss_fn(model: FunctionalModel, objective: Objective = CLASSIFICATION,
   return loss_fn
 
 
-def make_train_step(model: FunctionalModel, optimizer: optax.GradientTransformation,
-                    objective: Objective = CLASSIFICATION, weight_decay: float = 0.0):
+def make_train_step(
+  model: FunctionalModel,
+  optimizer: optax.GradientTransformation,
+  objective: Objective = CLASSIFICATION,
+  weight_decay: float = 0.0,
+):
   """`train_step(state, x, y) -> (state, metrics)`: one optimizer step, pure.
 
   Under `jax.jit` with the batch sharded over devices, the mean over the global

@@ -67,6 +67,7 @@ def test_tfds_round_trip(tmp_path, data):
 
 def pathlib_files(directory):
   import pathlib
+
   return list(pathlib.Path(directory).iterdir())
 
 

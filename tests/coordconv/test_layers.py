@@ -8,8 +8,14 @@ import pytest
 from flax import nnx
 
 from jaxnn import JaxnnError
-from jaxnn.coordconv import (CoordConv1D, CoordConv2D, CoordConv3D, CoordConvTranspose, add_coords,
-                             coordinate_channels)
+from jaxnn.coordconv import (
+  CoordConv1D,
+  CoordConv2D,
+  CoordConv3D,
+  CoordConvTranspose,
+  add_coords,
+  coordinate_channels,
+)
 from jaxnn.models import count_params
 
 
@@ -17,8 +23,9 @@ def _params(m):
   return count_params(nnx.state(m, nnx.Param))
 
 
-@pytest.mark.parametrize("cls, spatial, k", [(CoordConv1D, (9,), 3), (CoordConv2D, (6, 5), 3),
-                                             (CoordConv3D, (3, 4, 5), 2)])
+@pytest.mark.parametrize(
+  "cls, spatial, k", [(CoordConv1D, (9,), 3), (CoordConv2D, (6, 5), 3), (CoordConv3D, (3, 4, 5), 2)]
+)
 @pytest.mark.parametrize("with_r", [False, True])
 def test_matches_conv_on_concatenated_coordinates(cls, spatial, k, with_r):
   c, c_out = 3, 4
@@ -29,23 +36,42 @@ def test_matches_conv_on_concatenated_coordinates(cls, spatial, k, with_r):
   coords = jnp.broadcast_to(coordinate_channels(spatial, with_r=with_r), (2, *spatial, n_coord))
   kernel, bias = layer.conv.kernel[...], layer.conv.bias[...]
   expected = jax.lax.conv_general_dilated(
-      jnp.concatenate([x, coords], -1), kernel, (1,) * len(spatial), "SAME",
-      dimension_numbers=jax.lax.conv_dimension_numbers(
-          (1, *spatial, c + n_coord), kernel.shape,
-          ("N" + "DHW"[-len(spatial):] + "C", "DHW"[-len(spatial):] + "IO",
-           "N" + "DHW"[-len(spatial):] + "C"))) + bias.reshape((1,) * (len(spatial) + 1) + (-1,))
+    jnp.concatenate([x, coords], -1),
+    kernel,
+    (1,) * len(spatial),
+    "SAME",
+    dimension_numbers=jax.lax.conv_dimension_numbers(
+      (1, *spatial, c + n_coord),
+      kernel.shape,
+      (
+        "N" + "DHW"[-len(spatial) :] + "C",
+        "DHW"[-len(spatial) :] + "IO",
+        "N" + "DHW"[-len(spatial) :] + "C",
+      ),
+    ),
+  ) + bias.reshape((1,) * (len(spatial) + 1) + (-1,))
   chex.assert_trees_all_close(layer(x), expected, atol=1e-5)
 
 
 def test_paper_parameter_cost_formula():
   # (c + 2) * c' * k^2 + c' for 2D; + 1 input channel with r.
   assert _params(CoordConv2D(16, 32, (3, 3), rngs=nnx.Rngs(0))) == 18 * 32 * 9 + 32
-  assert _params(CoordConv2D(16, 32, 3, with_r=True, use_bias=False, rngs=nnx.Rngs(0))) == 19 * 32 * 9
+  assert (
+    _params(CoordConv2D(16, 32, 3, with_r=True, use_bias=False, rngs=nnx.Rngs(0))) == 19 * 32 * 9
+  )
 
 
 def test_same_arguments_as_the_wrapped_conv():
-  layer = CoordConv2D(3, 8, (3, 3), (2, 2), padding="VALID", kernel_dilation=(1, 1),
-                      kernel_init=nnx.initializers.zeros, rngs=nnx.Rngs(0))
+  layer = CoordConv2D(
+    3,
+    8,
+    (3, 3),
+    (2, 2),
+    padding="VALID",
+    kernel_dilation=(1, 1),
+    kernel_init=nnx.initializers.zeros,
+    rngs=nnx.Rngs(0),
+  )
   out = layer(jnp.ones((2, 9, 11, 3)))
   chex.assert_shape(out, (2, 4, 5, 8))
   np.testing.assert_array_equal(out, 0.0)
@@ -61,7 +87,9 @@ def test_transpose_variant():
   plain.bias[...] = layer.conv.bias[...]
   coords = jnp.broadcast_to(coordinate_channels((5, 7)), (2, 5, 7, 2))
   chex.assert_trees_all_close(layer(x), plain(jnp.concatenate([x, coords], -1)), atol=1e-5)
-  chex.assert_shape(CoordConvTranspose(2, 3, (3,), rngs=nnx.Rngs(0))(jnp.ones((1, 8, 2))), (1, 8, 3))
+  chex.assert_shape(
+    CoordConvTranspose(2, 3, (3,), rngs=nnx.Rngs(0))(jnp.ones((1, 8, 2))), (1, 8, 3)
+  )
 
 
 def test_layer_inside_jit_vmap_grad():
@@ -73,7 +101,9 @@ def test_layer_inside_jit_vmap_grad():
     return nnx.merge(graphdef, p)(xb)
 
   eager = jnp.stack([layer(xb) for xb in x])
-  chex.assert_trees_all_close(jax.jit(jax.vmap(apply, in_axes=(None, 0)))(params, x), eager, atol=1e-5)
+  chex.assert_trees_all_close(
+    jax.jit(jax.vmap(apply, in_axes=(None, 0)))(params, x), eager, atol=1e-5
+  )
   loss = lambda p: jnp.sum(apply(p, x[0]) ** 2)
   grads = jax.jit(jax.grad(loss))(params)
   kernel_grad = grads["conv"]["kernel"][...]
@@ -102,10 +132,16 @@ def test_errors():
     CoordConv2D(1, 2, 3, rngs=nnx.Rngs(0))(jnp.ones((4, 4, 1)))
 
 
-@pytest.mark.parametrize("conv_kwargs", [
-    dict(padding="SAME"), dict(padding="VALID", strides=(2, 1)),
+@pytest.mark.parametrize(
+  "conv_kwargs",
+  [
+    dict(padding="SAME"),
+    dict(padding="VALID", strides=(2, 1)),
     dict(padding=((1, 2), (0, 1)), input_dilation=(2, 1), kernel_dilation=(1, 2)),
-    dict(padding="CIRCULAR"), dict(padding="REFLECT", use_bias=False)])
+    dict(padding="CIRCULAR"),
+    dict(padding="REFLECT", use_bias=False),
+  ],
+)
 def test_coordinate_share_computed_once_equals_the_concatenation(conv_kwargs):
   layer = CoordConv2D(3, 5, (3, 3), with_r=True, rngs=nnx.Rngs(0), **conv_kwargs)
   plain = nnx.Conv(6, 5, (3, 3), rngs=nnx.Rngs(0), **conv_kwargs)
@@ -113,8 +149,11 @@ def test_coordinate_share_computed_once_equals_the_concatenation(conv_kwargs):
   x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 7, 6, 3)), jnp.float32)
   assert layer.split == (conv_kwargs["padding"] not in ("CIRCULAR", "REFLECT"))
   chex.assert_trees_all_close(layer(x), plain(add_coords(x, with_r=True)), atol=1e-5)
-  grads = [jax.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, v)
-           for m, v in ((layer, x), (plain, add_coords(x, with_r=True)))]
-  chex.assert_trees_all_close(nnx.state(grads[0][0].conv, nnx.Param),
-                              nnx.state(grads[1][0], nnx.Param), atol=1e-4, rtol=1e-5)
+  grads = [
+    jax.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, v)
+    for m, v in ((layer, x), (plain, add_coords(x, with_r=True)))
+  ]
+  chex.assert_trees_all_close(
+    nnx.state(grads[0][0].conv, nnx.Param), nnx.state(grads[1][0], nnx.Param), atol=1e-4, rtol=1e-5
+  )
   chex.assert_trees_all_close(grads[0][1], grads[1][1][..., :3], atol=1e-5)

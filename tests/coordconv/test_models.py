@@ -7,8 +7,16 @@ import pytest
 from flax import nnx
 
 from jaxnn import JaxnnError
-from jaxnn.coordconv import (PIXEL_SIGMOID, PIXEL_SOFTMAX, ConvRegressor, CoordConvClassifier,
-                             CoordConvRegressor, CoordConvRenderer, DeconvClassifier, TaskConfig)
+from jaxnn.coordconv import (
+  PIXEL_SIGMOID,
+  PIXEL_SOFTMAX,
+  ConvRegressor,
+  CoordConvClassifier,
+  CoordConvRegressor,
+  CoordConvRenderer,
+  DeconvClassifier,
+  TaskConfig,
+)
 from jaxnn.models import count_params
 
 
@@ -16,7 +24,9 @@ def _params(m):
   return count_params(nnx.state(m, nnx.Param))
 
 
-@pytest.mark.parametrize("make, expected", [
+@pytest.mark.parametrize(
+  "make, expected",
+  [
     (lambda r: CoordConvClassifier(rngs=r), 7_553),
     (lambda r: CoordConvClassifier(widths=(8, 8), rngs=r), 4 * 8 + 8 + 8 * 8 + 8 + 8 + 1),
     (lambda r: DeconvClassifier(mul=1, kernel_size=2, rngs=r), 46_465),
@@ -24,7 +34,8 @@ def _params(m):
     (lambda r: CoordConvRegressor(rngs=r), 906),
     (lambda r: ConvRegressor(rngs=r), 72_850),
     (lambda r: CoordConvRenderer(kernel_size=3, mul=1, rngs=r), 11_850),
-])
+  ],
+)
 def test_parameter_counts_match_the_paper(make, expected):
   assert _params(nnx.eval_shape(lambda: make(nnx.Rngs(0)))) == expected
 

@@ -11,12 +11,14 @@ import jax
 process_id, num_processes, port, workdir, out = sys.argv[1:]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.config.update("jax_num_cpu_devices", 2)
-jax.distributed.initialize(coordinator_address=f"localhost:{port}",
-                           num_processes=int(num_processes), process_id=int(process_id))
+jax.distributed.initialize(
+  coordinator_address=f"localhost:{port}",
+  num_processes=int(num_processes),
+  process_id=int(process_id),
+)
 
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
-
 from multiprocess_run import train  # noqa: E402
 
 state = train(workdir)

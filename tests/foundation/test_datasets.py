@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 
 from jaxnn import JaxnnError
-from jaxnn.data import (EpochBatcher, Split, eval_batches, load_dataset, permute_pixels,
-                        registered_datasets, shuffle_labels)
-from jaxnn.data import _sources
 from jaxnn._errors import DatasetUnavailableError
+from jaxnn.data import (
+  EpochBatcher,
+  Split,
+  _sources,
+  eval_batches,
+  load_dataset,
+  permute_pixels,
+  registered_datasets,
+  shuffle_labels,
+)
 
 
 def test_offline_sizes_and_ranges():
@@ -52,8 +59,10 @@ def test_permute_pixels_is_one_fixed_permutation():
   perm = np.random.default_rng(0).permutation(12)
   np.testing.assert_array_equal(p.reshape(5, 12, 2), x.reshape(5, 12, 2)[:, perm])
   ds, shuffled = load_dataset("digits"), load_dataset("digits", shuffled_pixels=True)
-  np.testing.assert_array_equal(np.sort(ds.test.x.reshape(len(ds.test), -1), 1),
-                                np.sort(shuffled.test.x.reshape(len(ds.test), -1), 1))
+  np.testing.assert_array_equal(
+    np.sort(ds.test.x.reshape(len(ds.test), -1), 1),
+    np.sort(shuffled.test.x.reshape(len(ds.test), -1), 1),
+  )
   np.testing.assert_array_equal(ds.train.y, shuffled.train.y)
 
 
@@ -112,8 +121,10 @@ def test_idx_reader_and_fashion_mnist_layout(tmp_path, monkeypatch):
     _sources._read_idx(tmp_path / "bad.gz")
 
 
-@pytest.mark.skipif(_sources._find_fashion_mnist_dir() is None,
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+  _sources._find_fashion_mnist_dir() is None,
+  reason="Debian's dataset-fashion-mnist is not installed",
+)
 def test_fashion_mnist_offline_real_files():
   ds = load_dataset("fashion_mnist", validation_size=0)
   assert (len(ds.train), len(ds.test)) == (60000, 10000)
@@ -124,6 +135,7 @@ def test_unknown_and_online_datasets_fail_clearly(monkeypatch):
   with pytest.raises(JaxnnError, match="unknown dataset 'nope'.*offline: .*mnist5k"):
     load_dataset("nope")
   import builtins
+
   real_import = builtins.__import__
 
   def no_tensorflow(name, *args, **kwargs):

@@ -15,10 +15,9 @@ import sys
 import chex
 import jax
 import numpy as np
+from multiprocess_run import STEPS, train
 
 from jaxnn.train import Checkpointer
-
-from multiprocess_run import STEPS, train
 
 HERE = pathlib.Path(__file__).parent
 
@@ -33,18 +32,36 @@ def test_two_processes_match_one_process(tmp_path):
   workdir, out, port = tmp_path / "run", tmp_path / "params.npz", str(_free_port())
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(HERE)}
   env.pop("XLA_FLAGS", None)
-  procs = [subprocess.Popen([sys.executable, str(HERE / "multiprocess_worker.py"), str(i), "2",
-                             port, str(workdir), str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        str(HERE / "multiprocess_worker.py"),
+        str(i),
+        "2",
+        port,
+        str(workdir),
+        str(out),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   for p in procs:
     log, _ = p.communicate(timeout=400)
     assert p.returncode == 0, log[-3000:]
 
   multi = np.load(out)
   single = jax.device_get(train(None).params)
-  chex.assert_trees_all_close([multi[k] for k in multi.files], jax.tree.leaves(single),
-                              atol=1e-6, rtol=1e-5)
-  steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  chex.assert_trees_all_close(
+    [multi[k] for k in multi.files], jax.tree.leaves(single), atol=1e-6, rtol=1e-5
+  )
+  steps = [
+    json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
   assert steps == [10, 20, 30]
   ckpt = Checkpointer(workdir, {"test": "multiprocess"})
   assert ckpt.latest_step() == STEPS

@@ -14,14 +14,17 @@ def fc_count(sizes):
   return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-@pytest.mark.parametrize("name, shape, widths, expected", [
+@pytest.mark.parametrize(
+  "name, shape, widths, expected",
+  [
     ("fc", (28, 28, 1), (200, 200), 199_210),
     ("fc", (28, 28, 1), (100, 50), 84_060),
     ("fc", (32, 32, 3), (200, 200), 656_810),
     ("lenet", (28, 28, 1), None, 44_426),
     ("lenet", (32, 32, 3), None, 62_006),
     ("lca_lenet", (28, 28, 1), None, 808_970),
-])
+  ],
+)
 def test_paper_parameter_counts(name, shape, widths, expected):
   kwargs = {"widths": widths} if widths else {}
   model = create_model(name, shape, 10, **kwargs)
@@ -32,8 +35,11 @@ def test_paper_parameter_counts(name, shape, widths, expected):
 
 def test_fc_family_range():
   # Li et al.'s FC family: widths {50..400} x depths {1..5}: 39,760 .. 959,610.
-  counts = [count_params(nnx.state(create_model("fc", (28, 28, 1), 10, widths=(w,) * depth),
-                                   nnx.Param)) for w in (50, 400) for depth in (1, 5)]
+  counts = [
+    count_params(nnx.state(create_model("fc", (28, 28, 1), 10, widths=(w,) * depth), nnx.Param))
+    for w in (50, 400)
+    for depth in (1, 5)
+  ]
   assert min(counts) == 39_760 and max(counts) == 959_610
 
 
@@ -43,7 +49,7 @@ def test_resnet20_count_matches_architecture_formula():
   total = conv(3, 3, 16) + bn(16)
   c_in = 16
   for c in (16, 32, 64):
-    for b in range(3):
+    for _ in range(3):
       total += conv(3, c_in, c) + bn(c) + conv(3, c, c) + bn(c)
       if c_in != c:
         total += conv(1, c_in, c) + bn(c)
@@ -53,14 +59,19 @@ def test_resnet20_count_matches_architecture_formula():
   assert count_params(nnx.state(model, nnx.Param)) == total == 272_474
 
 
-@pytest.mark.parametrize("name, shape", [("fc", (8, 8, 1)), ("lenet", (16, 16, 1)),
-                                         ("lca_lenet", (16, 16, 1)), ("resnet20", (8, 8, 3))])
+@pytest.mark.parametrize(
+  "name, shape",
+  [("fc", (8, 8, 1)), ("lenet", (16, 16, 1)), ("lca_lenet", (16, 16, 1)), ("resnet20", (8, 8, 3))],
+)
 def test_compiled_initialization_equals_eager_create_model(name, shape):
   compiled = init_model(name, shape, 10, seed=3, widths=(12,))
   eager = create_model(name, shape, 10, seed=3, widths=(12,))
   assert nnx.graphdef(compiled) == nnx.graphdef(eager)
-  jax.tree.map(np.testing.assert_array_equal, nnx.state(compiled).to_pure_dict(),
-               nnx.state(eager).to_pure_dict())
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    nnx.state(compiled).to_pure_dict(),
+    nnx.state(eager).to_pure_dict(),
+  )
 
 
 def test_forward_shapes_and_modes():

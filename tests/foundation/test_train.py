@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -16,11 +15,21 @@ import optax
 import pytest
 
 from jaxnn._errors import CheckpointError, JaxnnError, NonFiniteLossError
-from jaxnn.data import EpochBatcher, Split, load_dataset
+from jaxnn.data import EpochBatcher, load_dataset
 from jaxnn.models import create_model
-from jaxnn.train import (TrainConfig, data_parallel, from_function, from_nnx, init_train_state,
-                         make_evaluator, make_loss_fn, make_optimizer, make_train_step, run_loop,
-                         train_and_evaluate)
+from jaxnn.train import (
+  TrainConfig,
+  data_parallel,
+  from_function,
+  from_nnx,
+  init_train_state,
+  make_evaluator,
+  make_loss_fn,
+  make_optimizer,
+  make_train_step,
+  run_loop,
+  train_and_evaluate,
+)
 
 FAST = dict(dataset="digits", widths=(32,), epochs=2, batch_size=64, log_every=5, progress=False)
 
@@ -44,9 +53,11 @@ def test_loss_is_data_loss_plus_l2_on_kernels():
 def test_optimizers_by_name_match_optax():
   params = {"w": jnp.array([1.0, -2.0, 3.0])}
   grads = {"w": jnp.array([0.5, 0.1, -0.3])}
-  for ours, ref in [(make_optimizer("adam", 1e-3), optax.adam(1e-3, b1=0.9, b2=0.99)),
-                    (make_optimizer("momentum", 0.01), optax.sgd(0.01, momentum=0.9)),
-                    (make_optimizer("sgd", 0.1), optax.sgd(0.1))]:
+  for ours, ref in [
+    (make_optimizer("adam", 1e-3), optax.adam(1e-3, b1=0.9, b2=0.99)),
+    (make_optimizer("momentum", 0.01), optax.sgd(0.01, momentum=0.9)),
+    (make_optimizer("sgd", 0.1), optax.sgd(0.1)),
+  ]:
     s1, s2 = ours.init(params), ref.init(params)
     for _ in range(3):
       u1, s1 = ours.update(grads, s1, params)
@@ -60,12 +71,19 @@ def test_optimizers_by_name_match_optax():
 def test_plain_function_model_trains():
   def fn(params, x):
     return x.reshape(len(x), -1) @ params["w"] + params["b"][None, :]
+
   model = from_function(fn, {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)})
   ds = load_dataset("digits")
   opt = make_optimizer("adam", 1e-2)
   dp = data_parallel(64, 2)
-  state = run_loop(make_train_step(model, opt), init_train_state(model, opt), EpochBatcher(ds.train, 64, 0),
-                   100, dp=dp, progress=False)
+  state = run_loop(
+    make_train_step(model, opt),
+    init_train_state(model, opt),
+    EpochBatcher(ds.train, 64, 0),
+    100,
+    dp=dp,
+    progress=False,
+  )
   acc = make_evaluator(model, dp)(state.params, state.model_state, ds.test)["accuracy"]
   assert acc > 0.85  # a linear classifier on 8x8 digits
   np.testing.assert_array_equal(model.params["w"], 0.0)  # the caller's arrays survive donation
@@ -89,8 +107,11 @@ def test_eight_devices_blocking_each_step():
   results = []
   for n in (1, 8):
     dp = data_parallel(64, n)
-    jitted = jax.jit(step, in_shardings=(dp.replicated, dp.batch, dp.batch),
-                     out_shardings=(dp.replicated, dp.replicated))
+    jitted = jax.jit(
+      step,
+      in_shardings=(dp.replicated, dp.batch, dp.batch),
+      out_shardings=(dp.replicated, dp.replicated),
+    )
     state = dp.replicate(init_train_state(model, opt))
     for s in range(6):
       state, metrics = jitted(state, *dp.shard_batch(*batcher.at_step(s)))
@@ -109,7 +130,9 @@ def test_batch_not_divisible_by_devices_uses_fewer_or_errors():
 
 def test_resume_equals_uninterrupted_bitwise(tmp_path):
   full = train_and_evaluate(TrainConfig(**FAST, num_devices=2), tmp_path / "full")
-  half = train_and_evaluate(TrainConfig(**{**FAST, "epochs": 1}, num_devices=2), tmp_path / "resumed")
+  half = train_and_evaluate(
+    TrainConfig(**{**FAST, "epochs": 1}, num_devices=2), tmp_path / "resumed"
+  )
   resumed = train_and_evaluate(TrainConfig(**FAST, num_devices=2), tmp_path / "resumed")
   assert half["steps"] < resumed["steps"] == full["steps"]
   chex.assert_trees_all_equal(_params(full), _params(resumed))
@@ -124,8 +147,9 @@ KILLED_RUN = """
 import jax, sys
 jax.config.update("jax_num_cpu_devices", 2)
 from jaxnn.train import TrainConfig, train_and_evaluate
-train_and_evaluate(TrainConfig(dataset="digits", widths=(32,), epochs=int(sys.argv[2]), batch_size=64,
-                               log_every=1, checkpoint_every=2, num_devices=2, progress=False), sys.argv[1])
+train_and_evaluate(TrainConfig(dataset="digits", widths=(32,), epochs=int(sys.argv[2]),
+                               batch_size=64, log_every=1, checkpoint_every=2, num_devices=2,
+                               progress=False), sys.argv[1])
 """
 
 
@@ -147,11 +171,13 @@ def test_killed_run_resumes_to_same_parameters(tmp_path):
   subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "10"], env=env, check=True)
   subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "10"], env=env, check=True)
   from jaxnn.train import Checkpointer
+
   restored = []
   for name in ("killed", "clean"):
     ck = Checkpointer(tmp_path / name, json.loads((tmp_path / name / "config.json").read_text()))
-    template = init_train_state(from_nnx(create_model("fc", (8, 8, 1), 10, widths=(32,))),
-                                make_optimizer("adam", 1e-3))
+    template = init_train_state(
+      from_nnx(create_model("fc", (8, 8, 1), 10, widths=(32,))), make_optimizer("adam", 1e-3)
+    )
     restored.append(ck.restore(template))
     ck.close()
   assert restored[0][0] == restored[1][0] == 10 * 20
@@ -177,6 +203,7 @@ def test_incompatible_and_corrupt_checkpoints_fail_without_touching_files(tmp_pa
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   def fn(params, x):
     return x.reshape(len(x), -1) @ params["w"]
+
   model = from_function(fn, {"w": jnp.zeros((64, 10))})
   opt = make_optimizer("sgd", 1.0)
   step = make_train_step(model, opt)
@@ -188,8 +215,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
   ds = load_dataset("digits")
   with pytest.raises(NonFiniteLossError, match="step 6.*last good checkpoint \\(step 4\\)"):
-    run_loop(exploding, init_train_state(model, opt), EpochBatcher(ds.train, 64, 0), 20,
-             dp=data_parallel(64, 2), workdir=tmp_path, log_every=1, checkpoint_every=2, progress=False)
+    run_loop(
+      exploding,
+      init_train_state(model, opt),
+      EpochBatcher(ds.train, 64, 0),
+      20,
+      dp=data_parallel(64, 2),
+      workdir=tmp_path,
+      log_every=1,
+      checkpoint_every=2,
+      progress=False,
+    )
   steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert steps[-1] == 4
 

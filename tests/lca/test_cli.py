@@ -10,17 +10,47 @@ from jaxnn import cli
 
 def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
   out = tmp_path / "run"
-  args = lambda epochs: ["lca", "--dataset", "digits", "--widths", "12", "--batch-size", "200",
-                         "--epochs", str(epochs), "--devices", "2", "--chunk-size", "500",
-                         "--checkpoint-every", "4", "--compile-cache", "none", "--out", str(out),
-                         "--no-progress"]
+  args = lambda epochs: [
+    "lca",
+    "--dataset",
+    "digits",
+    "--widths",
+    "12",
+    "--batch-size",
+    "200",
+    "--epochs",
+    str(epochs),
+    "--devices",
+    "2",
+    "--chunk-size",
+    "500",
+    "--checkpoint-every",
+    "4",
+    "--compile-cache",
+    "none",
+    "--out",
+    str(out),
+    "--no-progress",
+  ]
   assert cli.main(args(2)) == 0
   summary = json.loads((out / "summary.json").read_text())
-  for key in ("fraction_helped_mean", "layer_totals", "max_abs_iteration_error", "relative_error",
-              "loss_change", "lca_sum"):
+  for key in (
+    "fraction_helped_mean",
+    "layer_totals",
+    "max_abs_iteration_error",
+    "relative_error",
+    "loss_change",
+    "lca_sum",
+  ):
     assert key in summary
-  for view in ("loss_vs_lca", "layer_totals", "helped_histograms", "cumulative_layers",
-               "neuron_heatmap", "trajectories"):
+  for view in (
+    "loss_vs_lca",
+    "layer_totals",
+    "helped_histograms",
+    "cumulative_layers",
+    "neuron_heatmap",
+    "trajectories",
+  ):
     assert (out / f"train_{view}.png").stat().st_size > 1000
     assert (out / f"validation_{view}.png").exists()
   steps = summary["steps"]
@@ -43,9 +73,13 @@ def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
 
 
 def test_lca_command_bad_input_is_one_line(tmp_path, capsys):
-  code = cli.main(["lca", "--dataset", "digits", "--max-splits", "12", "--out", str(tmp_path / "x")])
+  code = cli.main(
+    ["lca", "--dataset", "digits", "--max-splits", "12", "--out", str(tmp_path / "x")]
+  )
   err = capsys.readouterr().err
   assert code == 2 and "power of two" in err and "Traceback" not in err
-  code = cli.main(["lca", "--dataset", "digits", "--lca-subset", "100000", "--out", str(tmp_path / "y")])
+  code = cli.main(
+    ["lca", "--dataset", "digits", "--lca-subset", "100000", "--out", str(tmp_path / "y")]
+  )
   err = capsys.readouterr().err
   assert code == 2 and "subset" in err

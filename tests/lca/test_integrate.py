@@ -18,10 +18,13 @@ def _quadratic():
     v = jnp.concatenate([theta["w"].ravel(), theta["b"]])
     return 0.5 * v @ a @ v + b @ v
 
-  theta0 = {"w": jnp.asarray(rng.normal(size=(2, 2)), jnp.float32),
-            "b": jnp.asarray(rng.normal(size=3), jnp.float32)}
-  theta1 = jax.tree.map(lambda t: t + 0.3 * jnp.asarray(rng.normal(size=t.shape), jnp.float32),
-                        theta0)
+  theta0 = {
+    "w": jnp.asarray(rng.normal(size=(2, 2)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=3), jnp.float32),
+  }
+  theta1 = jax.tree.map(
+    lambda t: t + 0.3 * jnp.asarray(rng.normal(size=t.shape), jnp.float32), theta0
+  )
   return loss, theta0, theta1
 
 
@@ -41,14 +44,18 @@ def test_quadratic_simpson_is_exact_per_entry_and_in_sum():
   loss, theta0, theta1 = _quadratic()
   vg = jax.value_and_grad(loss)
   start, end = _point(loss, theta0), _point(loss, theta1)
-  for alloc in (simpson(vg, theta0, theta1, start, end, 2),
-                adaptive_simpson(vg, theta0, theta1, start, end)):
+  for alloc in (
+    simpson(vg, theta0, theta1, start, end, 2),
+    adaptive_simpson(vg, theta0, theta1, start, end),
+  ):
     mid = jax.tree.map(lambda a, b: (a + b) / 2, theta0, theta1)
     expected = jax.tree.map(lambda g, a, b: g * (b - a), jax.grad(loss)(mid), theta0, theta1)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), alloc.lca,
-                 expected)
-    np.testing.assert_allclose(float(tree_sum(alloc.lca)), float(end.loss - start.loss), rtol=1e-5,
-                               atol=1e-6)
+    jax.tree.map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), alloc.lca, expected
+    )
+    np.testing.assert_allclose(
+      float(tree_sum(alloc.lca)), float(end.loss - start.loss), rtol=1e-5, atol=1e-6
+    )
     assert abs(float(alloc.error)) < 1e-5
   assert int(adaptive_simpson(vg, theta0, theta1, start, end).splits) == 2
 
@@ -57,12 +64,13 @@ def test_separable_quartic_is_exact_per_parameter():
   rng = np.random.default_rng(1)
   c = jnp.asarray(rng.uniform(0.5, 2, size=6), jnp.float32)
   d = jnp.asarray(rng.normal(size=6), jnp.float32)
-  per_param = lambda t: c * t ** 4 + d * t ** 3 - t
+  per_param = lambda t: c * t**4 + d * t**3 - t
   loss = lambda theta: jnp.sum(per_param(theta))
   theta0 = jnp.asarray(rng.normal(size=6), jnp.float32)
   theta1 = theta0 + jnp.asarray(rng.normal(size=6) * 0.5, jnp.float32)
-  alloc = adaptive_simpson(jax.value_and_grad(loss), theta0, theta1, _point(loss, theta0),
-                           _point(loss, theta1))
+  alloc = adaptive_simpson(
+    jax.value_and_grad(loss), theta0, theta1, _point(loss, theta0), _point(loss, theta1)
+  )
   np.testing.assert_allclose(alloc.lca, per_param(theta1) - per_param(theta0), rtol=1e-5, atol=1e-5)
 
 
@@ -96,12 +104,14 @@ def test_adaptive_refinement_triggers_and_reuses_gradients(omega, min_splits):
   theta0, theta1 = jnp.zeros(3), jnp.array([1.0, 0.8, -0.6])
   start, end = _point(loss, theta0), _point(loss, theta1)
   vg, calls = _counting(loss)
-  alloc = jax.jit(lambda a, b, s, e: adaptive_simpson(vg, a, b, s, e, 1e-3, 32))(theta0, theta1,
-                                                                                start, end)
+  alloc = jax.jit(lambda a, b, s, e: adaptive_simpson(vg, a, b, s, e, 1e-3, 32))(
+    theta0, theta1, start, end
+  )
   jax.effects_barrier()
   # The first count of splits whose fixed-rule error is within the threshold.
-  fixed = {n: simpson(jax.value_and_grad(loss), theta0, theta1, start, end, n)
-           for n in (2, 4, 8, 16, 32)}
+  fixed = {
+    n: simpson(jax.value_and_grad(loss), theta0, theta1, start, end, n) for n in (2, 4, 8, 16, 32)
+  }
   expected = next(n for n, a in fixed.items() if abs(float(a.error)) <= 1e-3)
   splits = int(alloc.splits)
   assert splits == expected >= min_splits
@@ -113,14 +123,21 @@ def test_adaptive_refinement_triggers_and_reuses_gradients(omega, min_splits):
 def test_adaptive_refinement_stops_at_the_cap():
   loss = lambda theta: jnp.sum(jnp.sin(40.0 * theta)) / 40.0
   theta0, theta1 = jnp.zeros(2), jnp.array([1.0, 0.7])
-  alloc = adaptive_simpson(jax.value_and_grad(loss), theta0, theta1, _point(loss, theta0),
-                           _point(loss, theta1), 1e-6, max_splits=4)
+  alloc = adaptive_simpson(
+    jax.value_and_grad(loss),
+    theta0,
+    theta1,
+    _point(loss, theta0),
+    _point(loss, theta1),
+    1e-6,
+    max_splits=4,
+  )
   assert int(alloc.splits) == 4
   assert abs(float(alloc.error)) > 1e-6
 
 
 def test_adaptive_rejects_bad_cap():
-  loss = lambda theta: jnp.sum(theta ** 2)
+  loss = lambda theta: jnp.sum(theta**2)
   p = _point(loss, jnp.zeros(2))
   with pytest.raises(ValueError, match="power of two"):
     adaptive_simpson(jax.value_and_grad(loss), jnp.zeros(2), jnp.ones(2), p, p, max_splits=12)

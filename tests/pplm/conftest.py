@@ -26,12 +26,16 @@ def english_text() -> list[str]:
 
 def train_tiny_tokenizer(vocab_size: int):
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
   tokenizer = Tokenizer(models.BPE())
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tokenizer.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                show_progress=False)
+  trainer = trainers.BpeTrainer(
+    vocab_size=vocab_size,
+    special_tokens=["<|endoftext|>"],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+  )
   tokenizer.train_from_iterator(english_text(), trainer)
   return tokenizer
 
@@ -40,14 +44,22 @@ def train_tiny_tokenizer(vocab_size: int):
 def tiny_gpt2_dir(tmp_path_factory):
   import torch
   import transformers
+
   folder = tmp_path_factory.mktemp("tiny_gpt2")
   tokenizer = train_tiny_tokenizer(TINY_VOCAB)
   tokenizer.save(str(folder / "tokenizer.json"))
   tokenizer.model.save(str(folder))
   torch.manual_seed(0)
-  config = transformers.GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=64,
-                                   n_embd=32, n_layer=2, n_head=4, initializer_range=0.2,
-                                   bos_token_id=0, eos_token_id=0)
+  config = transformers.GPT2Config(
+    vocab_size=tokenizer.get_vocab_size(),
+    n_positions=64,
+    n_embd=32,
+    n_layer=2,
+    n_head=4,
+    initializer_range=0.2,
+    bos_token_id=0,
+    eos_token_id=0,
+  )
   model = transformers.GPT2LMHeadModel(config)
   # GPT-2 initializes layer-norm and biases to constants; random ones test their wiring too.
   with torch.no_grad():
@@ -61,10 +73,12 @@ def tiny_gpt2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gpt2(tiny_gpt2_dir):
   from jaxnn.pplm import load_gpt2
+
   return load_gpt2(tiny_gpt2_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_gpt2_dir):
   from jaxnn.pplm import load_tokenizer
+
   return load_tokenizer(tiny_gpt2_dir)

@@ -23,8 +23,13 @@ SMALL_CONST = 1e-15
 def _forward(model, past, input_ids=None, inputs_embeds=None):
   """One GPT-2 call; `past` is a list of (k, v) per layer or None."""
   cache = DynamicCache(ddp_cache_data=[(k, v) for k, v in past]) if past else None
-  out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=cache,
-              use_cache=True, output_hidden_states=True)
+  out = model(
+    input_ids=input_ids,
+    inputs_embeds=inputs_embeds,
+    past_key_values=cache,
+    use_cache=True,
+    output_hidden_states=True,
+  )
   new_past = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
   return out.logits, new_past, out.hidden_states[-1]
 
@@ -44,9 +49,26 @@ def _window_mask(past, window_length, decay, recent):
   return per_position[:, None].expand(k0.shape).clone()
 
 
-def perturb_past(model, past, last, unpert_past, unpert_logits, accumulated_hidden, grad_norms,
-                 stepsize, bow_ids, classifier, class_label, num_iterations, horizon_length,
-                 window_length, decay, gamma, kl_scale, recent_window=False):
+def perturb_past(
+  model,
+  past,
+  last,
+  unpert_past,
+  unpert_logits,
+  accumulated_hidden,
+  grad_norms,
+  stepsize,
+  bow_ids,
+  classifier,
+  class_label,
+  num_iterations,
+  horizon_length,
+  window_length,
+  decay,
+  gamma,
+  kl_scale,
+  recent_window=False,
+):
   """Accumulates a perturbation of the past key/values (one generated token)."""
   accumulator = [(torch.zeros_like(k), torch.zeros_like(v)) for k, v in past]
   mask = _window_mask(past, window_length, decay, recent_window)
@@ -54,8 +76,9 @@ def perturb_past(model, past, last, unpert_past, unpert_logits, accumulated_hidd
   wte = model.get_input_embeddings().weight.detach()
   bow_only = bool(bow_ids) and classifier is None
   for _ in range(num_iterations):
-    delta = [(dk.clone().requires_grad_(True), dv.clone().requires_grad_(True))
-             for dk, dv in accumulator]
+    delta = [
+      (dk.clone().requires_grad_(True), dv.clone().requires_grad_(True)) for dk, dv in accumulator
+    ]
     perturbed = [(k + dk, v + dv) for (k, v), (dk, dv) in zip(past, delta)]
     logits, _, hidden = _forward(model, perturbed, input_ids=last)
     new_accumulated_hidden = accumulated_hidden + hidden.sum(dim=1).detach()
@@ -80,14 +103,15 @@ def perturb_past(model, past, last, unpert_past, unpert_logits, accumulated_hidd
       loss = loss + kl_scale * (corrected * (corrected / unpert_probs).log()).sum()
     grads = torch.autograd.grad(loss, [t for pair in delta for t in pair])
     grads = [(grads[2 * i] * mask, grads[2 * i + 1] * mask) for i in range(len(delta))]
-    norms = [torch.sqrt((gk ** 2).sum() + (gv ** 2).sum()) for gk, gv in grads]
+    norms = [torch.sqrt((gk**2).sum() + (gv**2).sum()) for gk, gv in grads]
     if grad_norms is not None and bow_only:
       grad_norms = [torch.maximum(old, new) for old, new in zip(grad_norms, norms)]
     else:
       grad_norms = [n + SMALL_CONST for n in norms]
-    accumulator = [(dk - stepsize * gk / grad_norms[i] ** gamma,
-                    dv - stepsize * gv / grad_norms[i] ** gamma)
-                   for i, ((dk, dv), (gk, gv)) in enumerate(zip(accumulator, grads))]
+    accumulator = [
+      (dk - stepsize * gk / grad_norms[i] ** gamma, dv - stepsize * gv / grad_norms[i] ** gamma)
+      for i, ((dk, dv), (gk, gv)) in enumerate(zip(accumulator, grads))
+    ]
   pert_past = [(k + dk, v + dv) for (k, v), (dk, dv) in zip(past, accumulator)]
   return pert_past, grad_norms
 
@@ -111,11 +135,30 @@ def _no_grad_forward(model, *args, **kwargs):
   return _forward(model, *args, **kwargs)
 
 
-def generate(model, context, *, length, bow_ids=(), classifier=None, class_label=None,
-             perturb=True, stepsize=0.02, temperature=1.0, top_k=10, sample=False,
-             num_iterations=3, grad_length=10000, window_length=0, horizon_length=1,
-             decay=False, gamma=1.5, gm_scale=0.9, kl_scale=0.01, recent_window=False,
-             generator=None):
+def generate(
+  model,
+  context,
+  *,
+  length,
+  bow_ids=(),
+  classifier=None,
+  class_label=None,
+  perturb=True,
+  stepsize=0.02,
+  temperature=1.0,
+  top_k=10,
+  sample=False,
+  num_iterations=3,
+  grad_length=10000,
+  window_length=0,
+  horizon_length=1,
+  decay=False,
+  gamma=1.5,
+  gm_scale=0.9,
+  kl_scale=0.01,
+  recent_window=False,
+  generator=None,
+):
   """Generates `length` tokens after `context` (a list of token ids), batch 1.
 
   Args:
@@ -137,9 +180,25 @@ def generate(model, context, *, length, bow_ids=(), classifier=None, class_label
     if perturb and num_iterations > 0 and past is not None:
       accumulated_hidden = unpert_hidden[:, :-1, :].sum(dim=1)
       pert_past, grad_norms = perturb_past(
-          model, past, last, unpert_past, unpert_logits, accumulated_hidden, grad_norms,
-          current_stepsize, list(bow_ids), classifier, class_label, num_iterations,
-          horizon_length, window_length, decay, gamma, kl_scale, recent_window)
+        model,
+        past,
+        last,
+        unpert_past,
+        unpert_logits,
+        accumulated_hidden,
+        grad_norms,
+        current_stepsize,
+        list(bow_ids),
+        classifier,
+        class_label,
+        num_iterations,
+        horizon_length,
+        window_length,
+        decay,
+        gamma,
+        kl_scale,
+        recent_window,
+      )
     else:
       pert_past = past
     pert_logits, past, _ = _no_grad_forward(model, pert_past, input_ids=last)
@@ -148,7 +207,7 @@ def generate(model, context, *, length, bow_ids=(), classifier=None, class_label
     if perturb:
       pert_probs = torch.softmax(pert_logits, dim=-1)
       unpert_probs = torch.softmax(unpert_logits[:, -1, :], dim=-1)
-      probs = pert_probs ** gm_scale * unpert_probs ** (1 - gm_scale)
+      probs = pert_probs**gm_scale * unpert_probs ** (1 - gm_scale)
       probs = top_k_filter_probs(probs, top_k)
       probs = probs / probs.sum()
     else:
@@ -159,4 +218,4 @@ def generate(model, context, *, length, bow_ids=(), classifier=None, class_label
     else:
       last = torch.argmax(probs, dim=-1, keepdim=True)
     output = torch.cat((output, last), dim=1)
-  return output[0, len(context):].tolist(), all_probs
+  return output[0, len(context) :].tolist(), all_probs

@@ -9,14 +9,32 @@ import numpy as np
 import pytest
 
 from jaxnn import JaxnnError
-from jaxnn.pplm import (DiscriminatorHead, bag_of_words, cached_features, encode_mean_hidden,
-                        load_discriminator, read_labeled_texts, read_words, save_discriminator,
-                        train_discriminator, wordlist_names)
+from jaxnn.pplm import (
+  DiscriminatorHead,
+  bag_of_words,
+  cached_features,
+  encode_mean_hidden,
+  load_discriminator,
+  read_labeled_texts,
+  read_words,
+  save_discriminator,
+  train_discriminator,
+  wordlist_names,
+)
 
 # Sizes of the original's lists; ours are the project's own, of similar size.
-ORIGINAL_SIZES = {"computers": 176, "fantasy": 26, "kitchen": 222, "legal": 131, "military": 149,
-                  "politics": 47, "positive_words": 2005, "religion": 232, "science": 48,
-                  "space": 18}
+ORIGINAL_SIZES = {
+  "computers": 176,
+  "fantasy": 26,
+  "kitchen": 222,
+  "legal": 131,
+  "military": 149,
+  "politics": 47,
+  "positive_words": 2005,
+  "religion": 232,
+  "science": 48,
+  "space": 18,
+}
 
 
 def test_shipped_word_lists():
@@ -53,11 +71,14 @@ def test_bag_of_words_token_ids(tiny_tokenizer, tiny_gpt2):
         assert bags.single_NxV[n, ids[0]] == 1
       else:
         expected_multi.add((tuple(ids), n))
-  got = {(tuple(np.asarray(t)[:k].tolist()), int(b)) for t, k, b in
-         zip(bags.multi_tokens_MxW, bags.multi_lengths_M, bags.multi_bag_M)}
+  got = {
+    (tuple(np.asarray(t)[:k].tolist()), int(b))
+    for t, k, b in zip(bags.multi_tokens_MxW, bags.multi_lengths_M, bags.multi_bag_M)
+  }
   assert got == expected_multi and got, got
   assert int(bags.single_NxV.sum()) == sum(
-      len(tiny_tokenizer.encode(" " + w)) == 1 for w in words + ["function"])
+    len(tiny_tokenizer.encode(" " + w)) == 1 for w in words + ["function"]
+  )
   single_only = bag_of_words([words], tiny_tokenizer, config.vocab_size, multi_token=False)
   assert single_only.multi_tokens_MxW.shape[0] == 0
   with pytest.raises(JaxnnError, match="single token"):
@@ -67,9 +88,13 @@ def test_bag_of_words_token_ids(tiny_tokenizer, tiny_gpt2):
 def test_mean_hidden_matches_transformers(tiny_gpt2, tiny_gpt2_dir, tiny_tokenizer):
   import torch
   import transformers
+
   params, config = tiny_gpt2
-  texts = ["The function returns a list.", "Numbers", "A much longer sentence about the "
-           "interpreter, the modules and their attributes goes here."]
+  texts = [
+    "The function returns a list.",
+    "Numbers",
+    "A much longer sentence about the interpreter, the modules and their attributes goes here.",
+  ]
   ours = encode_mean_hidden(params, config, tiny_tokenizer, texts, max_tokens=20, batch_size=2)
   model = transformers.GPT2LMHeadModel.from_pretrained(tiny_gpt2_dir).eval()
   for text, row in zip(texts, ours):
@@ -90,14 +115,20 @@ def test_cached_features_and_training(tiny_gpt2, tiny_tokenizer, tmp_path):
   assert os.stat(cache_file).st_mtime_ns == mtime
   np.testing.assert_array_equal(features, again)
   assert labels == ["pos", "neg", "pos", "neg"] and features.shape == (4, config.n_embd)
-  np.testing.assert_allclose(features, encode_mean_hidden(
-      params, config, tiny_tokenizer, read_labeled_texts(data)[1]), atol=1e-6)
+  np.testing.assert_allclose(
+    features,
+    encode_mean_hidden(params, config, tiny_tokenizer, read_labeled_texts(data)[1]),
+    atol=1e-6,
+  )
 
 
 def test_train_discriminator_learns_separable_classes():
   defaults = inspect.signature(train_discriminator).parameters
-  assert (defaults["learning_rate"].default, defaults["batch_size"].default,
-          defaults["epochs"].default) == (1e-4, 64, 10)
+  assert (
+    defaults["learning_rate"].default,
+    defaults["batch_size"].default,
+    defaults["epochs"].default,
+  ) == (1e-4, 64, 10)
   rng = np.random.default_rng(0)
   y = rng.integers(0, 3, 600)
   centers = 2.0 * rng.normal(size=(3, 16))

@@ -8,8 +8,15 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.cli import main
-from jaxnn.pplm import (DiscriminatorHead, bag_word_rate, class_probabilities,
-                        discriminator_accuracy, dist_n, perplexity, rank_samples)
+from jaxnn.pplm import (
+  DiscriminatorHead,
+  bag_word_rate,
+  class_probabilities,
+  discriminator_accuracy,
+  dist_n,
+  perplexity,
+  rank_samples,
+)
 
 
 def test_dist_n_and_bag_word_rate():
@@ -31,8 +38,9 @@ def test_rank_samples_prefers_attribute_among_diverse():
 
 
 def test_class_probabilities_and_accuracy():
-  head = DiscriminatorHead(np.asarray([[1.0, -1.0], [0.0, 0.0]]), np.asarray([0.0, 0.0]),
-                           ("a", "b"))
+  head = DiscriminatorHead(
+    np.asarray([[1.0, -1.0], [0.0, 0.0]]), np.asarray([0.0, 0.0]), ("a", "b")
+  )
   x = np.asarray([[1.0, 5.0], [-2.0, 0.0]])
   p = class_probabilities(x, head)
   np.testing.assert_allclose(p[0], [1 / (1 + np.exp(-2)), 1 / (1 + np.exp(2))])
@@ -45,6 +53,7 @@ def test_class_probabilities_and_accuracy():
 def test_perplexity_matches_transformers(tiny_gpt2, tiny_gpt2_dir, tiny_tokenizer):
   import torch
   import transformers
+
   params, config = tiny_gpt2
   texts = ["The module defines a class.", "The list is sorted in place by the method."]
   prompts = ["The", "The list"]
@@ -52,10 +61,10 @@ def test_perplexity_matches_transformers(tiny_gpt2, tiny_gpt2_dir, tiny_tokenize
   model = transformers.GPT2LMHeadModel.from_pretrained(tiny_gpt2_dir).eval()
   for text, prompt, value in zip(texts, prompts, ours):
     prefix = [tiny_tokenizer.eos_token_id] + tiny_tokenizer.encode(prompt)
-    ids = prefix + tiny_tokenizer.encode(text[len(prompt):])
+    ids = prefix + tiny_tokenizer.encode(text[len(prompt) :])
     with torch.no_grad():
       logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
-    nll = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][len(prefix) - 1:].mean()
+    nll = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][len(prefix) - 1 :].mean()
     np.testing.assert_allclose(value, float(torch.exp(nll)), rtol=1e-4)
   with pytest.raises(JaxnnError, match="does not start"):
     perplexity(params, config, tiny_tokenizer, ["abc"], ["x"])
@@ -63,19 +72,62 @@ def test_perplexity_matches_transformers(tiny_gpt2, tiny_gpt2_dir, tiny_tokenize
 
 def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp_path, capsys):
   data = tmp_path / "data.tsv"
-  data.write_text("".join(f"{'calm' if i % 2 else 'loud'}\t{'the list' if i % 2 else 'TypeError'}"
-                          f" {i}\n" for i in range(40)))
+  data.write_text(
+    "".join(
+      f"{'calm' if i % 2 else 'loud'}\t{'the list' if i % 2 else 'TypeError'} {i}\n"
+      for i in range(40)
+    )
+  )
   head = tmp_path / "head.safetensors"
-  assert main(["pplm", "train-discriminator", "--model", str(tiny_gpt2_dir), "--dataset",
-               str(data), "--out", str(head), "--epochs", "2"]) == 0
+  assert (
+    main(
+      [
+        "pplm",
+        "train-discriminator",
+        "--model",
+        str(tiny_gpt2_dir),
+        "--dataset",
+        str(data),
+        "--out",
+        str(head),
+        "--epochs",
+        "2",
+      ]
+    )
+    == 0
+  )
   report = json.loads(head.with_suffix(".json").read_text())
   assert report["classes"] == ["calm", "loud"] and len(report["history"]) == 2
   words = tmp_path / "words.txt"
   words.write_text("the\nof\nlist\nmodule\n")
   out = tmp_path / "run"
-  assert main(["pplm", "generate", "--model", str(tiny_gpt2_dir), "--prompt", "The list",
-               "--bow", str(words), "--discriminator", str(head), "--class-label", "calm",
-               "--length", "6", "--num-samples", "2", "--sample", "--rank", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "pplm",
+        "generate",
+        "--model",
+        str(tiny_gpt2_dir),
+        "--prompt",
+        "The list",
+        "--bow",
+        str(words),
+        "--discriminator",
+        str(head),
+        "--class-label",
+        "calm",
+        "--length",
+        "6",
+        "--num-samples",
+        "2",
+        "--sample",
+        "--rank",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   summary = json.loads((out / "summary.json").read_text())
   assert summary["model"] == str(tiny_gpt2_dir) and summary["class_label"] == "calm"
   assert summary["tokens_per_second"] > 0 and summary["ranked_best"] in (0, 1)
@@ -83,8 +135,7 @@ def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp
     assert len(summary[name]) == 2
     for entry in summary[name]:
       assert entry["text"].startswith("The list")
-      for key in ("bag_word_rate", "class_probability", "perplexity", "dist_1", "dist_2",
-                  "dist_3"):
+      for key in ("bag_word_rate", "class_probability", "perplexity", "dist_1", "dist_2", "dist_3"):
         assert np.isfinite(entry[key]), key
   assert "== samples 1 ==" in (out / "samples.txt").read_text()
   assert (out / "baseline.txt").exists()

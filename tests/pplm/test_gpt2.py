@@ -10,14 +10,24 @@ import transformers
 from flax import nnx
 
 from jaxnn import JaxnnError
-from jaxnn.pplm import (GPT2, GPT2Config, gpt2_forward, generate, init_cache, init_params,
-                        load_gpt2, next_token)
-from jaxnn.pplm import _model_generate
+from jaxnn.pplm import (
+  GPT2,
+  GPT2Config,
+  _model_generate,
+  generate,
+  gpt2_forward,
+  init_cache,
+  init_params,
+  load_gpt2,
+  next_token,
+)
 
 # One compiled forward shared by the tests (eager op-by-op dispatch is slow on a busy CPU).
 forward = jax.jit(gpt2_forward, static_argnums=1)
-TEXTS = ["The lake is deep and the water is cold in the winter months.",
-         "Return the value of the named attribute of object, if it exists!"]
+TEXTS = [
+  "The lake is deep and the water is cold in the winter months.",
+  "Return the value of the named attribute of object, if it exists!",
+]
 
 
 def _torch_model(folder, dtype=torch.float32):
@@ -33,8 +43,9 @@ def test_logits_match_transformers_float32(tiny_gpt2_dir, tiny_gpt2, tiny_tokeni
   params, config = tiny_gpt2
   tokens = _tokens(tiny_tokenizer)
   with torch.no_grad():
-    out = _torch_model(tiny_gpt2_dir)(torch.tensor(tokens, dtype=torch.long),
-                                      output_hidden_states=True)
+    out = _torch_model(tiny_gpt2_dir)(
+      torch.tensor(tokens, dtype=torch.long), output_hidden_states=True
+    )
   logits, hidden, cache = forward(params, config, init_cache(config, 2, 16), tokens)
   np.testing.assert_allclose(logits, out.logits.numpy(), atol=2e-5, rtol=1e-5)
   np.testing.assert_allclose(hidden, out.hidden_states[-1].numpy(), atol=2e-5, rtol=1e-5)
@@ -85,7 +96,7 @@ def test_cache_token_by_token_equals_full_forward(tiny_gpt2, tiny_tokenizer):
   cache = init_cache(config, 2, 16)
   _, _, cache = forward(params, config, cache, tokens[:, :4])
   for t in range(4, tokens.shape[1]):
-    logits, hidden, cache = step(cache, tokens[:, t:t + 1])
+    logits, hidden, cache = step(cache, tokens[:, t : t + 1])
     np.testing.assert_allclose(logits[:, 0], full_logits[:, t], atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(hidden[:, 0], full_hidden[:, t], atol=2e-5, rtol=1e-5)
   assert int(cache.length) == tokens.shape[1]
@@ -136,8 +147,9 @@ def test_grad_wrt_params_and_vmap(tiny_gpt2, tiny_tokenizer):
 
   grads = jax.jit(jax.grad(loss))(params, tokens)
   assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
-  per_example = jax.jit(jax.vmap(lambda t: gpt2_forward(
-      params, config, init_cache(config, 1, 12), t[None])[0][0]))(tokens)
+  per_example = jax.jit(
+    jax.vmap(lambda t: gpt2_forward(params, config, init_cache(config, 1, 12), t[None])[0][0])
+  )(tokens)
   batched, _, _ = forward(params, config, init_cache(config, 2, 12), tokens)
   np.testing.assert_allclose(per_example, batched, atol=1e-5)
 
@@ -149,8 +161,12 @@ def test_nnx_module_wraps_the_same_params(tiny_gpt2, tiny_tokenizer):
   _, state = nnx.split(model)
   cache = init_cache(config, 2, 12)
   # Two separately compiled float32 programs: equal up to rounding (the params exactly).
-  chex.assert_trees_all_close(nnx.jit(lambda m: m(cache, tokens))(model),
-                              forward(state, config, cache, tokens), atol=1e-5, rtol=1e-5)
+  chex.assert_trees_all_close(
+    nnx.jit(lambda m: m(cache, tokens))(model),
+    forward(state, config, cache, tokens),
+    atol=1e-5,
+    rtol=1e-5,
+  )
   chex.assert_trees_all_equal(model.params(), params)
   fresh = GPT2(config, rngs=nnx.Rngs(0))
   chex.assert_trees_all_equal_shapes(fresh.params(), params)
@@ -176,8 +192,13 @@ def test_greedy_generation_matches_transformers(tiny_gpt2_dir, tiny_gpt2, tiny_t
   prompt = _tokens(tiny_tokenizer, n=5)
   with torch.no_grad():
     ref = _torch_model(tiny_gpt2_dir).generate(
-        torch.tensor(prompt, dtype=torch.long), attention_mask=torch.ones(prompt.shape, dtype=torch.long),
-        max_new_tokens=20, do_sample=False, pad_token_id=0, eos_token_id=None)
+      torch.tensor(prompt, dtype=torch.long),
+      attention_mask=torch.ones(prompt.shape, dtype=torch.long),
+      max_new_tokens=20,
+      do_sample=False,
+      pad_token_id=0,
+      eos_token_id=None,
+    )
   ours = generate(params, config, prompt, 20)
   np.testing.assert_array_equal(ours, ref[:, 5:].numpy())
 
@@ -207,7 +228,9 @@ def test_sampling_follows_top_k_softmax():
   draws = jax.vmap(lambda k: next_token(logits, k, greedy=False, temperature=1.0, top_k=2))(keys)
   freq = np.bincount(np.asarray(draws[:, 0]), minlength=4) / 4000
   np.testing.assert_allclose(freq, [0.5 / 0.8, 0.3 / 0.8, 0, 0], atol=0.03)
-  np.testing.assert_array_equal(next_token(logits, None, greedy=True, temperature=1.0, top_k=0), [0])
+  np.testing.assert_array_equal(
+    next_token(logits, None, greedy=True, temperature=1.0, top_k=0), [0]
+  )
 
 
 def test_generation_rejects_bad_input(tiny_gpt2):
@@ -229,7 +252,8 @@ def test_vmap_over_caches_of_different_lengths(tiny_gpt2, tiny_tokenizer):
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *caches)
   next_2x1x1 = jnp.stack([tokens[:, 3:4], tokens[:, 7:8]])
   logits, _, new = jax.jit(jax.vmap(lambda c, t: gpt2_forward(params, config, c, t)))(
-      stacked, next_2x1x1)
+    stacked, next_2x1x1
+  )
   np.testing.assert_allclose(logits[:, 0, 0], full_logits[0, [3, 7]], atol=2e-5, rtol=1e-5)
   np.testing.assert_array_equal(new.length, [4, 8])
 

@@ -13,11 +13,15 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from jaxnn import JaxnnError
-from jaxnn.pplm import load_gpt2, load_tokenizer, save_gpt2
-from jaxnn.pplm import _loading
+from jaxnn.pplm import _loading, load_gpt2, load_tokenizer, save_gpt2
 
-TEXTS = ["Hello world!", " The potato army marched on.", "tabs\tand\nnewlines  and   spaces",
-         "naïve café — ünïcödé ✓", "<|endoftext|>Return the value"]
+TEXTS = [
+  "Hello world!",
+  " The potato army marched on.",
+  "tabs\tand\nnewlines  and   spaces",
+  "naïve café — ünïcödé ✓",
+  "<|endoftext|>Return the value",
+]
 
 
 def _copy(src, dst, names):
@@ -101,10 +105,13 @@ def test_float64_needs_x64(tiny_gpt2_dir):
     load_gpt2(tiny_gpt2_dir, dtype=jnp.float64)
 
 
-def test_tokenizer_matches_transformers_slow_gpt2_tokenizer(tiny_gpt2_dir, tiny_tokenizer, tmp_path):
+def test_tokenizer_matches_transformers_slow_gpt2_tokenizer(
+  tiny_gpt2_dir, tiny_tokenizer, tmp_path
+):
   """The pure-Python GPT2Tokenizer of transformers is an independent BPE implementation."""
-  slow = transformers.GPT2Tokenizer(str(tiny_gpt2_dir / "vocab.json"),
-                                    str(tiny_gpt2_dir / "merges.txt"))
+  slow = transformers.GPT2Tokenizer(
+    str(tiny_gpt2_dir / "vocab.json"), str(tiny_gpt2_dir / "merges.txt")
+  )
   from_vocab = load_tokenizer(_copy(tiny_gpt2_dir, tmp_path / "vm", ["vocab.json", "merges.txt"]))
   assert tiny_tokenizer.eos_token_id == from_vocab.eos_token_id == slow.eos_token_id
   for text in TEXTS:
@@ -120,15 +127,20 @@ def test_hub_download_path(monkeypatch, tiny_gpt2_dir, tiny_gpt2, tmp_path, shar
   """The hub path with huggingface_hub stubbed by a local 'remote': cache miss, then download."""
   import huggingface_hub
   from huggingface_hub import errors
+
   remote = _copy(tiny_gpt2_dir, tmp_path / "remote", ["config.json", "tokenizer.json"])
   tensors = load_file(tiny_gpt2_dir / "model.safetensors")
   if sharded:
     keys = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    shards = {
+      "model-00001-of-00002.safetensors": keys[::2],
+      "model-00002-of-00002.safetensors": keys[1::2],
+    }
     for name, ks in shards.items():
       save_file({k: tensors[k] for k in ks}, remote / name)
-    (remote / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {k: name for name, ks in shards.items() for k in ks}}))
+    (remote / "model.safetensors.index.json").write_text(
+      json.dumps({"weight_map": {k: name for name, ks in shards.items() for k in ks}})
+    )
   else:
     shutil.copy(tiny_gpt2_dir / "model.safetensors", remote / "model.safetensors")
   requests = []
@@ -157,7 +169,9 @@ def test_hub_download_path(monkeypatch, tiny_gpt2_dir, tiny_gpt2, tmp_path, shar
   assert requests[0] == ("openai-community/gpt2-medium", "config.json", True)
   assert ("openai-community/gpt2-medium", "config.json", False) in requests
   jax.tree.map(np.testing.assert_array_equal, params, tiny_gpt2[0])
-  assert load_tokenizer("gpt2-medium").encode("Hello world") == load_tokenizer(tiny_gpt2_dir).encode("Hello world")
+  assert load_tokenizer("gpt2-medium").encode("Hello world") == load_tokenizer(
+    tiny_gpt2_dir
+  ).encode("Hello world")
   # Now cached: a second load never asks the network.
   requests.clear()
   load_gpt2("gpt2-medium")

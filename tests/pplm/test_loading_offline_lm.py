@@ -12,8 +12,14 @@ import torch
 import transformers
 
 from jaxnn._errors import DatasetUnavailableError
-from jaxnn.pplm import GPT2Config, ensure_offline_lm, generate, load_gpt2, load_tokenizer
-from jaxnn.pplm import _offline_lm
+from jaxnn.pplm import (
+  GPT2Config,
+  _offline_lm,
+  ensure_offline_lm,
+  generate,
+  load_gpt2,
+  load_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +47,9 @@ def test_perplexity_agrees_with_transformers(offline_lm):
   """Our windowed loss equals transformers' own LM loss on the saved checkpoint."""
   folder, params, config, tokenizer = offline_lm
   _, held_out = _offline_lm.read_fortunes()
-  windows = np.stack([_offline_lm.token_stream(tokenizer.backend, held_out)[i * 65:(i + 1) * 65]
-                      for i in range(4)])
+  windows = np.stack(
+    [_offline_lm.token_stream(tokenizer.backend, held_out)[i * 65 : (i + 1) * 65] for i in range(4)]
+  )
   ours = _offline_lm.lm_loss(params, config, windows)
   model = transformers.GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32).eval()
   with torch.no_grad():
@@ -63,10 +70,16 @@ def test_rebuilds_when_the_shipped_weights_are_missing(monkeypatch, tmp_path):
   train, held_out = _offline_lm.read_fortunes()
   monkeypatch.setattr(_offline_lm, "read_fortunes", lambda: (train[:400], held_out[:40]))
   monkeypatch.setattr(_offline_lm, "SHIPPED_DIR", tmp_path / "trimmed_install")
-  monkeypatch.setattr(_offline_lm, "CONFIG", GPT2Config(vocab_size=300, n_positions=64, n_embd=32,
-                                                        n_layer=1, n_head=2))
-  monkeypatch.setattr(_offline_lm, "TRAINING", dict(_offline_lm.TRAINING, steps=3, batch_size=4,
-                                                    seq_len=32, warmup_steps=1))
+  monkeypatch.setattr(
+    _offline_lm,
+    "CONFIG",
+    GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=1, n_head=2),
+  )
+  monkeypatch.setattr(
+    _offline_lm,
+    "TRAINING",
+    dict(_offline_lm.TRAINING, steps=3, batch_size=4, seq_len=32, warmup_steps=1),
+  )
   folder = ensure_offline_lm(tmp_path / "cache")
   assert folder == tmp_path / "cache"
   params, config = load_gpt2(folder)

@@ -8,8 +8,9 @@ import pytest
 from jaxnn.pplm import _matmul_kernel, _products
 from jaxnn.pplm._gpt2 import GPT2Config, gpt2_forward, gpt2_forward_layers, init_cache, init_params
 
-pytestmark = pytest.mark.skipif(not _matmul_kernel.available(),
-                                reason=f"no C++ compiler: {_matmul_kernel.error()}")
+pytestmark = pytest.mark.skipif(
+  not _matmul_kernel.available(), reason=f"no C++ compiler: {_matmul_kernel.error()}"
+)
 
 # K, N: multiples of the 16-wide vectors and of the 8-row blocks, and not; K = 2100 also
 # splits x into several L1-sized column chunks in matmul_t (768 columns at 8 rows).
@@ -28,7 +29,9 @@ def test_both_forms_equal_numpy(rows):
     expected = x.astype(np.float64) @ w.astype(np.float64)
     scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)  # float32 rounding bound
     got = np.asarray(_matmul_kernel.matmul(jnp.asarray(x), jnp.asarray(w)))
-    got_t = np.asarray(_matmul_kernel.matmul_t(jnp.asarray(x), jnp.asarray(np.ascontiguousarray(w.T))))
+    got_t = np.asarray(
+      _matmul_kernel.matmul_t(jnp.asarray(x), jnp.asarray(np.ascontiguousarray(w.T)))
+    )
     for y in (got, got_t):
       assert y.shape == (rows, n) and y.dtype == np.float32
       assert np.all(np.abs(y - expected) <= 1e-5 * scale + 1e-6), (rows, k, n)
@@ -42,11 +45,13 @@ def test_leading_axes_and_vmap():
   np.testing.assert_allclose(_matmul_kernel.matmul_t(x, w.T.copy()), x @ w, **tol)
   # x batched, W not (the W passed with a leading axis of size 1); W batched, x not; both.
   np.testing.assert_allclose(jax.vmap(_matmul_kernel.matmul, (0, None))(x, w), x @ w, **tol)
-  np.testing.assert_allclose(jax.vmap(_matmul_kernel.matmul, (None, 0))(x[0], ws),
-                             np.einsum("tk,bkn->btn", x[0], ws), **tol)
+  np.testing.assert_allclose(
+    jax.vmap(_matmul_kernel.matmul, (None, 0))(x[0], ws), np.einsum("tk,bkn->btn", x[0], ws), **tol
+  )
   both = jax.vmap(jax.vmap(_matmul_kernel.matmul_t, (None, 0)), (0, None))
-  np.testing.assert_allclose(both(x, np.swapaxes(ws, 1, 2).copy()),
-                             np.einsum("atk,bkn->abtn", x, ws), **tol)
+  np.testing.assert_allclose(
+    both(x, np.swapaxes(ws, 1, 2).copy()), np.einsum("atk,bkn->abtn", x, ws), **tol
+  )
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 37), (3, 1, 37), (2, 4, 37)])
@@ -54,15 +59,16 @@ def test_gradients_equal_xla(shape):
   rng = np.random.default_rng(1)
   x, w, wte = _rand(rng, *shape), _rand(rng, 37, 53), _rand(rng, 101, 37)
   pairs = [
-      (lambda x, w: _products.dense_matmul(x, w), lambda x, w: x @ w, w),
-      (lambda x, w: _products.tied_logits(x, w), lambda x, w: jnp.einsum("btd,vd->btv", x, w),
-       wte),
+    (lambda x, w: _products.dense_matmul(x, w), lambda x, w: x @ w, w),
+    (lambda x, w: _products.tied_logits(x, w), lambda x, w: jnp.einsum("btd,vd->btv", x, w), wte),
   ]
   for ours, xla, weight in pairs:
+
     def loss(f):
       def value(x, w):
         y = f(x, w)
         return jnp.sum(jnp.sin(y) * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape)))
+
       return value
 
     got = jax.grad(loss(ours), (0, 1))(x, weight)
@@ -108,8 +114,13 @@ def test_steering_gradient_has_no_weight_gradient():
 
   def loss(dk, dv):
     logits_Bx1xV, _, _, _ = gpt2_forward_layers(
-        params, config, [a + b for a, b in zip(k_layers, dk)],
-        [a + b for a, b in zip(v_layers, dv)], jnp.int32(3), jnp.zeros((8, 1), jnp.int32))
+      params,
+      config,
+      [a + b for a, b in zip(k_layers, dk)],
+      [a + b for a, b in zip(v_layers, dv)],
+      jnp.int32(3),
+      jnp.zeros((8, 1), jnp.int32),
+    )
     return jax.nn.log_softmax(logits_Bx1xV[:, 0])[:, 5].sum()
 
   hlo = _compiled_hlo(jax.grad(loss, (0, 1)), k_layers, v_layers)

@@ -9,9 +9,15 @@ import scipy.linalg
 
 from jaxnn import JaxnnError
 from jaxnn._native import NativeLibrary
-from jaxnn.subspace import (PROJECTIONS, dense_projection, fastfood_projection, get_projection,
-                            walsh_hadamard)
-from jaxnn.subspace import _fastfood_kernel, _projections
+from jaxnn.subspace import (
+  PROJECTIONS,
+  _fastfood_kernel,
+  _projections,
+  dense_projection,
+  fastfood_projection,
+  get_projection,
+  walsh_hadamard,
+)
 
 # The two implementations of the transforms: the C++ CPU kernel (what runs on
 # CPU by default) and XLA ops (what runs elsewhere). Both are held to the same
@@ -69,8 +75,9 @@ def test_walsh_hadamard_equals_scipy(kernel, L):
   H_m, H_n = scipy.linalg.hadamard(m), scipy.linalg.hadamard(L // m)
   X_3xmxn = x_3xL.astype(np.float64).reshape(3, m, L // m)
   expected = (H_m @ X_3xmxn @ H_n.T).reshape(3, L)
-  np.testing.assert_allclose(jax.jit(WHTS[kernel])(x_3xL), expected, rtol=1e-5,
-                             atol=1e-5 * np.sqrt(L))
+  np.testing.assert_allclose(
+    jax.jit(WHTS[kernel])(x_3xL), expected, rtol=1e-5, atol=1e-5 * np.sqrt(L)
+  )
 
 
 @pytest.mark.parametrize("kernel", WHTS)
@@ -78,8 +85,9 @@ def test_walsh_hadamard_backward_is_forward(kernel):
   x = np.random.default_rng(0).normal(size=64).astype(np.float32)
   g = np.random.default_rng(1).normal(size=64).astype(np.float32)
   _, vjp = jax.jit(lambda x: jax.vjp(WHTS[kernel], x))(jnp.asarray(x))
-  np.testing.assert_allclose(vjp(jnp.asarray(g))[0], scipy.linalg.hadamard(64).T @ g, rtol=1e-5,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    vjp(jnp.asarray(g))[0], scipy.linalg.hadamard(64).T @ g, rtol=1e-5, atol=1e-4
+  )
 
 
 # The kernel's paths by L (its blocks hold 8,192 entries): L = 128 (one
@@ -87,8 +95,7 @@ def test_walsh_hadamard_backward_is_forward(kernel):
 # Fastfood blocks of K = L, the second accumulated), 2^15 (one radix-4 pass)
 # and 2^18 (radix 4, 4, 2: the benchmark's MNIST FC). D is never a multiple
 # of 8,192, so a block straddles D.
-@pytest.mark.parametrize("D,d", [(100, 20), (100, 300), (9000, 20000), (20000, 700),
-                                 (199210, 750)])
+@pytest.mark.parametrize("D,d", [(100, 20), (100, 300), (9000, 20000), (20000, 700), (199210, 750)])
 def test_fastfood_kernels_agree_forward_backward_and_vmapped(D, d):
   """The CPU kernel and the XLA ops give the same P theta and P^T g, also vmapped over configs."""
   native, xla = fastfood_projection("native"), fastfood_projection("xla")
@@ -102,13 +109,15 @@ def test_fastfood_kernels_agree_forward_backward_and_vmapped(D, d):
     def one(state, theta, g):
       offset, vjp = jax.vjp(lambda t: projection.apply(state, t), theta)
       return offset, vjp(g)[0]
+
     return jax.jit(jax.vmap(one))(states, theta_3xd, g_3xD)
 
   for got, expected in zip(offset_and_grad(native), offset_and_grad(xla)):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
   one_state = jax.tree.map(lambda x: x[1], states)
-  np.testing.assert_allclose(jax.jit(native.apply)(one_state, theta_3xd[1]),
-                             offset_and_grad(xla)[0][1], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    jax.jit(native.apply)(one_state, theta_3xd[1]), offset_and_grad(xla)[0][1], rtol=1e-4, atol=1e-5
+  )
 
 
 def test_walsh_hadamard_rejects_non_power_of_two():
@@ -116,8 +125,10 @@ def test_walsh_hadamard_rejects_non_power_of_two():
     walsh_hadamard(jnp.ones(6))
 
 
-@pytest.mark.parametrize("name,D,d", [(name, 1000, 40) for name in PROJECTIONS] +
-                         [("dense", 300, 700), ("fastfood", 300, 700)])
+@pytest.mark.parametrize(
+  "name,D,d",
+  [(name, 1000, 40) for name in PROJECTIONS] + [("dense", 300, 700), ("fastfood", 300, 700)],
+)
 def test_columns_have_unit_length(name, D, d):
   projection = get_projection(name)
   P = materialize(projection, init(projection, jax.random.PRNGKey(0), D, d), d)
@@ -164,20 +175,25 @@ def test_fastfood_kernel_inside_shard_map_over_devices():
   for kernel in ("native", "xla"):
     projection = fastfood_projection(kernel)
     states = jax.vmap(lambda k: projection.init(k, 1210, 50))(
-        jax.random.split(jax.random.PRNGKey(0), 4))
+      jax.random.split(jax.random.PRNGKey(0), 4)
+    )
     theta_4xd = jnp.asarray(np.random.default_rng(0).normal(size=(4, 50)), jnp.float32)
     base_4xD = jnp.asarray(np.random.default_rng(1).normal(size=(4, 1210)), jnp.float32)
 
     def grad(states, theta_4xd, base_4xD):
       loss = lambda s, t: jnp.sum(jnp.square(projection.apply(s, t)))
-      leaves_loss = lambda s, t, b: sum(jnp.sum(jnp.square(l))
-                                        for l in projection.apply_leaves(s, t, b, shapes))
-      return (jax.vmap(jax.grad(loss, argnums=1))(states, theta_4xd),
-              jax.vmap(jax.grad(leaves_loss, argnums=(1, 2)))(states, theta_4xd, base_4xD))
+      leaves_loss = lambda s, t, b: sum(
+        jnp.sum(jnp.square(l)) for l in projection.apply_leaves(s, t, b, shapes)
+      )
+      return (
+        jax.vmap(jax.grad(loss, argnums=1))(states, theta_4xd),
+        jax.vmap(jax.grad(leaves_loss, argnums=(1, 2)))(states, theta_4xd, base_4xD),
+      )
 
     spec = jax.sharding.PartitionSpec("data")
     grads[kernel] = jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec))(
-        *jax.device_put((states, theta_4xd, base_4xD), sharding))
+      *jax.device_put((states, theta_4xd, base_4xD), sharding)
+    )
   chex.assert_trees_all_close(grads["native"], grads["xla"], rtol=1e-4, atol=1e-5)
 
 
@@ -197,8 +213,10 @@ def test_fastfood_equals_the_reference_formula(D, d, kernel):
     blocks.append(M[:D] / (np.sqrt(L * G2) * np.sqrt(D / L)))
   expected = np.concatenate(blocks, axis=1)[:, :d]
   np.testing.assert_allclose(materialize(projection, state, d), expected, rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(np.asarray(state.perm)[np.arange(n)[:, None], state.inv_perm],
-                                np.broadcast_to(np.arange(L), (n, L)))
+  np.testing.assert_array_equal(
+    np.asarray(state.perm)[np.arange(n)[:, None], state.inv_perm],
+    np.broadcast_to(np.arange(L), (n, L)),
+  )
 
 
 def test_fastfood_blocks_are_independent_and_never_truncated():
@@ -264,10 +282,12 @@ def test_fastfood_apply_leaves_equals_base_plus_apply(D, d):
   projection = fastfood_projection("native")
   shapes = leaf_shapes(D)
   states = jax.jit(jax.vmap(lambda k: projection.init(k, D, d)))(
-      jax.random.split(jax.random.PRNGKey(2), 3))
+    jax.random.split(jax.random.PRNGKey(2), 3)
+  )
   rng = np.random.default_rng(D)
-  theta_3xd, base_3xD, g_3xD = (jnp.asarray(rng.normal(size=(3, n)), jnp.float32)
-                                for n in (d, D, D))
+  theta_3xd, base_3xD, g_3xD = (
+    jnp.asarray(rng.normal(size=(3, n)), jnp.float32) for n in (d, D, D)
+  )
 
   def run(fused):
     def one(state, theta, base, g):
@@ -277,6 +297,7 @@ def test_fastfood_apply_leaves_equals_base_plus_apply(D, d):
         f = lambda t, b: _projections._split(b + projection.apply(state, t), shapes)
       leaves, vjp = jax.vjp(f, theta, base)
       return leaves, vjp(_projections._split(g, shapes))
+
     return jax.jit(jax.vmap(one))(states, theta_3xd, base_3xD, g_3xD)
 
   (leaves, (d_theta, d_base)), (leaves_flat, (d_theta_flat, d_base_flat)) = run(True), run(False)
@@ -288,7 +309,8 @@ def test_fastfood_apply_leaves_equals_base_plus_apply(D, d):
   np.testing.assert_array_equal(d_base_flat, g_3xD)
   one = jax.tree.map(lambda x: x[0], states)
   unbatched = jax.jit(lambda s, t, b: projection.apply_leaves(s, t, b, shapes))(
-      one, theta_3xd[0], base_3xD[0])
+    one, theta_3xd[0], base_3xD[0]
+  )
   for got, expected in zip(unbatched, leaves_flat):
     np.testing.assert_allclose(got, expected[0], rtol=1e-5, atol=1e-6)
 

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -19,16 +18,35 @@ from jaxnn import JaxnnError
 from jaxnn.cli import main
 from jaxnn.data import EpochBatcher, load_dataset
 from jaxnn.models import create_model
-from jaxnn.subspace import get_projection, make_subspace, make_subspace_train_step
+from jaxnn.subspace import make_subspace, make_subspace_train_step
 from jaxnn.subspace._search import intrinsic_dim, mean_by_dim
 from jaxnn.subspace._sweep import SweepConfig, programs_size, run_sweep
-from jaxnn.subspace._sweep_engine import (make_stack_evaluator, pad_configs, subspace_stack,
-                                          train_stack)
-from jaxnn.train import (data_parallel, from_nnx, init_train_state, make_evaluator, make_optimizer,
-                         run_loop)
+from jaxnn.subspace._sweep_engine import (
+  make_stack_evaluator,
+  pad_configs,
+  subspace_stack,
+  train_stack,
+)
+from jaxnn.train import (
+  data_parallel,
+  from_nnx,
+  init_train_state,
+  make_evaluator,
+  make_optimizer,
+  run_loop,
+)
 
-TINY = ["--dataset", "digits", "--model", "fc", "--widths", "16", "--batch-size", "32",
-        "--no-progress"]
+TINY = [
+  "--dataset",
+  "digits",
+  "--model",
+  "fc",
+  "--widths",
+  "16",
+  "--batch-size",
+  "32",
+  "--no-progress",
+]
 
 
 def _sweep_args(out, *extra):
@@ -37,12 +55,33 @@ def _sweep_args(out, *extra):
 
 def test_sweep_writes_results_csv_and_plot(tmp_path):
   out = tmp_path / "sweep"
-  assert main(_sweep_args(out, "--projection", "dense", "--dims", "3,24", "--seeds", "2",
-                          "--steps", "20", "--devices", "2", "--lr", "0.01",
-                          "--baseline-lr", "0.002")) == 0
+  assert (
+    main(
+      _sweep_args(
+        out,
+        "--projection",
+        "dense",
+        "--dims",
+        "3,24",
+        "--seeds",
+        "2",
+        "--steps",
+        "20",
+        "--devices",
+        "2",
+        "--lr",
+        "0.01",
+        "--baseline-lr",
+        "0.002",
+      )
+    )
+    == 0
+  )
   results = json.loads((out / "results.json").read_text())
   assert (results["settings"]["learning_rate"], results["settings"]["baseline_learning_rate"]) == (
-      0.01, 0.002)
+    0.01,
+    0.002,
+  )
   assert results["baseline_kind"] == "individual"
   runs = results["baseline_runs"]
   assert [r["seed"] for r in runs] == [0, 1] and all(r["steps"] == 20 for r in runs)
@@ -65,24 +104,56 @@ def test_sweep_writes_results_csv_and_plot(tmp_path):
 
 def test_global_baseline_and_bad_input(tmp_path, capsys):
   out = tmp_path / "g"
-  args = ["subspace", "sweep", *TINY[:-1], "--out", str(out), "--dims", "2", "--seeds", "1",
-          "--steps", "5", "--devices", "1", "--baseline", "0.5"]
+  args = [
+    "subspace",
+    "sweep",
+    *TINY[:-1],
+    "--out",
+    str(out),
+    "--dims",
+    "2",
+    "--seeds",
+    "1",
+    "--steps",
+    "5",
+    "--devices",
+    "1",
+    "--baseline",
+    "0.5",
+  ]
   assert main(args) == 0  # with progress: one line per saved program on stderr
   assert "program 1/1: d=2..2 (1 configs) saved; validation accuracy d=2 seed=0: " in (
-      capsys.readouterr().err)
+    capsys.readouterr().err
+  )
   results = json.loads((out / "results.json").read_text())
-  assert (results["baseline_kind"], results["baseline"], results["threshold"]) == ("global", 0.5, 0.45)
+  assert (results["baseline_kind"], results["baseline"], results["threshold"]) == (
+    "global",
+    0.5,
+    0.45,
+  )
   assert results["baseline_runs"] == [] and not (out / "baseline.json").exists()
   capsys.readouterr()
   # Other settings in the same directory: refused, nothing changed.
   before = (out / "results.json").read_text()
-  assert main(_sweep_args(out, "--dims", "2", "--seeds", "1", "--steps", "6", "--devices", "1",
-                          "--baseline", "0.5")) == 2
+  assert (
+    main(
+      _sweep_args(
+        out, "--dims", "2", "--seeds", "1", "--steps", "6", "--devices", "1", "--baseline", "0.5"
+      )
+    )
+    == 2
+  )
   assert "other settings" in capsys.readouterr().err
   assert (out / "results.json").read_text() == before
   (out / "configs" / "program_9-9_broken.json").write_text("{not json")
-  assert main(_sweep_args(out, "--dims", "2", "--seeds", "1", "--steps", "5", "--devices", "1",
-                          "--baseline", "0.5")) == 2
+  assert (
+    main(
+      _sweep_args(
+        out, "--dims", "2", "--seeds", "1", "--steps", "5", "--devices", "1", "--baseline", "0.5"
+      )
+    )
+    == 2
+  )
   assert "not a sweep program file" in capsys.readouterr().err
   assert main(_sweep_args(tmp_path / "p", "--projection", "nope", "--baseline", "0.5")) == 2
   assert "unknown projection" in capsys.readouterr().err
@@ -94,12 +165,30 @@ def test_global_baseline_and_bad_input(tmp_path, capsys):
 
 def test_killed_sweep_resumes_to_the_same_results(tmp_path):
   """A sweep killed after its first program, rerun, redoes nothing and matches a clean run."""
-  args = ["--projection", "fastfood", "--dims", "2,4", "--seeds", "2", "--steps", "60",
-          "--baseline", "0.9", "--configs-per-program", "2", "--devices", "1"]
+  args = [
+    "--projection",
+    "fastfood",
+    "--dims",
+    "2,4",
+    "--seeds",
+    "2",
+    "--steps",
+    "60",
+    "--baseline",
+    "0.9",
+    "--configs-per-program",
+    "2",
+    "--devices",
+    "1",
+  ]
   killed = tmp_path / "killed"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.Popen([sys.executable, "-m", "jaxnn.cli", *_sweep_args(killed, *args)],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+    [sys.executable, "-m", "jaxnn.cli", *_sweep_args(killed, *args)],
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+  )
   deadline = time.time() + 240
   while not list((killed / "configs").glob("program_*.json")):
     assert proc.poll() is None, proc.stderr.read().decode()
@@ -107,8 +196,10 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  saved = {p.name: (p.read_text(), p.stat().st_mtime_ns)
-           for p in (killed / "configs").glob("program_*.json")}
+  saved = {
+    p.name: (p.read_text(), p.stat().st_mtime_ns)
+    for p in (killed / "configs").glob("program_*.json")
+  }
   assert len(saved) == 1 and not (killed / "results.json").exists()
 
   assert main(_sweep_args(killed, *args)) == 0
@@ -135,8 +226,18 @@ def test_vmapped_configs_equal_configs_trained_one_by_one(projection):
   dims, seeds, steps, bs = [3, 7, 7, 12], [0, 1, 2, 3], 12, 32
   dp2 = data_parallel(None, 2)
   member, stack = subspace_stack(_digits_model_init, projection, dims, seeds, optimizer)
-  stack = train_stack(member, stack, seeds, data.train, steps, dp=dp2, optimizer=optimizer,
-                      batch_size=bs, weight_decay=1e-3, progress=False)
+  stack = train_stack(
+    member,
+    stack,
+    seeds,
+    data.train,
+    steps,
+    dp=dp2,
+    optimizer=optimizer,
+    batch_size=bs,
+    weight_decay=1e-3,
+    progress=False,
+  )
   assert all(len(leaf.sharding.device_set) == 2 for leaf in jax.tree.leaves(stack))
   stacked_accuracy = make_stack_evaluator(member, dp2)(stack, data.validation)["accuracy"]
 
@@ -144,15 +245,21 @@ def test_vmapped_configs_equal_configs_trained_one_by_one(projection):
   for i, (d, seed) in enumerate(zip(dims, seeds)):
     subspace = make_subspace(_digits_model_init, d, projection)  # its own d: no padding, no mask
     state = subspace.init(jax.random.PRNGKey(seed))
-    alone = run_loop(make_subspace_train_step(subspace, optimizer, weight_decay=1e-3),
-                     init_train_state(subspace.bind(state), optimizer, seed),
-                     EpochBatcher(data.train, bs, seed), steps, dp=dp1, progress=False,
-                     extra_args=(state, jnp.int32(d)))
+    alone = run_loop(
+      make_subspace_train_step(subspace, optimizer, weight_decay=1e-3),
+      init_train_state(subspace.bind(state), optimizer, seed),
+      EpochBatcher(data.train, bs, seed),
+      steps,
+      dp=dp1,
+      progress=False,
+      extra_args=(state, jnp.int32(d)),
+    )
     theta_d = np.asarray(stack.train.params[i])
     chex.assert_trees_all_close(theta_d[:d], np.asarray(alone.params), atol=1e-5, rtol=1e-4)
     assert np.all(theta_d[d:] == 0)
-    accuracy = make_evaluator(subspace.bind(state), dp1)(alone.params, alone.model_state,
-                                                         data.validation)["accuracy"]
+    accuracy = make_evaluator(subspace.bind(state), dp1)(
+      alone.params, alone.model_state, data.validation
+    )["accuracy"]
     assert stacked_accuracy[i] == pytest.approx(accuracy, abs=1e-6)
 
 
@@ -165,17 +272,51 @@ def test_chunked_vmap_and_devices_give_the_same_stack():
   out = []
   for devices, chunk in ((2, None), (1, 1), (1, 3)):
     member, stack = subspace_stack(_digits_model_init, "sparse", dims, seeds, optimizer)
-    out.append(train_stack(member, stack, seeds, data.train, 6, dp=data_parallel(None, devices),
-                           optimizer=optimizer, batch_size=32, chunk=chunk, progress=False))
+    out.append(
+      train_stack(
+        member,
+        stack,
+        seeds,
+        data.train,
+        6,
+        dp=data_parallel(None, devices),
+        optimizer=optimizer,
+        batch_size=32,
+        chunk=chunk,
+        progress=False,
+      )
+    )
   for other in out[1:]:
     chex.assert_trees_all_close(out[0].train.params, other.train.params, atol=1e-6)
   # A program of one config (no loop around the step) = that config in the stack.
   member, stack = subspace_stack(_digits_model_init, "sparse", [9], [1], optimizer)
-  alone = train_stack(member, stack, [1], data.train, 6, dp=data_parallel(None, 1),
-                      optimizer=optimizer, batch_size=32, chunk=1, progress=False)
+  alone = train_stack(
+    member,
+    stack,
+    [1],
+    data.train,
+    6,
+    dp=data_parallel(None, 1),
+    optimizer=optimizer,
+    batch_size=32,
+    chunk=1,
+    progress=False,
+  )
   chex.assert_trees_all_close(alone.train.params[0], out[0].train.params[3], atol=1e-6)
-  assert (programs_size("lenet", "cpu"), programs_size("lenet", "cpu", 2),
-          programs_size("fc", "cpu"), programs_size("lenet", "gpu")) == (1, 2, 16, 16)
+  assert (
+    programs_size("lenet", "cpu"),
+    programs_size("lenet", "cpu", 2),
+    programs_size("fc", "cpu"),
+    programs_size("lenet", "gpu"),
+  ) == (1, 2, 16, 16)
   with pytest.raises(JaxnnError, match="pad"):
-    train_stack(member, stack, [0, 1, 2], data.train, 1, dp=data_parallel(None, 2),
-                optimizer=optimizer, progress=False)
+    train_stack(
+      member,
+      stack,
+      [0, 1, 2],
+      data.train,
+      1,
+      dp=data_parallel(None, 2),
+      optimizer=optimizer,
+      progress=False,
+    )

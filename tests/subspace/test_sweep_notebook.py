@@ -8,11 +8,21 @@ import json
 
 
 def test_notebook_runs(run_notebook, tmp_path):
-  env = {f"JAXNN_ID_{name}": value for name, value in {
-      "DATASET": "digits", "WIDTHS": "16", "DIMS": "4,16", "SEEDS": "1", "STEPS": "20",
-      "TOY_MAX_D": "4", "TOY_PROJECTIONS": "fastfood"}.items()}
-  outputs, images = run_notebook("intrinsic_dimension.ipynb", env,
-                                 backend="module://matplotlib_inline.backend_inline")
+  env = {
+    f"JAXNN_ID_{name}": value
+    for name, value in {
+      "DATASET": "digits",
+      "WIDTHS": "16",
+      "DIMS": "4,16",
+      "SEEDS": "1",
+      "STEPS": "20",
+      "TOY_MAX_D": "4",
+      "TOY_PROJECTIONS": "fastfood",
+    }.items()
+  }
+  outputs, images = run_notebook(
+    "intrinsic_dimension.ipynb", env, backend="module://matplotlib_inline.backend_inline"
+  )
   assert "toy d_int (dense)" not in outputs
   assert "toy d_int (fastfood): 10, bracket (9, 10)" in outputs
   assert "d_int90 = " in outputs and "after 20 steps" in outputs

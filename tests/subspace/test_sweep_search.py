@@ -6,17 +6,26 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn.subspace import get_projection, train_toy
+from jaxnn.subspace._search import (
+  geometric_grid,
+  interior_points,
+  intrinsic_dim,
+  mean_by_dim,
+  resolved,
+  search_intrinsic_dim,
+  threshold_for,
+)
 from jaxnn.subspace._sweep import config_grid, program_chunks
-from jaxnn.subspace._search import (geometric_grid, interior_points, intrinsic_dim, mean_by_dim,
-                                    resolved, search_intrinsic_dim, threshold_for)
 
 
 def test_mean_by_dim_and_intrinsic_dim_by_hand():
-  configs = [{"d": 20, "seed": 0, "validation_accuracy": 0.80},
-             {"d": 20, "seed": 1, "validation_accuracy": 0.90},
-             {"d": 10, "seed": 0, "validation_accuracy": 0.50},
-             {"d": 40, "seed": 0, "validation_accuracy": 0.95},
-             {"d": 40, "seed": 1, "validation_accuracy": 0.93}]
+  configs = [
+    {"d": 20, "seed": 0, "validation_accuracy": 0.80},
+    {"d": 20, "seed": 1, "validation_accuracy": 0.90},
+    {"d": 10, "seed": 0, "validation_accuracy": 0.50},
+    {"d": 40, "seed": 0, "validation_accuracy": 0.95},
+    {"d": 40, "seed": 1, "validation_accuracy": 0.93},
+  ]
   means = mean_by_dim(configs)
   assert list(means) == [10, 20, 40]
   assert means == pytest.approx({10: 0.5, 20: 0.85, 40: 0.94})
@@ -47,13 +56,21 @@ def test_grid_points_and_resolution():
 def test_programs_pad_at_most_twice_their_dims():
   # A coarse grid from 10 to D: never one program padded to D for all.
   grid = config_grid([10, 20, 40, 80, 160, 199_210], 1)
-  assert program_chunks(grid, 16) == [[(10, 0), (20, 0), (40, 0)], [(80, 0), (160, 0)],
-                                      [(199_210, 0)]]
+  assert program_chunks(grid, 16) == [
+    [(10, 0), (20, 0), (40, 0)],
+    [(80, 0), (160, 0)],
+    [(199_210, 0)],
+  ]
   # Seeds of one d always share a program, up to its size.
-  assert program_chunks(config_grid([750], 5), 2) == [[(750, 0), (750, 1)], [(750, 2), (750, 3)],
-                                                     [(750, 4)]]
-  for programs in (program_chunks(config_grid([100, 200, 300, 400, 600, 800, 1200], 2), 16),
-                   program_chunks(grid, 16)):
+  assert program_chunks(config_grid([750], 5), 2) == [
+    [(750, 0), (750, 1)],
+    [(750, 2), (750, 3)],
+    [(750, 4)],
+  ]
+  for programs in (
+    program_chunks(config_grid([100, 200, 300, 400, 600, 800, 1200], 2), 16),
+    program_chunks(grid, 16),
+  ):
     for program in programs:
       dims = [d for d, _ in program]
       assert len(dims) * max(dims) <= 2 * sum(dims)
@@ -68,8 +85,9 @@ def test_search_finds_analytic_threshold(points_per_round):
     calls.append(list(dims))
     return {d: 1 - math.exp(-d / 100) for d in dims}
 
-  found = search_intrinsic_dim(evaluate, 0.9, d_min=10, d_max=100_000, resolution=1,
-                               points_per_round=points_per_round)
+  found = search_intrinsic_dim(
+    evaluate, 0.9, d_min=10, d_max=100_000, resolution=1, points_per_round=points_per_round
+  )
   assert found.d_int == math.ceil(100 * math.log(10)) == 231
   assert found.bracket == (230, 231)
   assert found.rounds == calls and all(len(r) <= points_per_round for r in calls)
@@ -77,14 +95,20 @@ def test_search_finds_analytic_threshold(points_per_round):
   # never beyond the first passing grid point's round.
   per_round = min(points_per_round, 3)
   grid = [10, 20, 40, 80, 160, 320]
-  grid_rounds = [grid[i:i + per_round] for i in range(0, len(grid), per_round)]
-  assert calls[:len(grid_rounds)] == grid_rounds
+  grid_rounds = [grid[i : i + per_round] for i in range(0, len(grid), per_round)]
+  assert calls[: len(grid_rounds)] == grid_rounds
   assert max(d for r in calls for d in r) == 320
 
 
 def test_search_relative_resolution_and_unreached():
-  found = search_intrinsic_dim(lambda dims: {d: float(d >= 1000) for d in dims}, 0.5,
-                               d_min=10, d_max=10_000, resolution=0.1, points_per_round=2)
+  found = search_intrinsic_dim(
+    lambda dims: {d: float(d >= 1000) for d in dims},
+    0.5,
+    d_min=10,
+    d_max=10_000,
+    resolution=0.1,
+    points_per_round=2,
+  )
   lo, hi = found.bracket
   assert found.d_int == hi >= 1000 > lo and hi - lo <= 0.1 * hi
   none = search_intrinsic_dim(lambda dims: {d: 0.0 for d in dims}, 0.5, d_min=10, d_max=100)

@@ -15,10 +15,25 @@ from jax.flatten_util import ravel_pytree
 from jaxnn import JaxnnError
 from jaxnn.data import EpochBatcher, load_dataset
 from jaxnn.models import FC, create_model
-from jaxnn.subspace import (Projection, dense_projection, fastfood_projection, get_projection,
-                            make_subspace, make_subspace_train_step, subspace_model)
-from jaxnn.train import (data_parallel, from_function, from_nnx, init_train_state, kernel_l2,
-                         make_loss_fn, make_train_step, run_loop)
+from jaxnn.subspace import (
+  Projection,
+  dense_projection,
+  fastfood_projection,
+  get_projection,
+  make_subspace,
+  make_subspace_train_step,
+  subspace_model,
+)
+from jaxnn.train import (
+  data_parallel,
+  from_function,
+  from_nnx,
+  init_train_state,
+  kernel_l2,
+  make_loss_fn,
+  make_train_step,
+  run_loop,
+)
 
 
 def small_fc(key=0):
@@ -27,8 +42,10 @@ def small_fc(key=0):
 
 def batch(seed=0, n=32):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(n, 4, 4, 1)).astype(np.float32),
-          rng.integers(0, 5, size=n).astype(np.int32))
+  return (
+    rng.normal(size=(n, 4, 4, 1)).astype(np.float32),
+    rng.integers(0, 5, size=n).astype(np.int32),
+  )
 
 
 def test_orthonormal_subspace_sgd_equals_direct_sgd():
@@ -57,13 +74,18 @@ def test_gradient_is_P_transpose_of_full_gradient_with_full_l2(name):
   theta_D = jax.jit(sub.subspace.full_params)(sub.state, theta_d)
   full_loss = make_loss_fn(model, weight_decay=1e-2)
   g_full = ravel_pytree(jax.jit(jax.grad(lambda p: full_loss(p, {}, x, y, None)[0]))(theta_D))[0]
-  sub_loss = lambda s, t: make_loss_fn(sub.subspace.bind(s), weight_decay=1e-2)(t, {}, x, y, None)[0]
+  sub_loss = lambda s, t: make_loss_fn(sub.subspace.bind(s), weight_decay=1e-2)(t, {}, x, y, None)[
+    0
+  ]
   g_sub = jax.jit(jax.grad(sub_loss, argnums=1))(sub.state, theta_d)
   projection = get_projection(name)
   P = jax.jit(jax.vmap(projection.apply, in_axes=(None, 0)))(sub.state.projection, jnp.eye(30)).T
   np.testing.assert_allclose(g_sub, P.T @ g_full, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(jax.jit(lambda s, t: sub.subspace.bind(s).l2(t))(sub.state, theta_d),
-                             kernel_l2(theta_D), rtol=1e-6)
+  np.testing.assert_allclose(
+    jax.jit(lambda s, t: sub.subspace.bind(s).l2(t))(sub.state, theta_d),
+    kernel_l2(theta_D),
+    rtol=1e-6,
+  )
 
 
 def test_starts_at_theta0_with_zero_params():
@@ -71,8 +93,9 @@ def test_starts_at_theta0_with_zero_params():
   sub = subspace_model(model, 20, "fastfood")
   np.testing.assert_array_equal(sub.model.params, np.zeros(20, np.float32))
   x, _ = batch()
-  np.testing.assert_allclose(sub.model.apply(sub.model.params, {}, x)[0],
-                             model.apply(model.params, {}, x)[0], atol=1e-6)
+  np.testing.assert_allclose(
+    sub.model.apply(sub.model.params, {}, x)[0], model.apply(model.params, {}, x)[0], atol=1e-6
+  )
 
 
 @pytest.mark.parametrize("name", ["dense", "fastfood"])
@@ -87,8 +110,10 @@ def test_d_active_mask_is_the_smaller_subspace(name):
   def grads(theta):
     loss_large = make_loss_fn(subspace_large.bind(subspace_large.init(key), 40), weight_decay=1e-3)
     loss_small = make_loss_fn(subspace_small.bind(subspace_small.init(key)), weight_decay=1e-3)
-    return (jax.grad(lambda t: loss_large(t, {}, x, y, None)[0])(theta),
-            jax.grad(lambda t: loss_small(t, {}, x, y, None)[0])(theta[:40]))
+    return (
+      jax.grad(lambda t: loss_large(t, {}, x, y, None)[0])(theta),
+      jax.grad(lambda t: loss_small(t, {}, x, y, None)[0])(theta[:40]),
+    )
 
   g_large, g_small = grads(theta)
   np.testing.assert_allclose(g_large[:40], g_small, rtol=1e-4, atol=1e-6)
@@ -115,7 +140,7 @@ def test_vmapped_configs_of_different_seed_and_d_match_single_runs():
     for _ in range(3):
       one, _ = single_step(one, x, y, single, d_active[i])
     np.testing.assert_allclose(train.params[i], one.params, atol=1e-6)
-    assert np.all(np.asarray(one.params)[int(d_active[i]):] == 0)
+    assert np.all(np.asarray(one.params)[int(d_active[i]) :] == 0)
 
 
 def test_said_scales_count_toward_d():
@@ -126,9 +151,12 @@ def test_said_scales_count_toward_d():
   P = np.asarray(sub.state.projection.P_dxD).T
   sizes = [p.size for p in jax.tree.leaves(model.params)]
   scales = np.repeat(1.0 + np.asarray(theta_d[:4]), sizes)
-  np.testing.assert_allclose(ravel_pytree(jax.jit(sub.subspace.full_params)(sub.state, theta_d))[0],
-                             sub.state.theta0 + scales * (P @ np.asarray(theta_d[4:])), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    ravel_pytree(jax.jit(sub.subspace.full_params)(sub.state, theta_d))[0],
+    sub.state.theta0 + scales * (P @ np.asarray(theta_d[4:])),
+    rtol=1e-5,
+    atol=1e-5,
+  )
   # The scales start at 1 and get a gradient once theta_d moves.
   x, y = batch()
   sub_loss = lambda s, t: make_loss_fn(sub.subspace.bind(s))(t, {}, x, y, None)[0]
@@ -141,7 +169,10 @@ def test_said_scales_count_toward_d():
 def test_deterministic_by_seed():
   model = small_fc()
   projection = fastfood_projection()
-  a, b = subspace_model(model, 10, projection, seed=3), subspace_model(model, 10, projection, seed=3)
+  a, b = (
+    subspace_model(model, 10, projection, seed=3),
+    subspace_model(model, 10, projection, seed=3),
+  )
   chex.assert_trees_all_equal(a.state, b.state)
   c = subspace_model(model, 10, projection, seed=4)
   assert not np.array_equal(a.state.projection.perm, c.state.projection.perm)
@@ -162,9 +193,17 @@ def test_trains_with_run_loop_on_two_devices(tmp_path):
   optimizer = optax.adam(3e-2)
   step = make_subspace_train_step(sub.subspace, optimizer, weight_decay=1e-4)
   dp = data_parallel(64, num_devices=2)
-  train = run_loop(step, init_train_state(sub.model, optimizer), EpochBatcher(data.train, 64, 0),
-                   30, dp=dp, workdir=tmp_path, progress=False, log_every=5,
-                   extra_args=(sub.state, jnp.int32(200)))
+  train = run_loop(
+    step,
+    init_train_state(sub.model, optimizer),
+    EpochBatcher(data.train, 64, 0),
+    30,
+    dp=dp,
+    workdir=tmp_path,
+    progress=False,
+    log_every=5,
+    extra_args=(sub.state, jnp.int32(200)),
+  )
   assert int(train.step) == 30
   log = [l for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
   losses = [json.loads(l)["loss"] for l in log]
@@ -179,8 +218,12 @@ def test_weight_decay_differentiates_the_projection_once():
   x, y = batch()
   for wd in (0.0, 1e-3):
     step = make_subspace_train_step(sub.subspace, optimizer, weight_decay=wd)
-    hlo = jax.jit(step).lower(init_train_state(sub.model, optimizer), x, y, sub.state,
-                              jnp.int32(7)).compile().as_text()
+    hlo = (
+      jax.jit(step)
+      .lower(init_train_state(sub.model, optimizer), x, y, sub.state, jnp.int32(7))
+      .compile()
+      .as_text()
+    )
     dots_with_P = [l for l in hlo.splitlines() if " dot(" in l and "P_dxD" in l]
     assert len(dots_with_P) == 2, dots_with_P  # P theta_d forward, P^T g backward
 
@@ -197,27 +240,35 @@ def mnist_fc(key):
 def conv_net(key):
   """Leaves of rank 0 to 4: conv kernel (3, 3, 1, 4), biases, dense (64, 5), a scalar."""
   k1, k2 = jax.random.split(key)
-  params = {"conv": jax.random.normal(k1, (3, 3, 1, 4)) * 0.3, "conv_bias": jnp.zeros(4),
-            "dense": jax.random.normal(k2, (64, 5)) * 0.1, "bias": jnp.zeros(5),
-            "temperature": jnp.ones(())}
+  params = {
+    "conv": jax.random.normal(k1, (3, 3, 1, 4)) * 0.3,
+    "conv_bias": jnp.zeros(4),
+    "dense": jax.random.normal(k2, (64, 5)) * 0.1,
+    "bias": jnp.zeros(5),
+    "temperature": jnp.ones(()),
+  }
 
   def fn(p, x):
-    h = jax.lax.conv_general_dilated(x, p["conv"], (2, 2), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = jax.lax.conv_general_dilated(
+      x, p["conv"], (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     h = jax.nn.relu(h + p["conv_bias"][None, None, None]).reshape(x.shape[0], -1)
     return (h @ p["dense"] + p["bias"][None]) * p["temperature"]
 
   return from_function(fn, params)
 
 
-@pytest.mark.parametrize("model_init,d,configs,shape", [(mnist_fc, 750, 1, (28, 28, 1)),
-                                                        (conv_net, 300, 2, (8, 8, 1))])
+@pytest.mark.parametrize(
+  "model_init,d,configs,shape", [(mnist_fc, 750, 1, (28, 28, 1)), (conv_net, 300, 2, (8, 8, 1))]
+)
 def test_fused_leaves_equal_the_flat_path(model_init, d, configs, shape):
   """Fastfood's kernel writes theta_0 + P theta_d into the model's leaves: params, loss and the
   gradients (theta_d and theta_0) equal the flat path's, with and without L2 and d_active, and
   vmapped over configs of different seed and d."""
-  fused, flat = (make_subspace(model_init, d, p) for p in
-                 (fastfood_projection("native"), flat_path(fastfood_projection("native"))))
+  fused, flat = (
+    make_subspace(model_init, d, p)
+    for p in (fastfood_projection("native"), flat_path(fastfood_projection("native")))
+  )
   states = jax.jit(jax.vmap(fused.init))(jax.random.split(jax.random.PRNGKey(1), configs))
   rng = np.random.default_rng(0)
   theta = jnp.asarray(rng.normal(size=(configs, d)) * 0.05, jnp.float32)
@@ -230,22 +281,28 @@ def test_fused_leaves_equal_the_flat_path(model_init, d, configs, shape):
       def loss(theta, theta0):
         model = subspace.bind(state._replace(theta0=theta0), d_active)
         return make_loss_fn(model, weight_decay=wd)(theta, model.state, x, y, None)[0]
+
       params = subspace.full_params(state, theta, d_active)
       return params, loss(theta, state.theta0), jax.grad(loss, (0, 1))(theta, state.theta0)
+
     if configs == 1:
-      return jax.tree.map(lambda a: a[None], jax.jit(one)(
-          *jax.tree.map(lambda a: a[0], (states, theta, d_active))))
+      return jax.tree.map(
+        lambda a: a[None], jax.jit(one)(*jax.tree.map(lambda a: a[0], (states, theta, d_active)))
+      )
     return jax.jit(jax.vmap(one))(states, theta, d_active)
 
   for wd in (0.0, 1e-4):
-    (params, loss, (g, g0)), (params_flat, loss_flat, (g_flat, g0_flat)) = run(fused, wd), run(flat, wd)
+    (params, loss, (g, g0)), (params_flat, loss_flat, (g_flat, g0_flat)) = (
+      run(fused, wd),
+      run(flat, wd),
+    )
     chex.assert_trees_all_equal_shapes_and_dtypes(params, params_flat)
     chex.assert_trees_all_close(params, params_flat, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(loss, loss_flat, rtol=1e-6)
     np.testing.assert_allclose(g, g_flat, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(g0, g0_flat, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(g[0, d // 3:], 0.0)
-    assert np.all(np.asarray(g[0, :d // 3]) != 0)
+    np.testing.assert_array_equal(g[0, d // 3 :], 0.0)
+    assert np.all(np.asarray(g[0, : d // 3]) != 0)
 
 
 def test_fused_step_has_no_copy_of_theta_D():
@@ -258,9 +315,13 @@ def test_fused_step_has_no_copy_of_theta_D():
   x, y = np.zeros((128, 28, 28, 1), np.float32), np.zeros(128, np.int32)
   for wd in (0.0, 1e-4):
     step = make_subspace_train_step(sub.subspace, optimizer, weight_decay=wd)
-    hlo = jax.jit(step).lower(init_train_state(sub.model, optimizer), x, y, sub.state,
-                              jnp.int32(750)).compile().as_text()
-    entry = hlo[hlo.index("\nENTRY") + 1:].splitlines()[1:]
+    hlo = (
+      jax.jit(step)
+      .lower(init_train_state(sub.model, optimizer), x, y, sub.state, jnp.int32(750))
+      .compile()
+      .as_text()
+    )
+    entry = hlo[hlo.index("\nENTRY") + 1 :].splitlines()[1:]
     # (result type, opcode) of every instruction of the step.
     ops = [m.groups() for m in map(re.compile(r" = (\([^)]*\)|\S+) ([\w-]+)\(").search, entry) if m]
     assert len(ops) > 20
