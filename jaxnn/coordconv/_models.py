@@ -77,7 +77,7 @@ class CoordConvClassifier(nnx.Module):
   ):
     if not widths or mul < 1 or min(widths) < 1:
       raise JaxnnError(f"CoordConvClassifier needs positive widths and mul, got {widths}, {mul}")
-    widths = [w * mul for w in widths]
+    widths = tuple(w * mul for w in widths)
     self.first = CoordConv2D(2, widths[0], (1, 1), with_r=with_r, kernel_init=_HE, rngs=rngs)
     self.hidden = nnx.List([_conv(a, b, 1, rngs) for a, b in zip(widths[:-1], widths[1:])])
     self.out = _conv(widths[-1], 1, 1, rngs)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import pathlib
 import time
+from typing import Any
 
 import numpy as np
 import optax
@@ -54,7 +55,7 @@ HEADLINE = {
 }
 # Paper settings (Liu et al. 2018, S4 / S6): Adam, batch 16; CoordConv 50 epochs at
 # lr 1e-3..1e-2, the deconv baseline 1,000 epochs.
-PAPER_DEFAULTS = {
+PAPER_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
   ("classification", "coordconv"): dict(epochs=50, learning_rate=1e-2),
   ("classification", "conv"): dict(epochs=1000, learning_rate=1e-3),
   ("regression", "coordconv"): dict(epochs=50, learning_rate=1e-2),
@@ -106,6 +107,7 @@ class TaskConfig:
       if self.learning_rate is not None
       else defaults["learning_rate"],
     )
+    assert config.epochs is not None and config.learning_rate is not None
     if config.epochs < 1 or config.batch_size < 1 or config.eval_every < 1:
       raise JaxnnError("epochs, batch size and eval_every must be positive")
     if not config.learning_rate > 0:
@@ -220,6 +222,7 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
 
   t0 = time.perf_counter()
   config = config.resolved()
+  assert config.epochs is not None and config.learning_rate is not None
   data = load_dataset(
     "not_so_clevr",
     seed=config.seed,

@@ -7,11 +7,20 @@ would have seen.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.data._dataset import Split
+
+
+class Batcher(Protocol):
+  """What `run_loop` needs of a batcher: `EpochBatcher`, or a stack of them."""
+
+  steps_per_epoch: int
+
+  def at_step(self, step: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class EpochBatcher:
@@ -34,12 +43,14 @@ class EpochBatcher:
       )
     self.split, self.batch_size, self.seed = split, batch_size, seed
     self.steps_per_epoch = len(split) // batch_size
-    self._epoch, self._perm = None, None
+    self._epoch: int | None = None
+    self._perm: np.ndarray | None = None
 
   def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     if self._epoch != epoch:
       self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
       self._epoch = epoch
+    assert self._perm is not None
     idx = np.sort(self._perm[index * self.batch_size : (index + 1) * self.batch_size])
     return self.split.x[idx], self.split.y[idx]
 

@@ -540,7 +540,8 @@ def make_layout(params: PyTree) -> Layout:
   leaves = jax.tree.leaves(params)
   layers = tuple(dict.fromkeys(names))
   groups: dict[tuple[str, int], int] = {}
-  offsets, neuron_layer = [], []
+  offsets: list[int] = []
+  neuron_layer: list[int] = []
   for name, leaf in zip(names, leaves):
     group = (name, int(leaf.shape[-1]) if jnp.ndim(leaf) else 1)
     if group not in groups:
@@ -591,7 +592,9 @@ def _unflat(flat: jax.Array, like: PyTree, lead: int = 0) -> PyTree:
   leaves, treedef = jax.tree.flatten(like)
   shapes = [np.shape(leaf) for leaf in leaves]
   parts = jnp.split(flat, np.cumsum([math.prod(s) for s in shapes])[:-1].tolist(), axis=lead)
-  return treedef.unflatten([a.reshape(*flat.shape[:lead], *s) for a, s in zip(parts, shapes)])
+  return jax.tree.unflatten(
+    treedef, [a.reshape(*flat.shape[:lead], *s) for a, s in zip(parts, shapes)]
+  )
 
 
 class SetRecord(NamedTuple):

@@ -186,7 +186,8 @@ def _image_shape(input_shape: Sequence[int], min_size: int, model: str) -> tuple
       f"{model} needs images of shape (H, W, C) with H, W >= {min_size}, got {tuple(input_shape)}; "
       "use the fc model for vector or tiny inputs"
     )
-  return tuple(int(s) for s in input_shape)
+  h, w, c = (int(s) for s in input_shape)
+  return h, w, c
 
 
 def count_params(params) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -239,7 +240,8 @@ def run_pplm(
   prompt_ids = [tokenizer.eos_token_id] + tokenizer.encode(prompt)
   prompt_BxP = np.tile(np.asarray([prompt_ids], np.int32), (num_samples, 1))
   key = jax.random.key(seed)
-  steered_timing, baseline_timing = {}, {}
+  steered_timing: dict[str, float] = {}
+  baseline_timing: dict[str, float] = {}
   steered = np.asarray(
     steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key, timings=steered_timing)
   )
@@ -250,7 +252,7 @@ def run_pplm(
   )
   prompt_text = tokenizer.decode(prompt_ids[1:])
   s_params, s_config, s_tokenizer, s_name = scorer or (params, gpt2, tokenizer, model_name)
-  summary = {
+  summary: dict[str, Any] = {
     "model": model_name,
     "perplexity_model": s_name,
     "prompt": prompt,

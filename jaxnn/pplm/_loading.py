@@ -189,7 +189,8 @@ def load_gpt2(name_or_path: str | os.PathLike, dtype=jnp.float32) -> tuple[Param
       unsupported config, or a tensor missing or of the wrong shape.
   """
   dtype = jnp.dtype(dtype)
-  if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+  # jax.config's options are attributes made at run time, unknown to a type checker.
+  if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
     raise JaxnnError("float64 parameters need jax.config.update('jax_enable_x64', True) first")
   folder = resolve_folder(name_or_path)
   config = load_config(folder)

@@ -28,6 +28,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,9 @@ SHIPPED_DIR = Path(__file__).parent / "offline_lm"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 CONFIG = GPT2Config(vocab_size=4096, n_positions=256, n_embd=128, n_layer=4, n_head=4)
-TRAINING = dict(seed=0, steps=500, batch_size=16, seq_len=128, learning_rate=3e-3, warmup_steps=40)
+TRAINING: dict[str, Any] = dict(
+  seed=0, steps=500, batch_size=16, seq_len=128, learning_rate=3e-3, warmup_steps=40
+)
 
 
 def read_fortunes(folder: Path = FORTUNES_DIR) -> tuple[list[str], list[str]]:

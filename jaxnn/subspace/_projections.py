@@ -447,7 +447,9 @@ def fastfood_projection(kernel: str = "auto") -> Projection:
     B, G, perm, inv_perm, scale = jax.vmap(block)(_column_keys(key, -(-d // L)))
     return FastfoodState(B, G, perm, inv_perm, scale, D)
 
-  def inputs(state: FastfoodState, theta_d):
+  def inputs(
+    state: FastfoodState, theta_d
+  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     n, L = state.B.shape
     d = theta_d.shape[0]
     # x is zero beyond coordinate d. With one block and d <= K (a power of 2),

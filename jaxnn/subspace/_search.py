@@ -48,7 +48,8 @@ def geometric_grid(d_min: int, d_max: int, ratio: float = 2.0) -> list[int]:
     raise JaxnnError(f"need 1 <= d_min <= d_max, got d_min={d_min}, d_max={d_max}")
   if not ratio > 1:
     raise JaxnnError(f"the grid ratio must be > 1, got {ratio}")
-  grid, d = [], float(d_min)
+  grid: list[int] = []
+  d = float(d_min)
   while round(d) < d_max:
     if not grid or round(d) > grid[-1]:
       grid.append(int(round(d)))

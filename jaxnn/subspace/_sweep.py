@@ -185,10 +185,9 @@ class Sweep:
         f"{config.dataset} needs class labels and a validation split for d_int90; "
         "set --validation-size"
       )
+    num_classes = self.data.num_classes
     self.model_init = lambda key: from_nnx(
-      create_model(
-        config.model, self.data.input_shape, self.data.num_classes, seed=key, widths=config.widths
-      )
+      create_model(config.model, self.data.input_shape, num_classes, seed=key, widths=config.widths)
     )
     self.num_params = count_params(self.model_init(jax.random.PRNGKey(0)).params)
     self.projection = get_projection(config.projection)

@@ -177,6 +177,7 @@ def make_subspace(
 
   def full_params(state: SubspaceState, theta_d, d_active=None):
     if leaves_fused:
+      assert projection.apply_leaves is not None
       leaves = projection.apply_leaves(
         state.projection, active(theta_d, d_active), state.theta0, leaf_shapes
       )
@@ -188,7 +189,7 @@ def make_subspace(
     # reuses the theta_D that apply computed from that very object, so the
     # step differentiates one projection: one P^T g, not one per term (with
     # a dense P, a second gemv over D * d floats).
-    last = []
+    last: list = []
 
     def apply(theta_d, model_state, x, train=False, rng=None):
       params = full_params(state, theta_d, d_active)

@@ -92,6 +92,7 @@ class Checkpointer:
         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). It was left as it is: "
         "move it away to resume from an earlier one, or use another --out to start over."
       ) from e
+    assert step is not None  # with no checkpoint at all, restore raised above
     return step, carry
 
   def close(self) -> None:

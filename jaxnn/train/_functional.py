@@ -53,7 +53,8 @@ def from_nnx(module: nnx.Module) -> FunctionalModel:
   The module is called as `module(x, train=..., rngs=...)`; the jaxnn models
   follow that convention.
   """
-  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+  # One state per filter, so three parts (nnx.split's annotation says any number).
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]
 
   def apply(params, state, x, train=False, rng=None):
     m = nnx.merge(graphdef, params, state)

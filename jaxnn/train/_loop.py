@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from jaxnn._errors import JaxnnError, NonFiniteLossError
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
+from jaxnn.data._batching import Batcher
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
 from jaxnn.train._functional import FunctionalModel, from_nnx
@@ -40,7 +41,7 @@ from jaxnn.train._steps import (
 def run_loop(
   step_fn: Callable,
   carry: Any,
-  batcher: EpochBatcher,
+  batcher: Batcher,
   num_steps: int,
   *,
   dp: DataParallel,
@@ -172,6 +173,7 @@ def run_loop(
       if done % log_every == 0 or is_ckpt or is_eval:
         flush(done)
       if is_eval:
+        assert eval_fn is not None
         record = eval_fn(carry)
         if log is not None:
           log.write({"step": done, "epoch": done / epoch_steps, **record})

@@ -50,9 +50,7 @@ class DataParallel:
     sharding = sharding or self.batch
     if jax.process_count() == 1:
       return tuple(jax.device_put(a, sharding) for a in arrays)
-    return tuple(
-      jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index]) for a in arrays
-    )
+    return tuple(jax.make_array_from_callback(a.shape, sharding, a.__getitem__) for a in arrays)
 
 
 def data_parallel(batch_size: int | None = None, num_devices: int | None = None) -> DataParallel:
