@@ -60,9 +60,9 @@ def from_nnx(module: nnx.Module) -> FunctionalModel:
     m = nnx.merge(graphdef, params, state)
     rngs = nnx.Rngs(dropout=rng) if rng is not None else None
     out = m(x, train=train, rngs=rngs)
-    return out, nnx.state(m, nnx.Not(nnx.Param)).to_pure_dict()
+    return out, nnx.to_pure_dict(nnx.state(m, nnx.Not(nnx.Param)))
 
-  return FunctionalModel(apply, params.to_pure_dict(), rest.to_pure_dict())
+  return FunctionalModel(apply, nnx.to_pure_dict(params), nnx.to_pure_dict(rest))
 
 
 def from_function(

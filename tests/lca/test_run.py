@@ -12,8 +12,10 @@ from jaxnn.models import create_model
 def test_jitted_initialization_equals_eager_create_model():
   for name, shape in (("fc", (8, 8, 1)), ("lenet", (16, 16, 1))):
     config = LCAConfig(model=name, widths=(12,), seed=3)
-    ours = nnx.state(init_model(config, shape, 10), nnx.Param).to_pure_dict()
-    eager = nnx.state(create_model(name, shape, 10, seed=3, widths=(12,)), nnx.Param).to_pure_dict()
+    ours = nnx.to_pure_dict(nnx.state(init_model(config, shape, 10), nnx.Param))
+    eager = nnx.to_pure_dict(
+      nnx.state(create_model(name, shape, 10, seed=3, widths=(12,)), nnx.Param)
+    )
     jax.tree.map(np.testing.assert_array_equal, ours, eager)
 
 

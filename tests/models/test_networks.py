@@ -69,8 +69,8 @@ def test_compiled_initialization_equals_eager_create_model(name, shape):
   assert nnx.graphdef(compiled) == nnx.graphdef(eager)
   jax.tree.map(
     np.testing.assert_array_equal,
-    nnx.state(compiled).to_pure_dict(),
-    nnx.state(eager).to_pure_dict(),
+    nnx.to_pure_dict(nnx.state(compiled)),
+    nnx.to_pure_dict(nnx.state(eager)),
   )
 
 
