@@ -53,10 +53,12 @@ def test_tool_version_is_the_pinned_one(tool):
 )
 def test_ruff_is_clean(command):
   result = _run(*command)
-  assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+  if result.returncode:
+    pytest.fail(f"{' '.join(command)}:\n{result.stdout}{result.stderr}", pytrace=False)
 
 
 def test_mypy_is_clean():
   # The files to check and the options are [tool.mypy] in pyproject.toml.
   result = _run("mypy")
-  assert result.returncode == 0, f"mypy:\n{result.stdout}{result.stderr}"
+  if result.returncode:
+    pytest.fail(f"mypy:\n{result.stdout}{result.stderr}", pytrace=False)
