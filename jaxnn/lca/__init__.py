@@ -20,37 +20,32 @@ References:
 
 from jaxnn.lca._accumulate import (
   METHODS,
-  EvalSet,
-  Layout,
   LCAAccumulator,
   LCAState,
-  LinearStem,
   SetRecord,
-  check_stem,
-  drop_zero_features,
-  fc_stem,
-  full_set_loss,
-  layer_names,
   lca_accumulator,
-  make_eval_set,
-  make_eval_sets,
-  make_layout,
   with_lca,
 )
 from jaxnn.lca._analysis import records_to_numpy, summarize, synchronization
+from jaxnn.lca._eval_sets import EvalSet, make_eval_set, make_eval_sets
+from jaxnn.lca._full_set import full_set_loss
 from jaxnn.lca._integrate import (
   MAX_SPLITS,
   THRESHOLD,
   Allocation,
   Point,
+  SimpsonLoop,
   adaptive_simpson,
   first_order,
+  refine_simpson,
   simpson,
   simpson_weights,
   tree_sum,
 )
+from jaxnn.lca._layout import Layout, definition_order, layer_names, make_layout
 from jaxnn.lca._plots import VIEWS, plot_all
 from jaxnn.lca._run import LCAConfig, compiler_options, init_model, run_lca
+from jaxnn.lca._stem import LinearStem, check_stem, drop_zero_features, fc_stem
 from jaxnn.lca._stream import LCAStream
 
 __all__ = [
@@ -66,11 +61,13 @@ __all__ = [
   "METHODS",
   "Point",
   "SetRecord",
+  "SimpsonLoop",
   "THRESHOLD",
   "VIEWS",
   "adaptive_simpson",
   "check_stem",
   "compiler_options",
+  "definition_order",
   "drop_zero_features",
   "fc_stem",
   "first_order",
@@ -83,6 +80,7 @@ __all__ = [
   "make_layout",
   "plot_all",
   "records_to_numpy",
+  "refine_simpson",
   "run_lca",
   "simpson",
   "simpson_weights",

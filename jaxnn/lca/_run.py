@@ -20,17 +20,12 @@ from flax import nnx
 from jaxnn import models
 from jaxnn._errors import JaxnnError
 from jaxnn.data import EpochBatcher, Split, load_dataset
-from jaxnn.lca._accumulate import (
-  check_stem,
-  drop_zero_features,
-  fc_stem,
-  lca_accumulator,
-  make_eval_sets,
-  with_lca,
-)
+from jaxnn.lca._accumulate import lca_accumulator, with_lca
 from jaxnn.lca._analysis import records_to_numpy, summarize
+from jaxnn.lca._eval_sets import make_eval_sets
 from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._plots import plot_all
+from jaxnn.lca._stem import check_stem, drop_zero_features, fc_stem
 from jaxnn.lca._stream import LCAStream
 from jaxnn.models import count_params
 from jaxnn.train import (
