@@ -179,4 +179,6 @@ def unflat(values: jax.Array, like: PyTree, lead: int = 0) -> PyTree:
   leaves, treedef = jax.tree.flatten(like)
   shapes = [np.shape(leaf) for leaf in leaves]
   parts = jnp.split(values, np.cumsum([math.prod(s) for s in shapes])[:-1].tolist(), axis=lead)
-  return treedef.unflatten([a.reshape(*values.shape[:lead], *s) for a, s in zip(parts, shapes)])
+  return jax.tree.unflatten(
+    treedef, [a.reshape(*values.shape[:lead], *s) for a, s in zip(parts, shapes)]
+  )

@@ -195,6 +195,8 @@ def _as_model(
 ) -> tuple[FunctionalModel, tuple[str, ...] | None, str]:
   """`(functional model, its layers in definition order or None, a name for the summary)`."""
   if model is None:
+    if dataset.num_classes is None:
+      raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
     module = init_lca_model(config, dataset.input_shape, dataset.num_classes)
     return from_nnx(module), definition_order(module), config.model
   if callable(model) and not isinstance(model, (nnx.Module, FunctionalModel)):
