@@ -12,9 +12,9 @@ import torch
 import transformers
 
 from jaxnn._errors import DatasetUnavailableError
+from jaxnn.lm import _offline_lm
 from jaxnn.pplm import (
   GPT2Config,
-  _offline_lm,
   ensure_offline_lm,
   generate,
   load_gpt2,

@@ -5,8 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn.pplm import _matmul_kernel, _products
-from jaxnn.pplm._gpt2 import GPT2Config, gpt2_forward, gpt2_forward_layers, init_cache, init_params
+from jaxnn.lm import (
+  GPT2Config,
+  _products,
+  gpt2_forward,
+  gpt2_forward_layers,
+  init_cache,
+  init_params,
+)
+from jaxnn.pplm import _matmul_kernel
 
 pytestmark = pytest.mark.skipif(
   not _matmul_kernel.available(), reason=f"no C++ compiler: {_matmul_kernel.error()}"

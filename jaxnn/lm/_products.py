@@ -1,12 +1,13 @@
-"""GPT-2's weight products with few rows: the CPU kernel in float32, XLA otherwise.
+"""The language model's weight products with few rows: the CPU kernel in float32, XLA otherwise.
 
-`dense_matmul(x, kernel)` (x @ W for the Conv1D weights W[in, out]) and
-`tied_logits(hidden, wte)` (hidden @ wte^T) run through `_matmul_kernel`
-when CPU is JAX's default backend, both operands are float32 and x has at
-most `MAX_KERNEL_ROWS` rows (the batch times the new positions: every pass
-of PPLM's steering loop, and short prompts), and through XLA's dot
-otherwise (other platforms, float64, long prompts). Each is a
-`jax.custom_vjp` whose backward gives the input's gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
+`dense_matmul(x, kernel)` (x @ W for weights stored W[in, out]) and
+`tied_logits(hidden, wte)` (hidden @ wte^T, also an untied head stored V x D)
+run through `_matmul_kernel` when CPU is JAX's default backend, both
+operands are float32 and x has at most `MAX_KERNEL_ROWS` rows (the batch
+times the new positions: every pass of PPLM's steering loop, and short
+prompts), and through XLA's dot otherwise (other platforms, float64,
+bfloat16, long prompts). Each is a `jax.custom_vjp` whose backward gives the
+input's gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
 weights' gradient by a plain einsum (unused, and removed by XLA, when only
 the input or the cache is differentiated, as in PPLM's steering).
 """
@@ -19,8 +20,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from jaxnn.pplm import _matmul_kernel
-
 # Up to this many rows the kernel was measured faster than XLA's dot with
 # weights from memory on one CPU core (GPT-2 small's products: 2.0-3.1x each
 # at 8 rows, 1.2x for a whole pass's products at 32; benchmarks/pplm_matmul.py).
@@ -29,6 +28,13 @@ from jaxnn.pplm import _matmul_kernel
 MAX_KERNEL_ROWS = 32
 
 _warned: list = []  # the unavailable-kernel warning is given once per process
+
+
+def _kernel():
+  """The kernel module (imported on first use: it lives in jaxnn.pplm until it moves here)."""
+  from jaxnn.pplm import _matmul_kernel
+
+  return _matmul_kernel
 
 
 def _use_kernel(x, w) -> bool:
@@ -40,13 +46,13 @@ def _use_kernel(x, w) -> bool:
     or jax.default_backend() != "cpu"
   ):
     return False
-  if _matmul_kernel.available():
+  if _kernel().available():
     return True
   if not _warned:
     _warned.append(True)
     warnings.warn(
-      "jaxnn: the PPLM matmul CPU kernel is unavailable, using XLA's dot (slower at "
-      f"batch 8 on CPU): {_matmul_kernel.error()}",
+      "jaxnn: the language model's matmul CPU kernel is unavailable, using XLA's dot (slower at "
+      f"batch 8 on CPU): {_kernel().error()}",
       stacklevel=2,
     )
   return False
@@ -63,13 +69,13 @@ def _xla_nk(x, w):
 @jax.custom_vjp
 def _kn(x, w):
   """x @ w (w: K x N): the kernel on CPU, XLA elsewhere."""
-  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul, default=_xla_kn)
+  return jax.lax.platform_dependent(x, w, cpu=_kernel().matmul, default=_xla_kn)
 
 
 @jax.custom_vjp
 def _nk(x, w):
   """x @ w^T (w: N x K): the kernel on CPU, XLA elsewhere."""
-  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul_t, default=_xla_nk)
+  return jax.lax.platform_dependent(x, w, cpu=_kernel().matmul_t, default=_xla_nk)
 
 
 def _kn_bwd(res, g):
@@ -87,14 +93,14 @@ _nk.defvjp(lambda x, w: (_nk(x, w), (x, w)), _nk_bwd)
 
 
 def dense_matmul(x_BxTxI, kernel_IxO):
-  """`x @ kernel` of a Conv1D layer (the kernel for few float32 rows on CPU)."""
+  """`x @ kernel` of a dense layer (the kernel for few float32 rows on CPU)."""
   if _use_kernel(x_BxTxI, kernel_IxO):
     return _kn(x_BxTxI, kernel_IxO)
   return x_BxTxI @ kernel_IxO
 
 
 def tied_logits(hidden_BxTxD, wte_VxD):
-  """`hidden @ wte^T`, the tied output head (the kernel for few float32 rows on CPU)."""
+  """`hidden @ wte^T`, the output head (the kernel for few float32 rows on CPU)."""
   if _use_kernel(hidden_BxTxD, wte_VxD):
     return _nk(hidden_BxTxD, wte_VxD)
   return jnp.einsum("btd,vd->btv", hidden_BxTxD, wte_VxD)

@@ -1,0 +1,23 @@
+"""Fixtures for the language-model tests: tiny random models of every family (transformers)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from families import save_family  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory):
+  """family_dir(name) -> a folder with the family's tiny model (config.json + model.safetensors)."""
+  made = {}
+
+  def make(name):
+    if name not in made:
+      made[name] = save_family(name, tmp_path_factory.mktemp(name))
+    return made[name]
+
+  return make
