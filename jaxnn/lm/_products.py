@@ -15,10 +15,11 @@ the input or the cache is differentiated, as in PPLM's steering).
 from __future__ import annotations
 
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
+
+from jaxnn.lm import _matmul_kernel
 
 # Up to this many rows the kernel was measured faster than XLA's dot with
 # weights from memory on one CPU core (GPT-2 small's products: 2.0-3.1x each
@@ -26,15 +27,6 @@ import jax.numpy as jnp
 # It reads the weights once per 8 rows, so with more rows XLA's cache-blocked
 # dots catch up.
 MAX_KERNEL_ROWS = 32
-
-_warned: list = []  # the unavailable-kernel warning is given once per process
-
-
-def _kernel():
-  """The kernel module (imported on first use: it lives in jaxnn.pplm until it moves here)."""
-  from jaxnn.pplm import _matmul_kernel
-
-  return _matmul_kernel
 
 
 def _use_kernel(x, w) -> bool:
@@ -46,16 +38,7 @@ def _use_kernel(x, w) -> bool:
     or jax.default_backend() != "cpu"
   ):
     return False
-  if _kernel().available():
-    return True
-  if not _warned:
-    _warned.append(True)
-    warnings.warn(
-      "jaxnn: the language model's matmul CPU kernel is unavailable, using XLA's dot (slower at "
-      f"batch 8 on CPU): {_kernel().error()}",
-      stacklevel=2,
-    )
-  return False
+  return _matmul_kernel.use()  # if it cannot be built: a one-time warning, and XLA's dot
 
 
 def _xla_kn(x, w):
@@ -69,13 +52,13 @@ def _xla_nk(x, w):
 @jax.custom_vjp
 def _kn(x, w):
   """x @ w (w: K x N): the kernel on CPU, XLA elsewhere."""
-  return jax.lax.platform_dependent(x, w, cpu=_kernel().matmul, default=_xla_kn)
+  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul, default=_xla_kn)
 
 
 @jax.custom_vjp
 def _nk(x, w):
   """x @ w^T (w: N x K): the kernel on CPU, XLA elsewhere."""
-  return jax.lax.platform_dependent(x, w, cpu=_kernel().matmul_t, default=_xla_nk)
+  return jax.lax.platform_dependent(x, w, cpu=_matmul_kernel.matmul_t, default=_xla_nk)
 
 
 def _kn_bwd(res, g):

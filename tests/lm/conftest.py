@@ -21,3 +21,11 @@ def family_dir(tmp_path_factory):
     return made[name]
 
   return make
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(family_dir):
+  """(params, GPT2Config) of the tiny GPT-2, float32."""
+  from jaxnn.lm import load_gpt2
+
+  return load_gpt2(family_dir("gpt2"))
