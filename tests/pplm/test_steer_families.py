@@ -162,3 +162,62 @@ def test_bfloat16_weights_steer_with_float32_perturbation(tiny_llama_dir):
   np.testing.assert_array_equal(tokens, generate(params, lm, prompt, 6, greedy=True))
   steered = steered_generate(params, lm, prompt, attributes, PPLMConfig(length=6, stepsize=0.3))
   assert steered.shape == (2, 6)
+
+
+@pytest.fixture(scope="module")
+def llama_with_tokenizer_dir(tmp_path_factory):
+  """A tiny Llama with a byte-level BPE tokenizer.json and Llama 3's special tokens."""
+  import json
+  import pydoc_data.topics
+
+  import torch
+  import transformers
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+  tokenizer = Tokenizer(models.BPE())
+  tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tokenizer.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(
+    vocab_size=300,
+    special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+  )
+  tokenizer.train_from_iterator(list(pydoc_data.topics.topics.values()), trainer)
+  folder = tmp_path_factory.mktemp("llama_tok")
+  tokenizer.save(str(folder / "tokenizer.json"))
+  (folder / "tokenizer_config.json").write_text(
+    json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"})
+  )
+  config = transformers.LlamaConfig(
+    vocab_size=tokenizer.get_vocab_size(),
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    initializer_range=0.2,
+    bos_token_id=0,
+    eos_token_id=1,
+  )
+  torch.manual_seed(1)
+  transformers.LlamaForCausalLM(config).save_pretrained(folder)
+  return folder
+
+
+def test_cli_generate_steers_a_llama_folder(llama_with_tokenizer_dir, tmp_path, capsys):
+  import json
+
+  from jaxnn.cli import main
+  from jaxnn.lm import load_tokenizer
+
+  out = tmp_path / "run"
+  argv = ["pplm", "generate", "--model", str(llama_with_tokenizer_dir), "--bow", "military"]
+  assert main([*argv, "--length", "5", "--num-samples", "2", "--out", str(out)]) == 0
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["model"] == str(llama_with_tokenizer_dir)
+  assert len(summary["samples"]) == 2 and "bag_word_rate" in summary["mean"]["samples"]
+  tokenizer = load_tokenizer(llama_with_tokenizer_dir)
+  assert tokenizer.start_token_id == tokenizer.token_to_id("<|begin_of_text|>") == 0
+  assert "tokens/s" in capsys.readouterr().out
