@@ -381,10 +381,12 @@ class GPT2Config:
 
   @property
   def head_dim(self) -> int:
+    """Width of each attention head."""
     return self.n_embd // self.n_head
 
   @property
   def inner_dim(self) -> int:
+    """Width of the MLP."""
     return self.n_inner if self.n_inner is not None else 4 * self.n_embd
 
   @functools.cached_property

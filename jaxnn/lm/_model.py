@@ -72,6 +72,7 @@ class KVCache(NamedTuple):
 
   @property
   def max_len(self) -> int:
+    """The number of positions the cache holds."""
     return self.k.shape[3]
 
 

@@ -86,9 +86,11 @@ class Tokenizer:
     return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
 
   def token_to_id(self, token: str) -> int | None:
+    """The id of a token's text (None if the vocabulary lacks it)."""
     return self.backend.token_to_id(token)
 
   def id_to_token(self, token_id: int) -> str | None:
+    """The text of a token id (None if out of range)."""
     return self.backend.id_to_token(int(token_id))
 
 
