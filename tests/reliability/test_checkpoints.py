@@ -1,0 +1,184 @@
+"""Checkpoints: silent corruption is caught, runs are never mislabelled, nothing is overwritten.
+
+Each test damages a copy of one finished 2-epoch `jaxnn train` run (checkpoints
+at steps 10 and 20) as a user's disk or hands might, reruns the command, and
+checks the exit status, the one-line message and that every saved byte is
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import (
+  assert_one_line_error,
+  snapshot,
+  summary_without_timing,
+  train_args,
+)
+
+
+def _flip_array_bytes(step_dir):
+  """Flips bytes in the middle of every array data file of an Orbax step (not its metadata)."""
+  files = [p for p in (step_dir / "default").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files
+  for path in files:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 8):
+      data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _rewrite_arrays(step_dir, change):
+  """Rewrites a step's arrays with Orbax itself (valid files), changed by `change(path, x)`.
+
+  This is silent corruption as the storage layer cannot see it: every file is
+  well formed, only the values differ from what was saved.
+  """
+  import jax
+  import orbax.checkpoint as ocp
+
+  checkpointer = ocp.StandardCheckpointer()
+  tree = checkpointer.restore(step_dir / "default")
+  tree = jax.tree_util.tree_map_with_path(
+    lambda path, x: change(jax.tree_util.keystr(path), np.asarray(x)), tree
+  )
+  scratch = step_dir.parent.parent / "scratch"
+  checkpointer.save(scratch, tree)
+  checkpointer.wait_until_finished()
+  shutil.rmtree(step_dir / "default")
+  shutil.move(scratch, step_dir / "default")
+
+
+def test_flipped_bytes_in_the_latest_checkpoint_are_refused(run, jaxnn):
+  _flip_array_bytes(run / "checkpoints" / "20")
+  before = snapshot(run)
+  line = assert_one_line_error(
+    jaxnn(train_args(run)), "checkpoints/20", "--resume-from-previous", "step 10"
+  )
+  assert "corrupt" in line or "cannot be read" in line
+  assert snapshot(run) == before
+
+
+def test_silently_changed_parameters_are_caught_by_the_digest(run, jaxnn):
+  _rewrite_arrays(run / "checkpoints" / "20", lambda k, x: x + 1e-3 if "params" in k else x)
+  before = snapshot(run)
+  assert_one_line_error(
+    jaxnn(train_args(run)),
+    "checkpoints/20 is corrupt: the bytes of params/dense0/bias",
+    "--resume-from-previous to resume from step 10",
+  )
+  assert snapshot(run) == before
+
+
+def test_a_corrupt_optimizer_state_is_corruption_not_a_nan_loss(run, jaxnn):
+  """A NaN in Adam's second moment: caught on restore, not blamed on the next training step."""
+  _rewrite_arrays(
+    run / "checkpoints" / "20", lambda k, x: np.full_like(x, np.nan) if "nu" in k else x
+  )
+  before = snapshot(run)
+  line = assert_one_line_error(jaxnn(train_args(run, 3)), "corrupt", "opt_state/0/nu/dense0/bias")
+  assert "loss became" not in line and "last good checkpoint" not in line
+  assert snapshot(run) == before
+
+
+def test_resume_from_previous_uses_the_intact_checkpoint_and_keeps_the_corrupt_one(
+  run, trained_run, jaxnn
+):
+  _rewrite_arrays(run / "checkpoints" / "20", lambda k, x: x * 0 if "params" in k else x)
+  corrupt = snapshot(run / "checkpoints" / "20")
+  result = jaxnn(train_args(run, 2, "--resume-from-previous"))
+  assert result.code == 0, result.err
+  assert snapshot(run / "corrupt_checkpoints" / "20") == corrupt  # set aside, not deleted
+  # Steps 10 -> 20 retrained from the intact checkpoint: the same bits as the first time.
+  assert summary_without_timing(run / "summary.json") == summary_without_timing(
+    trained_run / "summary.json"
+  )
+  assert (run / "metrics.jsonl").read_bytes() == (trained_run / "metrics.jsonl").read_bytes()
+
+
+def test_every_checkpoint_corrupt_says_so(run, jaxnn):
+  for step in ("10", "20"):
+    _flip_array_bytes(run / "checkpoints" / step)
+  before = snapshot(run)
+  assert_one_line_error(
+    jaxnn(train_args(run, 2, "--resume-from-previous")), "no earlier intact checkpoint"
+  )
+  assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+  "damage",
+  ["manifest deleted", "manifest garbled", "metadata deleted", "metadata garbled", "arrays gone"],
+)
+def test_damaged_orbax_files_give_a_short_line(run, jaxnn, damage):
+  step = run / "checkpoints" / "20"
+  if damage == "manifest deleted":
+    (step / "default" / "manifest.ocdbt").unlink()
+  elif damage == "manifest garbled":
+    (step / "default" / "manifest.ocdbt").write_bytes(b"\x00garbage" * 10)
+  elif damage == "metadata deleted":
+    (step / "_CHECKPOINT_METADATA").unlink()
+  elif damage == "metadata garbled":
+    (step / "_CHECKPOINT_METADATA").write_text("{not json")
+  else:
+    shutil.rmtree(step / "default" / "ocdbt.process_0")
+  before = snapshot(run)
+  line = assert_one_line_error(jaxnn(train_args(run)), "checkpoints/20", "step 10")
+  assert len(line) < 600 and "tensorstore_spec" not in line
+  assert snapshot(run) == before
+
+
+def test_fewer_epochs_than_the_checkpoint_holds_are_refused(run, jaxnn):
+  before = snapshot(run)
+  assert_one_line_error(
+    jaxnn(train_args(run, 1)), "trained for 20 steps (2 epochs), more than the 10 asked for"
+  )
+  assert snapshot(run) == before
+
+
+def test_deleted_config_json_then_other_settings_are_refused(run, jaxnn):
+  (run / "config.json").unlink()
+  before = snapshot(run)
+  args = train_args(run)
+  args[args.index("--lr") + 1] = "0.05"
+  assert_one_line_error(jaxnn(args), "made with other settings", "learning_rate: saved 0.01")
+  assert snapshot(run) == before  # not even config.json was written back
+
+
+def test_deleted_config_json_then_same_settings_resume(run, trained_run, jaxnn):
+  (run / "config.json").unlink()
+  assert jaxnn(train_args(run)).code == 0
+  assert (run / "config.json").read_bytes() == (trained_run / "config.json").read_bytes()
+
+
+def test_other_settings_with_config_json_are_refused(run, jaxnn):
+  before = snapshot(run)
+  assert_one_line_error(jaxnn(train_args(run, 2, "--seed", "3")), "another configuration", "seed")
+  assert snapshot(run) == before
+
+
+def test_checkpoints_labelled_with_other_settings_are_refused(run, jaxnn):
+  """Checkpoints of a run with another learning rate under this run's config.json."""
+  for step in ("10", "20"):
+    path = run / "checkpoints" / step / "_CHECKPOINT_METADATA"
+    metadata = json.loads(path.read_text())
+    metadata["custom_metadata"]["jaxnn"]["run"]["learning_rate"] = 0.05
+    path.write_text(json.dumps(metadata))
+  before = snapshot(run)
+  assert_one_line_error(
+    jaxnn(train_args(run)), "made with other settings", "learning_rate: saved 0.05, now 0.01"
+  )
+  assert snapshot(run) == before
+
+
+def test_a_finished_run_rerun_reports_the_same(run, trained_run, jaxnn):
+  """The rerun restores the verified last checkpoint and reports what the run trained."""
+  assert jaxnn(train_args(run)).code == 0
+  assert summary_without_timing(run / "summary.json") == summary_without_timing(
+    trained_run / "summary.json"
+  )
+  assert json.loads((run / "summary.json").read_text())["steps"] == 20
