@@ -51,11 +51,12 @@ _OS_MESSAGES = {  # what storage libraries (tensorstore) write instead of an err
 }
 
 
-def describe_os_error(e: BaseException) -> str | None:
+def describe_os_error(e: BaseException, path: object = None) -> str | None:
   """One line for a filesystem error: what failed, where, and what to do.
 
   Looks through `e`, its causes and (for storage libraries that only keep the
-  text) its message for an `OSError`'s errno. Returns None if there is none.
+  text) its message for an `OSError`'s errno. `path` replaces the error's own
+  file name. Returns None if there is none.
   """
   import errno as errno_lib
   import os
@@ -66,7 +67,7 @@ def describe_os_error(e: BaseException) -> str | None:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno:
       code = errno_lib.errorcode.get(error.errno, "")
-      where = f": {error.filename}" if error.filename else ""
+      where = f": {path or error.filename}" if path or error.filename else ""
       advice = _OS_ADVICE.get(code)
       what = error.strerror or os.strerror(error.errno)
       return f"{what}{where}" + (f"; {advice}" if advice else "")

@@ -35,7 +35,7 @@ from jaxnn._errors import (
   StorageError,
   describe_os_error,
 )
-from jaxnn.train._io import read_json, write_json_atomic
+from jaxnn.train._io import check_writable, read_json, write_json_atomic
 
 FORMAT = 1  # version of the record jaxnn keeps in each checkpoint's metadata
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -161,6 +161,7 @@ class Checkpointer:
     if jax.process_index() != 0:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
+    check_writable(self.workdir)
     if not self._config_path.exists():
       write_json_atomic(self._config_path, self.config)
 

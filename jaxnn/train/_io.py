@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnn._errors import JaxnnError
+from jaxnn._errors import JaxnnError, StorageError, describe_os_error
 
 
 def to_jsonable(value: Any) -> Any:
@@ -54,6 +54,20 @@ def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
     raise
+
+
+def check_writable(folder: str | pathlib.Path) -> None:
+  """Raises `StorageError` now if files cannot be created in `folder` (read-only, no permission).
+
+  A run checks this before it trains, rather than failing at its first write.
+  """
+  folder = pathlib.Path(folder)
+  try:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".jaxnn-write-check.")
+    os.close(fd)
+    os.unlink(tmp)
+  except OSError as e:
+    raise StorageError(describe_os_error(e, folder)) from None
 
 
 def write_json_atomic(path: str | pathlib.Path, obj: Any) -> None:
