@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import pathlib
+import re
 import shutil
 import sys
 from typing import Any
@@ -108,8 +109,17 @@ def _drop_late_storage_callbacks() -> None:
 
 
 def _short(e: BaseException) -> str:
-  """The first line of an error, without a storage spec, at most 160 characters."""
+  """The first line of an error, without a storage spec, at most 160 characters.
+
+  Tensorstore's errors ("DATA_LOSS: Error opening "cast" driver: ... Error
+  reading "params.dense0.bias/.zarray" in OCDBT database at ...") become their
+  status and the array they name.
+  """
   text = (str(e).strip().splitlines() or [""])[0].split(" [tensorstore_spec")[0]
+  status = re.match(r"([A-Z_]{4,}): ", text)
+  array = re.search(r'(?:reading|Metadata at) "([^"/]+)/', text)
+  if status and array:
+    return f"{status.group(1)} reading the array {array.group(1)}"
   text = f"{type(e).__name__}: {text}" if text else type(e).__name__
   return text if len(text) <= 160 else text[:157] + "..."
 

@@ -150,20 +150,24 @@ def run_loop(
     # Every check first (settings, log, checkpoint length and integrity), then the writes.
     ckpt = Checkpointer(workdir, run_config or {})
     log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
-    log.read()
-    latest = ckpt.latest_step()
-    if latest is not None:
-      ckpt.check_settings(latest)
-      if latest > num_steps:
-        raise CheckpointError(
-          f"{ckpt.workdir} holds a run trained for {latest} steps "
-          f"({latest / epoch_steps:g} epochs), more than the {num_steps} asked for. Nothing was "
-          f"changed: ask for at least {latest} steps to continue it, or use another --out"
-        )
-      start, carry = ckpt.restore_latest(carry, resume_from_previous)
-      carry = place_carry(carry)
-    ckpt.commit()
-    log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint
+    try:
+      log.read()
+      latest = ckpt.latest_step()
+      if latest is not None:
+        ckpt.check_settings(latest)
+        if latest > num_steps:
+          raise CheckpointError(
+            f"{ckpt.workdir} holds a run trained for {latest} steps "
+            f"({latest / epoch_steps:g} epochs), more than the {num_steps} asked for. Nothing "
+            f"was changed: ask for at least {latest} steps to continue it, or use another --out"
+          )
+        start, carry = ckpt.restore_latest(carry, resume_from_previous)
+        carry = place_carry(carry)
+      ckpt.commit()
+      log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint
+    except BaseException:
+      ckpt.close()
+      raise
   step = jax.jit(
     step_fn,
     in_shardings=(carry_sharding, batch_sharding, batch_sharding)

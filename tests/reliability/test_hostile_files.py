@@ -11,7 +11,7 @@ import json
 import shutil
 
 import pytest
-from conftest import assert_one_line_error, snapshot, summary_without_timing, train_args
+from hostile import assert_one_line_error, snapshot, summary_without_timing, train_args
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,16 @@ def test_hand_edited_summary_is_recomputed_from_the_verified_checkpoint(run, tra
   assert summary_without_timing(run / "summary.json") == summary_without_timing(
     trained_run / "summary.json"
   )
+
+
+def test_no_file_is_loaded_with_pickle():
+  """Weights load with safetensors, training state with Orbax, arrays with np.load's default
+  allow_pickle=False: nothing in the package can run code hidden in a file."""
+  import pathlib
+
+  import jaxnn
+
+  forbidden = ("import pickle", "allow_pickle=True", "torch.load(", "cloudpickle", "import dill")
+  for path in pathlib.Path(jaxnn.__file__).parent.rglob("*.py"):
+    text = path.read_text()
+    assert not [f for f in forbidden if f in text], path

@@ -13,23 +13,13 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import (
+from hostile import (
   assert_one_line_error,
+  flip_array_bytes,
   snapshot,
   summary_without_timing,
   train_args,
 )
-
-
-def _flip_array_bytes(step_dir):
-  """Flips bytes in the middle of every array data file of an Orbax step (not its metadata)."""
-  files = [p for p in (step_dir / "default").rglob("*") if p.is_file() and p.parent.name == "d"]
-  assert files
-  for path in files:
-    data = bytearray(path.read_bytes())
-    for i in range(len(data) // 3, len(data) // 3 + 8):
-      data[i] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def _rewrite_arrays(step_dir, change):
@@ -54,7 +44,7 @@ def _rewrite_arrays(step_dir, change):
 
 
 def test_flipped_bytes_in_the_latest_checkpoint_are_refused(run, jaxnn):
-  _flip_array_bytes(run / "checkpoints" / "20")
+  flip_array_bytes(run / "checkpoints" / "20")
   before = snapshot(run)
   line = assert_one_line_error(
     jaxnn(train_args(run)), "checkpoints/20", "--resume-from-previous", "step 10"
@@ -102,7 +92,7 @@ def test_resume_from_previous_uses_the_intact_checkpoint_and_keeps_the_corrupt_o
 
 def test_every_checkpoint_corrupt_says_so(run, jaxnn):
   for step in ("10", "20"):
-    _flip_array_bytes(run / "checkpoints" / step)
+    flip_array_bytes(run / "checkpoints" / step)
   before = snapshot(run)
   assert_one_line_error(
     jaxnn(train_args(run, 2, "--resume-from-previous")), "no earlier intact checkpoint"
@@ -182,3 +172,51 @@ def test_a_finished_run_rerun_reports_the_same(run, trained_run, jaxnn):
     trained_run / "summary.json"
   )
   assert json.loads((run / "summary.json").read_text())["steps"] == 20
+
+
+def test_nan_parameters_are_never_saved_as_the_last_good_checkpoint(tmp_path):
+  """The loss of step s is computed before its update: a finite loss does not prove the
+  parameters saved after it finite. Parameters turned NaN by step 4's update (whose loss
+  was finite) stop the run before step 4 is saved; step 2, the claimed last good one, is."""
+  import jax
+  import jax.numpy as jnp
+
+  from jaxnn._errors import NonFiniteLossError
+  from jaxnn.data import EpochBatcher, load_dataset
+  from jaxnn.train import (
+    Checkpointer,
+    data_parallel,
+    from_function,
+    init_train_state,
+    make_optimizer,
+    make_train_step,
+    run_loop,
+  )
+
+  model = from_function(lambda p, x: x.reshape(len(x), -1) @ p["w"], {"w": jnp.zeros((64, 10))})
+  optimizer = make_optimizer("sgd", 0.1)
+  step = make_train_step(model, optimizer)
+
+  def poisoned(state, x, y):
+    state, metrics = step(state, x, y)
+    params = jax.tree.map(lambda p: jnp.where(state.step >= 4, jnp.nan, p), state.params)
+    return state._replace(params=params), metrics
+
+  state = init_train_state(model, optimizer)
+  with pytest.raises(NonFiniteLossError, match="at step 4.*last good checkpoint \\(step 2\\)"):
+    run_loop(
+      poisoned,
+      state,
+      EpochBatcher(load_dataset("digits").train, 64, 0),
+      10,
+      dp=data_parallel(64, 1),
+      workdir=tmp_path,
+      log_every=1,
+      checkpoint_every=2,
+      progress=False,
+    )
+  checkpointer = Checkpointer(tmp_path, {})
+  assert checkpointer.all_steps() == [2]
+  _, restored = checkpointer.restore(state)
+  checkpointer.close()
+  assert np.all(np.isfinite(np.asarray(restored.params["w"])))

@@ -12,8 +12,7 @@ import json
 import os
 import shutil
 
-import pytest
-from conftest import (
+from hostile import (
   assert_one_line_error,
   remount_readonly,
   snapshot,
