@@ -1,8 +1,9 @@
 """Orbax checkpoints of a run's carry: verified, labelled, never overwritten.
 
 A run directory holds `checkpoints/<step>/` (written atomically by Orbax) and
-`config.json`, the settings the run was started with. Each checkpoint also
-records, inside its step folder and as part of the same atomic write:
+`config.json`, the settings the run was started with. Each step folder holds
+the carry (`state/`) and jaxnn's record (`jaxnn/metadata`, JSON), written in
+the same atomic save; the record holds:
 - the run's settings (its identity), so a run whose `config.json` is gone
   still cannot be continued with other settings;
 - a SHA-256 digest of every array's bytes, computed on the host before the
@@ -38,7 +39,8 @@ from jaxnn._errors import (
 )
 from jaxnn.train._io import check_writable, read_json, write_json_atomic
 
-FORMAT = 1  # version of the record jaxnn keeps in each checkpoint's metadata
+FORMAT = 1  # version of the record jaxnn keeps in each checkpoint
+RECORD = "jaxnn/metadata"  # the record's file in a step folder (Orbax's JsonSave item "jaxnn")
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
@@ -200,7 +202,10 @@ class Checkpointer:
     try:
       with _quiet_storage():
         self.manager.save(
-          step, args=ocp.args.StandardSave(carry), custom_metadata={"jaxnn": record}
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardSave(carry), jaxnn=ocp.args.JsonSave(record)
+          ),
         )
         self.manager.wait_until_finished()
     except Exception as e:  # Orbax raises many kinds for failing storage.
@@ -226,18 +231,18 @@ class Checkpointer:
 
   def _record(self, step: int) -> dict:
     """jaxnn's record in the checkpoint's metadata (CorruptCheckpointError if unreadable)."""
-    path = self.step_path(step) / "_CHECKPOINT_METADATA"
+    path = self.step_path(step) / RECORD
     try:
-      record = json.loads(path.read_bytes().decode("utf-8"))["custom_metadata"]["jaxnn"]
+      record = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-      raise CorruptCheckpointError(f"its {path.name} file is missing") from None
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+      raise CorruptCheckpointError(f"its integrity record {RECORD} is missing") from None
+    except (UnicodeDecodeError, ValueError) as e:
       raise CorruptCheckpointError(
-        f"its {path.name} file is unreadable ({type(e).__name__})"
+        f"its integrity record {RECORD} is unreadable ({type(e).__name__})"
       ) from None
     digests = record.get("digests") if isinstance(record, dict) else None
     if not isinstance(digests, dict) or not isinstance(record.get("run"), dict):
-      raise CorruptCheckpointError(f"its {path.name} file has no integrity record")
+      raise CorruptCheckpointError(f"its integrity record {RECORD} is incomplete")
     return record
 
   def check_settings(self, step: int) -> None:
@@ -281,7 +286,9 @@ class Checkpointer:
     _drop_late_storage_callbacks()
     try:
       with _quiet_storage():
-        carry = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        carry = self.manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )["state"]
     except Exception as e:  # Orbax raises many kinds for unreadable or mismatched files.
       raise CorruptCheckpointError(f"the checkpoint {where} cannot be read ({_short(e)})") from None
     saved = record["digests"]

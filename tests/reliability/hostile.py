@@ -68,7 +68,7 @@ def summary_without_timing(path: pathlib.Path) -> dict:
 
 def flip_array_bytes(step_dir: pathlib.Path) -> None:
   """Flips bytes in the middle of every array data file of an Orbax step (not its metadata)."""
-  files = [p for p in (step_dir / "default").rglob("*") if p.is_file() and p.parent.name == "d"]
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
   assert files
   for path in files:
     data = bytearray(path.read_bytes())

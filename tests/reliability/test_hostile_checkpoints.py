@@ -32,15 +32,15 @@ def _rewrite_arrays(step_dir, change):
   import orbax.checkpoint as ocp
 
   checkpointer = ocp.StandardCheckpointer()
-  tree = checkpointer.restore(step_dir / "default")
+  tree = checkpointer.restore(step_dir / "state")
   tree = jax.tree_util.tree_map_with_path(
     lambda path, x: change(jax.tree_util.keystr(path), np.asarray(x)), tree
   )
   scratch = step_dir.parent.parent / "scratch"
   checkpointer.save(scratch, tree)
   checkpointer.wait_until_finished()
-  shutil.rmtree(step_dir / "default")
-  shutil.move(scratch, step_dir / "default")
+  shutil.rmtree(step_dir / "state")
+  shutil.move(scratch, step_dir / "state")
 
 
 def test_flipped_bytes_in_the_latest_checkpoint_are_refused(run, jaxnn):
@@ -102,24 +102,34 @@ def test_every_checkpoint_corrupt_says_so(run, jaxnn):
 
 @pytest.mark.parametrize(
   "damage",
-  ["manifest deleted", "manifest garbled", "metadata deleted", "metadata garbled", "arrays gone"],
+  ["manifest deleted", "manifest garbled", "record deleted", "record garbled", "arrays gone"],
 )
-def test_damaged_orbax_files_give_a_short_line(run, jaxnn, damage):
+def test_damaged_checkpoint_files_give_a_short_line(run, jaxnn, damage):
   step = run / "checkpoints" / "20"
   if damage == "manifest deleted":
-    (step / "default" / "manifest.ocdbt").unlink()
+    (step / "state" / "manifest.ocdbt").unlink()
   elif damage == "manifest garbled":
-    (step / "default" / "manifest.ocdbt").write_bytes(b"\x00garbage" * 10)
-  elif damage == "metadata deleted":
-    (step / "_CHECKPOINT_METADATA").unlink()
-  elif damage == "metadata garbled":
-    (step / "_CHECKPOINT_METADATA").write_text("{not json")
+    (step / "state" / "manifest.ocdbt").write_bytes(b"\x00garbage" * 10)
+  elif damage == "record deleted":
+    (step / "jaxnn" / "metadata").unlink()
+  elif damage == "record garbled":
+    (step / "jaxnn" / "metadata").write_text("{not json")
   else:
-    shutil.rmtree(step / "default" / "ocdbt.process_0")
+    shutil.rmtree(step / "state" / "ocdbt.process_0")
   before = snapshot(run)
   line = assert_one_line_error(jaxnn(train_args(run)), "checkpoints/20", "step 10")
   assert len(line) < 600 and "tensorstore_spec" not in line
   assert snapshot(run) == before
+
+
+def test_garbled_orbax_metadata_with_intact_arrays_resumes_verified(run, trained_run, jaxnn):
+  """Orbax's own step metadata is not needed to read the arrays; their digests prove them."""
+  (run / "checkpoints" / "20" / "_CHECKPOINT_METADATA").write_text("{not json")
+  result = jaxnn(train_args(run))
+  assert result.code == 0 and not result.err.strip(), result.err
+  assert summary_without_timing(run / "summary.json") == summary_without_timing(
+    trained_run / "summary.json"
+  )
 
 
 def test_fewer_epochs_than_the_checkpoint_holds_are_refused(run, jaxnn):
@@ -154,9 +164,9 @@ def test_other_settings_with_config_json_are_refused(run, jaxnn):
 def test_checkpoints_labelled_with_other_settings_are_refused(run, jaxnn):
   """Checkpoints of a run with another learning rate under this run's config.json."""
   for step in ("10", "20"):
-    path = run / "checkpoints" / step / "_CHECKPOINT_METADATA"
+    path = run / "checkpoints" / step / "jaxnn" / "metadata"
     metadata = json.loads(path.read_text())
-    metadata["custom_metadata"]["jaxnn"]["run"]["learning_rate"] = 0.05
+    metadata["run"]["learning_rate"] = 0.05
     path.write_text(json.dumps(metadata))
   before = snapshot(run)
   assert_one_line_error(

@@ -67,7 +67,7 @@ def test_console_corrupt_checkpoint_is_one_line_without_storage_tracebacks(run, 
 
 def test_console_deleted_manifest_is_one_short_line(run, tmp_path):
 
-  (run / "checkpoints" / "20" / "default" / "manifest.ocdbt").unlink()
+  (run / "checkpoints" / "20" / "state" / "manifest.ocdbt").unlink()
   before = snapshot(run)
   line = assert_one_line_error(Result(*_console(train_args(run), tmp_path)), "checkpoints/20")
   assert len(line) < 600

@@ -67,8 +67,8 @@ def test_full_disk_simulated_in_the_checkpoint_writer(run, jaxnn, monkeypatch):
 
   def full_disk(self, step, *args, **kwargs):
     partial = run / "checkpoints" / f"{step}.orbax-checkpoint-tmp-1234"
-    (partial / "default").mkdir(parents=True)
-    (partial / "default" / "data").write_bytes(b"\0" * 100)
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "data").write_bytes(b"\0" * 100)
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
