@@ -31,7 +31,7 @@ from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._layout import definition_order
 from jaxnn.lca._plots import plot_all
 from jaxnn.lca._stem import check_stem, drop_zero_features, fc_stem
-from jaxnn.lca._stream import LCAStream
+from jaxnn.lca._stream import LCAStream, check_stream_files
 from jaxnn.models import count_params
 from jaxnn.train import (
   Checkpointer,
@@ -52,14 +52,14 @@ class LCAConfig:
   """An LCA run. Defaults: the paper's MNIST-FC on the offline mnist5k."""
 
   dataset: str = "mnist5k"  # a registered dataset
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20 (unless run_lca is given a model)
+  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
   widths: Sequence[int] = (100, 50)  # hidden widths of fc: 784-100-50-10 (84,060 params)
   epochs: int = 1
   batch_size: int = 250
   optimizer: str = "momentum"  # SGD with momentum, as in the paper
   learning_rate: float = 0.01
   momentum: float = 0.9
-  weight_decay: float = 0.0  # >= 0; trains with L2 if > 0; LCA always allocates the data loss
+  weight_decay: float = 0.0  # trains with L2 if > 0; LCA always allocates the data loss
   seed: int = 0
   validation_size: int | float | None = None  # None: the dataset's default
   max_train: int | None = None  # cap on training examples
@@ -295,8 +295,9 @@ def run_lca(
   if config.stream:
     if workdir is None:
       raise JaxnnError("streaming the full LCA array needs an output directory")
-    # The run directory is checked (and, for a new run, claimed) as `run_loop` will, before a
-    # stream file is created: a directory that holds another run is left unchanged.
+    # Existing stream files, then the run directory (claimed for a new run, as `run_loop` will)
+    # are checked before a stream file is created: a refused directory is left unchanged.
+    check_stream_files(workdir, num_steps, count_params(model.params), names)
     checkpointer = Checkpointer(workdir, config.run_identity())
     resume_step = checkpointer.latest_step() or 0
     checkpointer.close()
