@@ -24,7 +24,8 @@ from jaxnn._errors import JaxnnError, NonFiniteLossError
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
-from jaxnn.train._functional import FunctionalModel, from_nnx
+from jaxnn.train._functional import FunctionalModel, as_model, from_nnx
+from jaxnn.train._inputs import as_dataset
 from jaxnn.train._io import MetricsLog, write_json_atomic
 from jaxnn.train._optim import make_optimizer
 from jaxnn.train._parallel import DataParallel, data_parallel
@@ -250,9 +251,18 @@ class TrainConfig:
 
 
 def train_and_evaluate(
-  config: TrainConfig, workdir: str | pathlib.Path | None, dataset: Dataset | None = None
+  config: TrainConfig,
+  workdir: str | pathlib.Path | None,
+  dataset: Dataset | Any = None,
+  *,
+  model: Any = None,
 ) -> dict:
   """Trains `config.model` on `config.dataset`; writes metrics, checkpoints, summary.
+
+  `dataset` (a `Dataset`, `(x, y)` arrays or a dict of them, see
+  `as_dataset`) replaces `config.dataset`; `model` (an NNX or Equinox module,
+  `from_linen` / `from_function`'s result, or a factory `model(key)` of one,
+  see `as_model`) replaces `config.model`.
 
   Returns the summary (also written to `workdir/summary.json`): `params`,
   `train_accuracy`, `validation_accuracy`, `test_accuracy`, losses, `steps`,
@@ -272,12 +282,23 @@ def train_and_evaluate(
       shuffled_labels=config.shuffled_labels,
       max_train=config.max_train,
     )
+  else:
+    dataset = as_dataset(dataset)
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
-  model = from_nnx(
-    init_model(
-      config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, widths=config.widths
+  model_name = config.model if model is None else "custom"
+  model = (
+    from_nnx(
+      init_model(
+        config.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        seed=config.seed,
+        widths=config.widths,
+      )
     )
+    if model is None
+    else as_model(model, jax.random.key(config.seed))
   )
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
@@ -306,7 +327,7 @@ def train_and_evaluate(
   }
   summary = {
     "dataset": dataset.name,
-    "model": config.model,
+    "model": model_name,
     "params": count_params(model.params),
     **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
     "steps": config.epochs * batcher.steps_per_epoch,
