@@ -52,6 +52,8 @@ class Checkpointer:
       raise CheckpointError(
         f"{path} is corrupt ({e}); move the directory away or use another --out"
       ) from None
+    if isinstance(saved, dict) and isinstance(saved.get("identity"), dict):
+      saved = saved["identity"]  # the CLI's config.json: the full config and its identity
     diff = sorted(k for k in set(saved) | set(self.config) if saved.get(k) != self.config.get(k))
     if diff:
       details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {self.config.get(k)!r}" for k in diff)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxnn._errors import JaxnnError, NonFiniteLossError
+from jaxnn._progress import Progress, note
+from jaxnn.configs import TrainConfig
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
@@ -77,7 +78,7 @@ def run_loop(
     eval_every: steps between `eval_fn` calls; None: every epoch.
     eval_fn: `eval_fn(carry) -> {name: value}`, logged with the step.
     loss_key: the metric checked for NaN / inf.
-    progress: show a progress bar on a terminal.
+    progress: show a progress bar on a terminal, a line per ~10% otherwise.
     description: the progress bar's label.
     extra_args: arrays passed after the batch on every call,
       `step_fn(carry, x, y, *extra_args)`, replicated (e.g. the full training set
@@ -114,6 +115,7 @@ def run_loop(
     log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
     if ckpt.latest_step() is not None:
       start, carry = ckpt.restore(carry)
+      note(f"resuming {workdir} from step {start} of {num_steps}")
       carry = place_carry(carry)
       log.truncate_after(start)
   step = jax.jit(
@@ -151,14 +153,7 @@ def run_loop(
     pending.clear()
     last_good = upto
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    desc=description,
-    disable=None if progress else True,
-    dynamic_ncols=True,
-    leave=False,
-  )
+  bar = Progress(num_steps, initial=start, description=description, enabled=progress)
   try:
     for s in range(start, num_steps):
       x, y = dp.shard_batch(*batcher.at_step(s), sharding=batch_sharding)
@@ -220,36 +215,6 @@ def make_evaluator(
   return evaluate
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """A supervised run, as `jaxnn train` takes it."""
-
-  dataset: str = "mnist5k"  # a registered dataset name
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
-  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
-  epochs: int = 5
-  batch_size: int = 128
-  optimizer: str = "adam"  # adam (beta2 0.99), momentum, sgd
-  learning_rate: float = 1e-3
-  momentum: float = 0.9  # for optimizer="momentum"
-  weight_decay: float = 0.0  # L2 coefficient on the weights (Keras convention)
-  seed: int = 0  # initialization, validation split and batch order
-  validation_size: int | float | None = None  # None: the dataset's default
-  shuffled_pixels: bool = False
-  shuffled_labels: float = 0.0
-  max_train: int | None = None  # keep only this many training examples
-  num_devices: int | None = None  # None: all that divide the batch
-  log_every: int = 50
-  checkpoint_every: int | None = None  # steps; None: every epoch
-  eval_batch_size: int = 1000
-  progress: bool = True
-
-  def run_identity(self) -> dict:
-    """The fields a resumed run must share (not its length or devices)."""
-    skip = {"epochs", "num_devices", "log_every", "progress", "eval_batch_size", "checkpoint_every"}
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-
 def train_and_evaluate(
   config: TrainConfig,
   workdir: str | pathlib.Path | None,
@@ -281,6 +246,7 @@ def train_and_evaluate(
       shuffled_pixels=config.shuffled_pixels,
       shuffled_labels=config.shuffled_labels,
       max_train=config.max_train,
+      data_dir=config.data_dir,
     )
   else:
     dataset = as_dataset(dataset)

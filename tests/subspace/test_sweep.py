@@ -155,8 +155,9 @@ def test_global_baseline_and_bad_input(tmp_path, capsys):
     == 2
   )
   assert "not a sweep program file" in capsys.readouterr().err
-  assert main(_sweep_args(tmp_path / "p", "--projection", "nope", "--baseline", "0.5")) == 2
-  assert "unknown projection" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    main(_sweep_args(tmp_path / "p", "--projection", "nope", "--baseline", "0.5"))
+  assert "must be one of dense, sparse, fastfood, got 'nope'" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     main(_sweep_args(tmp_path / "b", "--baseline", "1.5"))
   with pytest.raises(JaxnnError, match="baseline"):
