@@ -20,6 +20,7 @@ def register(subparsers) -> None:
   for command, task in _COMMANDS.items():
     c = sub.add_parser(
       command,
+      aliases=[task],
       help=f"coordinate {task}",
       description=f"Coordinate {task} on Not-so-Clevr (Liu et al. 2018). Writes "
       "OUT/config.json, summary.json, metrics.jsonl, PNG plots and checkpoints; rerunning "
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-  command = f"coordconv {args.coordconv_command}"
+  verb = {task: verb for verb, task in _COMMANDS.items()}.get(args.coordconv_command)
+  command = f"coordconv {verb or args.coordconv_command}"
   config, out = cu.resolve(args, TaskConfig, command, defaults=TaskConfig(task=args.coordconv_task))
   if config.task != args.coordconv_task:
     from jaxnn._errors import JaxnnError
