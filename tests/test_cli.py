@@ -340,3 +340,41 @@ def test_train_cli_writes_config_and_resumes_with_a_note(tmp_path, capsys):
   assert main(["train", "--config", str(out / "config.json"), "--epochs", "2"]) == 0
   assert f"resuming {out} from step 2 of 4" in capsys.readouterr().err
   assert json.loads((out / "summary.json").read_text())["steps"] == 4
+
+
+def test_coordconv_region_flag_takes_expressions_and_masks(tmp_path):
+  import numpy as np
+
+  from jaxnn.configs._coordconv import held_out_mask
+
+  config, _ = cu.resolve(
+    _parse(("coordconv", "render"), "--split", "x < 20 or y > 50", "--out", "o"),
+    TaskConfig,
+    "coordconv render",
+    defaults=TaskConfig(task="rendering"),
+  )
+  assert config.split == "x < 20 or y > 50"
+  centres = np.array([(x, y) for x in range(4, 60) for y in range(4, 60)])
+  expected = (centres[:, 0] < 20) | (centres[:, 1] > 50)
+  np.testing.assert_array_equal(held_out_mask(config.split), expected)
+  grid = np.zeros((64, 64), bool)
+  grid[40:, :10] = True  # rows y >= 40, columns x < 10
+  np.save(tmp_path / "mask.npy", grid)
+  mask = held_out_mask(str(tmp_path / "mask.npy"))
+  np.testing.assert_array_equal(mask, (centres[:, 0] < 10) & (centres[:, 1] >= 40))
+  np.testing.assert_array_equal(held_out_mask(lambda x, y: x == y), centres[:, 0] == centres[:, 1])
+  with pytest.raises(JaxnnError, match="holds out 0 of 3136"):
+    TaskConfig(split="x > 100")
+
+
+def test_datasets_reports_the_sizes_the_loader_returns(monkeypatch, capsys):
+  from jaxnn._commands import train as train_command
+  from jaxnn.data import _dataset, load_dataset
+
+  kept = {k: v for k, v in _dataset.registered_datasets().items() if k in ("digits", "mnist")}
+  monkeypatch.setattr("jaxnn.data.registered_datasets", lambda: kept)
+  assert train_command._datasets(None) == 0
+  out = capsys.readouterr().out
+  n = load_dataset("digits").info["sizes"]
+  assert f"train {n['train']:,} / validation {n['validation']:,} / test {n['test']:,}" in out
+  assert "8x8x1, 10 classes" in out and "mnist" in out

@@ -134,3 +134,35 @@ def test_not_a_run(tmp_path):
     jaxnn.load_run(tmp_path)
   with pytest.raises(jaxnn.JaxnnError, match="no run directory"):
     jaxnn.load_run(tmp_path / "missing")
+
+
+def test_lca_run_round_trips(tmp_path):
+  from jaxnn.configs import LCAConfig
+  from jaxnn.lca import run_lca
+
+  config = LCAConfig(
+    dataset="digits",
+    widths=(12,),
+    batch_size=200,
+    max_train=400,
+    chunk_size=500,
+    num_devices=1,
+    num_shuffles=10,
+    plots=False,
+    progress=False,
+  )
+  result = run_lca(config, tmp_path / "lca")
+  run = jaxnn.load_run(tmp_path / "lca")
+  assert run.command == "lca" and run.config == config and run.step == 2
+  assert run.summary["lca_sum"] == pytest.approx(result["lca_sum"])
+  _same_outputs(run, result["state"][0], jnp.ones((2, 8, 8, 1)))
+
+
+def test_pplm_config_reads_back_with_its_nested_steering(tmp_path):
+  from jaxnn import _cli_utils as cu
+  from jaxnn.configs import GenerateConfig, PPLMConfig
+
+  config = GenerateConfig(bow="space", steering=PPLMConfig(length=7, gm_scale=0.5))
+  cu.claim_out(tmp_path / "gen", "pplm generate", config)  # what the CLI writes before generating
+  run = jaxnn.load_run(tmp_path / "gen")
+  assert run.command == "pplm generate" and run.config == config and not run.finished
