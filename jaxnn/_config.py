@@ -152,7 +152,9 @@ def check_field(name: str, value: Any, field: dataclasses.Field, tp) -> None:
     raise JaxnnError(f"{name} must be {_describe(tp)}, got {value!r}")
   m = field.metadata
   if m.get("choices") is not None and value not in m["choices"] and value is not None:
-    raise JaxnnError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
+    *rest, last = map(str, m["choices"])
+    options = f"{', '.join(rest)} or {last}" if rest else last
+    raise JaxnnError(f"unknown {name} {value!r}; choose from {options}")
   numbers = value if isinstance(value, tuple | list) else (value,)
   for v in numbers:
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -313,9 +315,11 @@ def _parser_for(field: dataclasses.Field, tp) -> Callable[[str], Any]:
       if value is _MISSING:
         raise argparse.ArgumentTypeError(f"expected {_describe(tp)}, got {text!r}")
     try:
-      check_field("the value", value, field, tp)
+      check_field(field.name, value, field, tp)
     except JaxnnError as e:
-      raise argparse.ArgumentTypeError(str(e).replace("the value must", "must")) from None
+      message = str(e)  # the flag is named by argparse: "argument --epochs: must be ..."
+      message = message.removeprefix(f"{field.name} ")
+      raise argparse.ArgumentTypeError(message) from None
     return value
 
   parse.__name__ = field.name  # argparse names the type in its messages

@@ -155,7 +155,10 @@ def test_config_choices_match_the_library():
     (["train", "--epochs", "0", "--out", "x"], "--epochs: must be positive, got 0"),
     (["train", "--lr", "fast", "--out", "x"], "--lr: expected a number, got 'fast'"),
     (["train", "--widths", "200,x", "--out", "x"], "--widths: expected"),
-    (["train", "--optimizer", "rmsprop", "--out", "x"], "must be one of adam"),
+    (
+      ["train", "--optimizer", "rmsprop", "--out", "x"],
+      "unknown optimizer 'rmsprop'; choose from adam, momentum or sgd",
+    ),
     (["lca", "--momentum", "2", "--out", "x"], "must be a fraction in [0, 1], got 2.0"),
     (["subspace", "sweep", "--dims", "0,10", "--out", "x"], "must be positive, got 0"),
     (["coordconv", "classify", "--split", "z > 3", "--out", "x"], "region expression: 'z'"),

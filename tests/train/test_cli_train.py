@@ -52,7 +52,10 @@ def test_train_command_writes_summary_metrics_checkpoints(tmp_path, capsys):
   [
     (["train", "--dataset", "nope", "--out", "x"], "unknown dataset 'nope'"),
     (["train", "--dataset", "mnist", "--out", "x"], "needs TensorFlow"),
-    (["train", "--model", "vgg", "--dataset", "digits", "--out", "x"], "must be one of fc"),
+    (
+      ["train", "--model", "vgg", "--dataset", "digits", "--out", "x"],
+      "unknown model 'vgg'; choose from fc",
+    ),
     (["train", "--lr", "-1", "--out", "x"], "--lr: must be positive"),
     (["train", "--dataset", "digits", "--batch-size", "99999", "--out", "x"], "batch size"),
   ],
