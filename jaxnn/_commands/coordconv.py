@@ -43,7 +43,7 @@ def _run(args) -> int:
   cu.claim_out(out, command, config, config.run_identity())
   from jaxnn.coordconv import run_task
 
-  summary = run_task(config, out, plots=config.plots)
+  summary = run_task(config, out)
   keys = (
     "task",
     "split",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-# Kept equal to jaxnn.models.MODEL_NAMES and jaxnn.train.OPTIMIZERS (tests/test_cli.py checks).
+# Kept equal to jaxnn.models.MODEL_NAMES and jaxnn.train.OPTIMIZERS (tests/test_commands.py checks).
 MODEL_NAMES = ("fc", "lenet", "lca_lenet", "resnet20")
 OPTIMIZERS = ("adam", "momentum", "sgd")
 

@@ -8,7 +8,7 @@ from jaxnn._config import configclass, setting
 from jaxnn._errors import JaxnnError
 from jaxnn.configs._common import DEVICES, HELP, MODEL_NAMES, OPTIMIZERS, count_or_fraction
 
-# Kept equal to jaxnn.lca._integrate's THRESHOLD and MAX_SPLITS (tests/test_cli.py checks).
+# Kept equal to jaxnn.lca._integrate's THRESHOLD and MAX_SPLITS (tests/test_commands.py checks).
 THRESHOLD = 1e-3  # absolute error per iteration, in loss units
 MAX_SPLITS = 32  # the paper's cap: 2, 4, 8, 16, 32 splits
 

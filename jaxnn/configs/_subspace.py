@@ -8,7 +8,7 @@ import json
 from jaxnn._config import configclass, setting
 from jaxnn.configs._common import DEVICES, HELP, MODEL_NAMES, count_or_fraction
 
-# Kept equal to jaxnn.subspace.PROJECTIONS (tests/test_cli.py checks).
+# Kept equal to jaxnn.subspace.PROJECTIONS (tests/test_commands.py checks).
 PROJECTIONS = ("dense", "sparse", "fastfood")
 
 

@@ -100,14 +100,15 @@ def run_task(
   config: TaskConfig,
   out: str | pathlib.Path | None,
   *,
-  plots: bool = True,
+  plots: bool | None = None,
   model=None,
   held_out=None,
 ) -> dict:
   """Trains and evaluates one task; writes `out/summary.json`, metrics and plots.
 
-  `model` replaces the paper's network: an NNX or Equinox module,
-  `from_linen` / `from_function`'s result, or a factory `model(key)` of one
+  `plots` (default `config.plots`) writes the PNG views. `model` replaces the
+  paper's network: an NNX or Equinox module, `from_linen` / `from_function`'s
+  result, or a factory `model(key)` of one
   (`jaxnn.train.as_model`). `held_out` replaces `config.split` by any region:
   a predicate `held_out(x, y)` over the squares' centres or a boolean mask
   (`jaxnn.coordconv.task_data`); `config.split` also takes an expression
@@ -139,6 +140,7 @@ def run_task(
 
   t0 = time.perf_counter()
   config = config.resolved()
+  plots = config.plots if plots is None else plots
   data = task_data(config, held_out)
   if config.train_examples is not None and config.train_examples < len(data.train):
     keep = np.sort(
