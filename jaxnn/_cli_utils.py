@@ -69,56 +69,83 @@ def resolve(args: argparse.Namespace, cls, command: str, *, defaults=None):
   return config, out
 
 
+def saved_identity(saved) -> dict | None:
+  """The settings a `config.json` pins: its `identity`, with any hand-added keys beside it.
+
+  Runs written before config.json held the full config saved the identity
+  alone, at the top level.
+  """
+  if not isinstance(saved, dict):
+    return None
+  if not isinstance(saved.get("identity"), dict):
+    return saved
+  extra = {k: v for k, v in saved.items() if k not in ("command", "config", "identity")}
+  return {**saved["identity"], **extra}
+
+
 def claim_out(
   out: str | pathlib.Path,
   command: str,
   config,
   identity: dict | None = None,
   *,
+  checkpointed: bool = False,
   config_path: str | pathlib.Path | None = None,
 ) -> None:
   """Checks `out` before any work and writes `out/config.json` (the full, resolved config).
 
-  `config_path` writes the config elsewhere (a command whose output is a file).
-
   An existing `config.json` of another run (another command, or other
   settings that `identity` says a resumed run must share) is an error, and
-  nothing is written; the same run's is updated (e.g. a longer run).
+  nothing is written; the same run's is updated (e.g. a longer run). For a
+  `checkpointed` command, a directory whose `config.json` is unreadable or
+  missing beside checkpoints is left to the engine's checks (which name the
+  problem) and the config is written by `write_config` once the run is done.
+  `config_path` writes the config elsewhere (a command whose output is a file).
   """
   out = pathlib.Path(out).expanduser()
   if out.exists() and not out.is_dir():
     raise JaxnnError(f"--out {out} is a file; give a directory")
-  out.mkdir(parents=True, exist_ok=True)
   path = pathlib.Path(config_path) if config_path else out / "config.json"
   identity = None if identity is None else json.loads(json.dumps(identity))
   if path.exists():
     try:
       saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise JaxnnError(f"{path} is corrupt ({e}); move it away or use another --out") from None
-    saved_command = saved.get("command") if isinstance(saved, dict) else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+      saved = None
+    if not isinstance(saved, dict):
+      if checkpointed:
+        return  # the engine reports the file, and nothing is written
+      raise JaxnnError(
+        f"{path} is not a jaxnn run configuration; move it away or use another --out"
+      )
+    saved_command = saved.get("command")
     if saved_command not in (None, command):
       raise JaxnnError(
         f"{out} holds a `jaxnn {saved_command}` run; use another --out for `jaxnn {command}`"
       )
-    # Runs written before config.json held the full config saved the identity alone.
-    saved_identity = saved.get("identity", saved) if saved_command else saved
-    if identity is not None and saved_identity is not None and saved_identity != identity:
-      diff = sorted(
-        k for k in set(saved_identity) | set(identity) if saved_identity.get(k) != identity.get(k)
-      )
-      details = "; ".join(
-        f"{k}: saved {saved_identity.get(k)!r}, now {identity.get(k)!r}" for k in diff
-      )
+    pinned = saved_identity(saved)
+    if identity is not None and pinned != identity:
+      diff = sorted(k for k in set(pinned) | set(identity) if pinned.get(k) != identity.get(k))
+      details = "; ".join(f"{k}: saved {pinned.get(k)!r}, now {identity.get(k)!r}" for k in diff)
       raise JaxnnError(
-        f"{out} holds a run with other settings ({details}). Nothing was changed: use another "
-        f"--out, or `--config {path}` to resume it"
+        f"{out} holds a run with another configuration ({details}). Nothing was changed: use "
+        f"another --out, or `--config {path}` to resume it"
       )
+  elif checkpointed and (out / "checkpoints").exists():
+    return  # config.json lost: the checkpoints' own record decides, then write_config
+  write_config(path, command, config, identity)
+
+
+def write_config(path: str | pathlib.Path, command: str, config, identity: dict | None) -> None:
+  """Writes `path` (a run's `config.json`): the command, its full config and its identity."""
   from jaxnn.train import write_json_atomic
 
+  path = pathlib.Path(path).expanduser()
+  if path.is_dir():
+    path = path / "config.json"
   content = {"command": command, "config": _config.to_dict(config)}
   if identity is not None:
-    content["identity"] = identity
+    content["identity"] = json.loads(json.dumps(identity))
   write_json_atomic(path, content)
 
 

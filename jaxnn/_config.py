@@ -159,8 +159,9 @@ def check_field(name: str, value: Any, field: dataclasses.Field, tp) -> None:
   for v in numbers:
     if isinstance(v, bool) or not isinstance(v, int | float):
       continue
-    if (m.get("finite") or m.get("positive") or m.get("fraction")) and not math.isfinite(v):
-      raise JaxnnError(f"{name} must be finite, got {v}")
+    checked = ("finite", "positive", "nonnegative", "fraction")
+    if any(m.get(c) for c in checked) and not math.isfinite(v):
+      raise JaxnnError(f"{name} must be a finite number, got {v}")
     if m.get("positive") and not v > 0:
       raise JaxnnError(f"{name} must be positive, got {v}")
     if m.get("nonnegative") and not v >= 0:

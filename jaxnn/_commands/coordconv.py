@@ -40,10 +40,11 @@ def _run(args) -> int:
 
     raise JaxnnError(f"{args.config} is a {config.task} config: run it with that task's command")
   config = config.resolved()
-  cu.claim_out(out, command, config, config.run_identity())
+  cu.claim_out(out, command, config, config.run_identity(), checkpointed=True)
   from jaxnn.coordconv import run_task
 
   summary = run_task(config, out)
+  cu.write_config(out, command, config, config.run_identity())  # also after a lost one
   keys = (
     "task",
     "split",

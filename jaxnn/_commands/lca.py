@@ -21,10 +21,11 @@ def register(subparsers) -> None:
 
 def _lca(args) -> int:
   config, out = cu.resolve(args, LCAConfig, "lca")
-  cu.claim_out(out, "lca", config, config.run_identity())
+  cu.claim_out(out, "lca", config, config.run_identity(), checkpointed=True)
   from jaxnn.lca import run_lca
 
   summary = run_lca(config, out)
+  cu.write_config(out, "lca", config, config.run_identity())  # also after a lost one
   keys = (
     "params",
     "steps",

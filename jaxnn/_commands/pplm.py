@@ -44,22 +44,22 @@ def register(subparsers) -> None:
 def _load_model(name):
   """(params, config, tokenizer, description): the named model, gpt2-medium or the offline LM."""
   from jaxnn import JaxnnError
-  from jaxnn.pplm import load_gpt2, load_tokenizer
+  from jaxnn.lm import load_lm, load_tokenizer
 
   if name is not None:
-    params, config = load_gpt2(name)
+    params, config = load_lm(name)
     return params, config, load_tokenizer(name), str(name)
   try:
-    params, config = load_gpt2("gpt2-medium")
+    params, config = load_lm("gpt2-medium")
     return params, config, load_tokenizer("gpt2-medium"), "gpt2-medium"
   except JaxnnError as e:
-    from jaxnn.pplm._offline_lm import ensure_offline_lm
+    from jaxnn.lm import ensure_offline_lm
 
     folder = ensure_offline_lm()
     print(
       f"gpt2-medium is not available ({e}); using jaxnn's offline LM at {folder}", file=sys.stderr
     )
-    params, config = load_gpt2(folder)
+    params, config = load_lm(folder)
     return params, config, load_tokenizer(folder), f"offline LM ({folder})"
 
 
@@ -83,9 +83,9 @@ def _generate(args) -> int:
   print(f"model: {description}", file=sys.stderr)
   scorer = None
   if config.ppl_model is not None:
-    from jaxnn.pplm import load_gpt2, load_tokenizer
+    from jaxnn.lm import load_lm, load_tokenizer
 
-    scorer = (*load_gpt2(config.ppl_model), load_tokenizer(config.ppl_model), config.ppl_model)
+    scorer = (*load_lm(config.ppl_model), load_tokenizer(config.ppl_model), config.ppl_model)
   summary = run_pplm(
     params,
     gpt2,

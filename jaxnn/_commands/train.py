@@ -27,10 +27,11 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
   config, out = cu.resolve(args, TrainConfig, "train")
-  cu.claim_out(out, "train", config, config.run_identity())
+  cu.claim_out(out, "train", config, config.run_identity(), checkpointed=True)
   from jaxnn.train import train_and_evaluate
 
   summary = train_and_evaluate(config, out)
+  cu.write_config(out, "train", config, config.run_identity())  # also after a lost one
   keys = (
     "dataset",
     "model",

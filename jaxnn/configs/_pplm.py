@@ -38,7 +38,10 @@ class PPLMConfig:
       raise JaxnnError("decay scales a window: set window_length > 0 (e.g. 5) or drop decay")
 
 
-MODEL_HELP = "gpt2, gpt2-medium, ..., a hub id or a local folder"
+MODEL_HELP = (
+  "a local model folder, a hub id (GPT-2, Llama, Mistral, Qwen, Gemma, Phi-3, Pythia) or gpt2, "
+  "gpt2-medium, ..."
+)
 
 
 @configclass

@@ -36,9 +36,12 @@ class TrainConfig:
   )
   eval_batch_size: int = setting(1000, "examples per evaluation batch", positive=True)
   progress: bool = setting(True, HELP["progress"])
+  resume_from_previous: bool = setting(
+    False, "if the newest checkpoint is corrupt, set it aside and resume from the last intact one"
+  )
 
   def run_identity(self) -> dict:
-    """The fields a resumed run must share (not its length or devices)."""
+    """The fields a resumed run must share (not its length, devices or resume options)."""
     skip = {
       "epochs",
       "num_devices",
@@ -47,5 +50,6 @@ class TrainConfig:
       "eval_batch_size",
       "checkpoint_every",
       "data_dir",
+      "resume_from_previous",
     }
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
