@@ -2,6 +2,7 @@
 
 The loss change of every iteration is split among the parameters by a path
 integral of the full-set gradient along the step. Pieces, from the inside out:
+
 - integrators (pure): `first_order`, `simpson`, `adaptive_simpson`;
 - `lca_accumulator(model, num_steps)`: init / update functions that allocate
   one iteration and accumulate summaries; `with_lca(train_step, acc)` wraps

@@ -47,6 +47,7 @@ from jaxtyping import Array, Float, Int
 from jaxnn._errors import JaxnnError
 from jaxnn.pplm._products import dense_matmul, tied_logits
 
+#: GPT-2's parameters: a nested dict of arrays (`"wte"`, `"h"`: a list of layers, ...).
 Params = dict[str, Any]
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from jaxnn._errors import JaxnnError
 from jaxnn.pplm._gpt2 import GPT2Config, Params, as_params, param_specs
 
+#: Short model names and the Hugging Face repositories they stand for.
 KNOWN_MODELS = {
   "gpt2": "openai-community/gpt2",
   "gpt2-medium": "openai-community/gpt2-medium",
@@ -150,6 +151,11 @@ def resolve_folder(name_or_path: str | os.PathLike, alternatives=WEIGHT_FILES) -
 
 
 def load_config(folder: Path) -> GPT2Config:
+  """Reads the `GPT2Config` from a Hugging Face model folder's config.json.
+
+  Raises:
+    JaxnnError: if the folder has no config.json.
+  """
   try:
     return GPT2Config.from_hf_dict(json.loads((folder / "config.json").read_text()))
   except FileNotFoundError:

@@ -18,7 +18,14 @@ from jaxnn.pplm._gpt2 import GPT2Config, Params, as_params, gpt2_forward, init_c
 
 
 def top_k_logits(logits_BxV: Float[Array, "B V"], top_k: int) -> Float[Array, "B V"]:
-  """Logits with everything below the k-th largest set to -inf (k = 0 keeps all)."""
+  """Logits with everything below the k-th largest set to -inf (k = 0 keeps all).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxnn.pplm import top_k_logits
+    >>> top_k_logits(jnp.array([[1.0, 3.0, 2.0]]), 2).tolist()
+    [[-inf, 3.0, 2.0]]
+  """
   if top_k <= 0 or top_k >= logits_BxV.shape[-1]:
     return logits_BxV
   kth_Bx1 = kth_largest(logits_BxV, top_k)

@@ -13,6 +13,7 @@ from pathlib import Path
 from jaxnn._errors import JaxnnError
 from jaxnn.pplm._loading import TOKENIZER_FILES, resolve_folder
 
+#: GPT-2's end-of-text token, also the start of an empty prompt.
 END_OF_TEXT = "<|endoftext|>"
 
 

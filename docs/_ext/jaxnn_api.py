@@ -1,0 +1,187 @@
+"""Sphinx extension: the API reference, generated from each public module's `__all__`.
+
+On every build it writes one page per public module under ``docs/api/`` (a summary table
+and the rendered docstring of every name in ``__all__``), so a new public name appears
+without a hand edit. A public name without a docstring of its own is a build warning,
+which ``sphinx-build -W`` turns into a failure.
+
+`public_modules` and `missing_docstrings` are also used by ``tests/test_docs.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import types
+from pathlib import Path
+
+ROOT_PACKAGE = "jaxnn"
+
+
+def public_modules() -> list[str]:
+  """Names of the modules whose `__all__` makes up the API: jaxnn and its public subpackages."""
+  root = importlib.import_module(ROOT_PACKAGE)
+  names = [ROOT_PACKAGE]
+  for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name):
+    if info.ispkg and not info.name.startswith("_"):
+      names.append(f"{ROOT_PACKAGE}.{info.name}")
+  return names
+
+
+def _submodules(package: types.ModuleType) -> list[str]:
+  names = [package.__name__]
+  if hasattr(package, "__path__"):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+      names.append(info.name)
+  return names
+
+
+def data_doc(module_name: str, name: str) -> str | None:
+  """The doc comment (``#:`` or a string after the assignment) of a public constant.
+
+  Constants are re-exported from private modules, so every module of the package is searched.
+  """
+  from sphinx.pycode import ModuleAnalyzer
+
+  package = importlib.import_module(module_name)
+  for sub in _submodules(package):
+    try:
+      analyzer = ModuleAnalyzer.for_module(sub)
+      analyzer.analyze()
+    except Exception:  # noqa: BLE001 - a module without source has no doc comments
+      continue
+    for (_, attr), lines in analyzer.attr_docs.items():
+      if attr == name and "".join(lines).strip():
+        return "\n".join(lines).strip()
+  return None
+
+
+def _is_generated_class_doc(cls: type, doc: str) -> bool:
+  # dataclasses and NamedTuples write "Name(field, ...)" when the class has no docstring.
+  return bool(re.fullmatch(rf"{re.escape(cls.__name__)}\(.*\)", doc.strip(), re.S))
+
+
+def kind(obj: object) -> str:
+  """How a public object is rendered: "class", "function" or "data"."""
+  if isinstance(obj, (types.GenericAlias, types.UnionType)) or type(obj).__module__ == "typing":
+    return "data"  # a type alias such as `Params = dict[str, Any]`
+  if inspect.isclass(obj):
+    return "class"
+  if callable(obj) and not isinstance(obj, (str, bytes, int, float, tuple, list, dict)):
+    return "function"
+  return "data"
+
+
+def missing_docstrings(module_name: str) -> list[str]:
+  """Public names of `module_name` (its `__all__`) that have no docstring of their own."""
+  module = importlib.import_module(module_name)
+  missing = []
+  if not (module.__doc__ or "").strip():
+    missing.append(module_name)
+  for name in getattr(module, "__all__", []):
+    if name == "__version__":
+      continue
+    obj = getattr(module, name)
+    k = kind(obj)
+    if k == "class":
+      doc = obj.__dict__.get("__doc__") or ""
+      if not doc.strip() or _is_generated_class_doc(obj, doc):
+        missing.append(f"{module_name}.{name}")
+    elif k == "function":
+      if not (getattr(obj, "__doc__", None) or "").strip():
+        missing.append(f"{module_name}.{name}")
+    elif not data_doc(module_name, name):
+      missing.append(f"{module_name}.{name}")
+  return missing
+
+
+def _indent(text: str, prefix: str = "   ") -> str:
+  return "\n".join(prefix + line if line.strip() else "" for line in text.splitlines())
+
+
+def module_page(module_name: str) -> str:
+  """The Markdown (MyST) source of one module's API page."""
+  module = importlib.import_module(module_name)
+  names = [n for n in getattr(module, "__all__", []) if n != "__version__"]
+  rst = [
+    f".. automodule:: {module_name}",
+    "   :no-members:",
+    "",
+    f".. currentmodule:: {module_name}",
+    "",
+  ]
+  documented = [n for n in names if kind(getattr(module, n)) != "data"]
+  if documented:  # constants are left out: autosummary would show their type's docstring
+    rst += [".. autosummary::", "   :nosignatures:", ""] + [f"   {n}" for n in documented] + [""]
+  for name in names:
+    obj = getattr(module, name)
+    k = kind(obj)
+    if k == "class":
+      rst += [f".. autoclass:: {name}", "   :members:", ""]
+    elif k == "function":
+      rst += [f".. autofunction:: {name}", ""]
+    else:
+      value = repr(obj)
+      rst += [f".. py:data:: {name}"]
+      if len(value) <= 70 and "\n" not in value:
+        rst += [f"   :value: {value}"]
+      rst += ["", _indent(data_doc(module_name, name) or ""), ""]
+  if module_name == ROOT_PACKAGE:
+    rst += [
+      ".. py:data:: __version__",
+      f"   :value: {module.__version__!r}",
+      "",
+      "   The installed version of jaxnn.",
+      "",
+    ]
+  body = "\n".join(rst).rstrip() + "\n"
+  return f"# `{module_name}`\n\n```{{eval-rst}}\n{body}```\n"
+
+
+def index_page(modules: list[str]) -> str:
+  """The API index: one line per module (its docstring's first line) and the toctree."""
+  lines = [
+    "# API reference",
+    "",
+    "Every public name of jaxnn, generated from the docstrings of each module's `__all__`.",
+    "",
+  ]
+  for name in modules:
+    doc = (importlib.import_module(name).__doc__ or "").strip().splitlines()
+    summary = doc[0] if doc else ""
+    lines.append(f"- [`{name}`]({name}.md): {summary}")
+  lines += ["", "```{toctree}", ":hidden:", ""] + modules + ["```", ""]
+  return "\n".join(lines)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+  if not path.exists() or path.read_text() != text:
+    path.write_text(text)
+
+
+def generate(app) -> None:
+  """builder-inited: write docs/api/*.md and warn about every public name without a docstring."""
+  from sphinx.util import logging
+
+  logger = logging.getLogger(__name__)
+  out = Path(app.srcdir) / "api"
+  out.mkdir(exist_ok=True)
+  modules = public_modules()
+  for name in modules:
+    _write_if_changed(out / f"{name}.md", module_page(name))
+    for missing in missing_docstrings(name):
+      logger.warning(
+        f"public name without a docstring: {missing}", type="jaxnn", subtype="docstring"
+      )
+  _write_if_changed(out / "index.md", index_page(modules))
+  for stale in out.glob("*.md"):
+    if stale.stem not in modules and stale.name != "index.md":
+      stale.unlink()
+
+
+def setup(app):
+  """Register the generator with Sphinx."""
+  app.connect("builder-inited", generate)
+  return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
