@@ -95,9 +95,26 @@ def _other_pages() -> list[str]:
 _LINK = re.compile(r"\]\(([\w/]+)\.(?:md|ipynb)\)|<([\w/]+)>`")
 
 
+_GUIDE_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)?([\w/]+)\.md(?:#[\w-]*)?\)")
+
+
+def _unlink_planned_guides(text: str) -> str:
+  """A link to a guide of `GUIDES` that is not written yet renders as its text.
+
+  Only the guides named above are treated so; any other broken link stays a build error.
+  """
+
+  def replace(match):
+    target = match.group(2)
+    return match.group(1) if target in GUIDES and not _existing(target) else match.group(0)
+
+  return _GUIDE_LINK.sub(replace, text)
+
+
 def _prune_index(app, docname, source):
   """source-read: drop index.md's links to guides that do not exist; list unlisted pages."""
   if docname != "index":
+    source[0] = _unlink_planned_guides(source[0])
     return
   lines = []
   for line in source[0].splitlines():

@@ -4,6 +4,7 @@
 docstring, a public name without a docstring or a missing page fails it.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -81,3 +82,33 @@ def test_site_builds(tmp_path):
     assert (html / "api" / f"{module_name}.html").exists()
   for notebook in sorted((ROOT / "colabs").glob("*.ipynb")):
     assert (html / "colabs" / f"{notebook.stem}.html").exists()
+
+
+def _write_results():
+  spec = importlib.util.spec_from_file_location(
+    "write_results", ROOT / "benchmarks" / "write_results.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_performance_page_is_generated_from_the_current_results():
+  assert (ROOT / "docs" / "performance.md").read_text() == _write_results().render(), (
+    "docs/performance.md is out of date: run python benchmarks/write_results.py"
+  )
+
+
+def test_one_result_per_benchmark_script_with_its_command():
+  for path in sorted((ROOT / "benchmarks" / "results").iterdir()):
+    assert path.suffix == ".json", f"{path.name}: benchmarks/results holds <script>.json only"
+    assert (ROOT / "benchmarks" / f"{path.stem}.py").exists(), f"{path.name}: no such script"
+    text = path.read_text()
+    assert f"benchmarks/{path.stem}.py" in text, f"{path.name} does not name its command"
+
+
+def test_documentation_pages_hold_no_work_log():
+  for name in ("index.md", "contributing.md", "performance.md"):
+    text = (ROOT / "docs" / name).read_text().lower()
+    for word in ("session", "load average", " utc", "engineer"):
+      assert word not in text, f"docs/{name} mentions {word!r}"

@@ -19,7 +19,7 @@ the stack, which XLA on CPU materializes as a copy of all the weights per pass
 (and again in the backward pass of PPLM's steering gradient): 1.3x the time
 of a one-token forward pass and 2.1x that of forward + gradient with respect
 to the cache for GPT-2 small on one core. The price is compile time that
-grows with depth (see benchmarks/results/pplm.md).
+grows with depth (see benchmarks/pplm_layers.py).
 
 Kernels are stored (in, out) like Hugging Face's Conv1D, so `x @ kernel`;
 the output head is tied to `wte`. With few float32 rows on CPU (a one-token
@@ -291,7 +291,7 @@ def gpt2_forward_layers(
   the stacked L x B x H x S x K cache makes the backward pass pad every
   layer's gradient to the whole stack and add the L of them (for GPT-2 small
   at batch 8 on one CPU core, removing that pad-and-add made a forward +
-  gradient pass 1.3-1.8x faster; see benchmarks/results/pplm.md).
+  gradient pass 1.3-1.8x faster; see benchmarks/pplm_layers.py).
 
   Args:
     params, config, tokens_BxT, embeds_BxTxD: as for `gpt2_forward`.

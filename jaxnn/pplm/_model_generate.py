@@ -39,7 +39,7 @@ def kth_largest(x_BxV: Float[Array, "B V"], k: int) -> Float[Array, "B 1"]:
   took as long as a forward pass of GPT-2 small). The k largest entries of a
   row are among the k largest of each of its blocks, so a `top_k` per block
   of the row and one over the blocks' candidates give the same value at a
-  fraction of the cost (25-35x less at 8 x 50257, k = 10; benchmarks/results/pplm.md).
+  fraction of the cost (25-35x less at 8 x 50257, k = 10; benchmarks/pplm_layers.py).
   """
   b, v = x_BxV.shape
   blocks = min(64, v // (4 * k))
