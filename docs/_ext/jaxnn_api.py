@@ -156,6 +156,51 @@ def index_page(modules: list[str]) -> str:
   return "\n".join(lines)
 
 
+_SECTIONS = ("Reproduces:", "Paper:", "Measured here:", "Runtime:", "Command:")
+
+
+def experiments_page(folder: Path) -> str:
+  """The Markdown of the experiments page: every experiments/*.py docstring, by method."""
+  import ast
+
+  lines = [
+    "# Experiment configs",
+    "",
+    "One config per reproduced result, in `experiments/` (a module whose `get_config()` returns "
+    "the command's config). Each states what it reproduces, the paper's number, the number "
+    "measured here and the command that reruns it; flags given after `--config` override the "
+    "config's fields. Where the measured run's outputs are committed, they are in "
+    "`experiments/results/<name>/`.",
+    "",
+  ]
+  for path in sorted(folder.glob("*.py")):
+    if path.stem.startswith("_"):
+      continue
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    title, _, body = doc.partition("\n")
+    lines += [f"## {path.stem}", "", title.strip(), ""]
+    fields, rest = body, ""
+    if "Command:" in body:
+      fields, _, rest = body.partition("Command:")
+    for section in _SECTIONS[:-1]:
+      if section in fields:
+        text = fields.split(section, 1)[1]
+        for other in _SECTIONS:
+          text = text.split(other, 1)[0]
+        lines += [f"**{section[:-1]}**: " + " ".join(text.split()), ""]
+    command, _, after = rest.strip("\n").partition("\n\n")
+    if command:
+      lines += [
+        "```bash",
+        "\n".join(line[2:] if line.startswith("  ") else line for line in command.splitlines()),
+        "```",
+        "",
+      ]
+    if after.strip():
+      lines += [" ".join(after.split()), ""]
+  return "\n".join(lines)
+
+
 def _write_if_changed(path: Path, text: str) -> None:
   if not path.exists() or path.read_text() != text:
     path.write_text(text)
@@ -176,12 +221,24 @@ def generate(app) -> None:
         f"public name without a docstring: {missing}", type="jaxnn", subtype="docstring"
       )
   _write_if_changed(out / "index.md", index_page(modules))
+  experiments = Path(app.srcdir).parent / "experiments"
+  if experiments.is_dir():
+    _write_if_changed(out / "experiments.md", experiments_page(experiments))
   for stale in out.glob("*.md"):
-    if stale.stem not in modules and stale.name != "index.md":
+    if stale.stem not in modules and stale.name not in ("index.md", "experiments.md"):
       stale.unlink()
+
+
+def skip_namedtuple_fields(app, what, name, obj, skip, options):
+  """autodoc-skip-member: NamedTuple fields ("Alias for field number 0") are documented in
+  their class's `Attributes:` section, not as members of their own."""
+  if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+    return True
+  return None
 
 
 def setup(app):
   """Register the generator with Sphinx."""
   app.connect("builder-inited", generate)
+  app.connect("autodoc-skip-member", skip_namedtuple_fields)
   return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
