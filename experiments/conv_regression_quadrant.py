@@ -4,7 +4,7 @@ Reproduces: the failure of the convolutional regressor (72,850 parameters) on th
   quadrant.
 Paper: fails (a large pixel error on the held-out quadrant).
 Measured here: 11.5 px test error after 10 epochs (train 1.0 px).
-Runtime: several minutes (10 epochs) on one core of a 2-core CPU.
+Runtime: not recorded (10 epochs).
 Command:
   jaxnn coordconv regress --config experiments/conv_regression_quadrant.py --out runs/conv_regression_quadrant
 """

@@ -4,7 +4,7 @@ Reproduces: the deconvolution renderer (107,882 parameters) on the held-out quad
 Paper: the deconvolution baseline fails to generalize to the quadrant (figure, no number).
 Measured here: test IoU 0.0 after 10 epochs: it paints nothing on train or test (pixel
   accuracy 0.980, that of the all-black canvas).
-Runtime: several minutes per epoch on one core of a 2-core CPU.
+Runtime: not recorded (10 epochs).
 Command:
   jaxnn coordconv render --config experiments/deconv_rendering_quadrant.py --out runs/deconv_rendering_quadrant
 """

@@ -9,7 +9,8 @@ Reproduces: d_int90 of FC networks of widths 50, 100, 200, 400 and depths 1-5 (D
 Paper: d_int90 roughly constant, about 400-1,000, while D grows 24x.
 Measured here: d_int90 400-1,600 over the 20 members (18 of 20 within 400-1,200; 1,600 for
   the depth-5 members of widths 200 and 400), 2 seeds each.
-Runtime: 40-200 s per member and seed on one core of a 2-core CPU.
+Runtime: 40-166 s per member and seed on one core of a 2-core CPU (101 s and 195 s more
+  for d = 1,600 and 2,400 of the two depth-5 members).
 Command:
   jaxnn subspace sweep --config experiments/intrinsic_dim_fc_family.py --out runs/intrinsic_dim_fc_family
 

@@ -4,7 +4,7 @@ Reproduces: d_int90 of LeNet when the pixels are permuted (one fixed permutation
   individual baseline at lr 1e-3.
 Paper: d_int90 1,400 (rises from 290: convolution's prior no longer fits).
 Measured here: d_int90 1,200 (2 seeds; rises from 250).
-Runtime: a few minutes on one core of a 2-core CPU.
+Runtime: not recorded (6 configs and 2 baselines of 2,000 steps).
 Command:
   jaxnn subspace sweep --config experiments/intrinsic_dim_lenet_mnist5k_shuffled.py --out runs/intrinsic_dim_lenet_mnist5k_shuffled
 

@@ -124,6 +124,8 @@ def _check_results(name, config, doc):
         assert tuple(settings["widths"]) == tuple(config.widths), path
       if top:
         assert f"{results['d_int90']:,}" in measured, f"{name}: d_int90 {results['d_int90']}"
+      if top and config.dims is not None:  # the config's grid covers every d that was run
+        assert {c["d"] for c in results["configs"]} <= set(config.dims), path
     if "bags" in results:  # a PPLM generation
       for key, value in results["config"].items():
         assert value == getattr(config, key), f"{path}: {key}"
