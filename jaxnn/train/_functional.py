@@ -69,16 +69,7 @@ def from_function(
   params: PyTree,
   l2: Callable[[PyTree], jax.Array] = kernel_l2,
 ) -> FunctionalModel:
-  """Wraps a stateless `fn(params, x) -> outputs`.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> from jaxnn.train import from_function
-    >>> model = from_function(lambda params, x: x @ params["w"], {"w": jnp.ones((3, 2))})
-    >>> outputs, state = model.apply(model.params, model.state, jnp.ones((4, 3)))
-    >>> outputs.shape
-    (4, 2)
-  """
+  """Wraps a stateless `fn(params, x) -> outputs`."""
 
   def apply(params, state, x, train=False, rng=None):
     del train, rng
