@@ -39,7 +39,8 @@ def _submodules(package: types.ModuleType) -> list[str]:
 
 
 def data_doc(module_name: str, name: str) -> str | None:
-  """The doc comment (``#:`` or a string after the assignment) of a public constant.
+  """The doc comment of a public constant: ``#:`` lines or a string after the assignment, or
+  a comment on the assignment's line.
 
   Constants are re-exported from private modules, so every module of the package is searched.
   """
@@ -55,6 +56,11 @@ def data_doc(module_name: str, name: str) -> str | None:
     for (_, attr), lines in analyzer.attr_docs.items():
       if attr == name and "".join(lines).strip():
         return "\n".join(lines).strip()
+    # A comment on the assignment's own line documents it too: `LIMIT = 32  # The cap.`
+    for line in analyzer.code.splitlines():
+      match = re.match(rf"^{re.escape(name)}\s*(?::[^=]+)?=[^#]*#\s*(\S.*)$", line)
+      if match:
+        return match.group(1).strip()
   return None
 
 
@@ -229,6 +235,87 @@ def generate(app) -> None:
       stale.unlink()
 
 
+_CODE = re.compile(r"(``.+?``|`[^`\n]+`)")
+_BULLET = re.compile(r"^(\s*)[-*] \S")
+
+
+def _escape_text(text: str) -> str:
+  """Markdown habits that RST reads as markup, outside code spans: `|x|`, a lone `*`,
+  a trailing underscore; a code span glued to a word (`vmap`ped)."""
+  parts = _CODE.split(text)
+  for i in range(0, len(parts), 2):
+    t = parts[i]
+    t = re.sub(r"(?<!\\)\|", r"\\|", t)
+    t = re.sub(r"(?<![\\*])\*(?!\*)", r"\\*", t)
+    t = re.sub(r"(?<=\w)_(?=\s|$|[.,;:)])", r"\\_", t)
+    parts[i] = t
+  for i in range(1, len(parts), 2):  # a code span touching a letter needs an escaped space
+    if i + 1 < len(parts) and parts[i + 1][:1].isalnum():
+      parts[i] += "\\ "
+    if parts[i - 1][-1:].isalnum():
+      parts[i] = "\\ " + parts[i]
+  return "".join(parts)
+
+
+def markdownish(lines: list[str]) -> list[str]:
+  """Docstrings here are written in Markdown habits; make them valid RST.
+
+  Escapes what RST would read as markup (see `_escape_text`), and puts the blank lines
+  RST needs around a bulleted list written directly under a paragraph. Doctest blocks,
+  literal blocks and directives are left alone.
+  """
+  out: list[str] = []
+  in_doctest = False
+  literal_indent = None
+  list_indent = None
+  for line in lines:
+    stripped = line.strip()
+    indent = len(line) - len(line.lstrip())
+    if literal_indent is not None:
+      if stripped and indent <= literal_indent:
+        literal_indent = None
+      else:
+        out.append(line)
+        continue
+    if not stripped:
+      in_doctest = False
+      list_indent = None
+      out.append(line)
+      continue
+    if stripped.startswith(">>>") or in_doctest:
+      in_doctest = True
+      out.append(line)
+      continue
+    if stripped.startswith(".. ") or stripped.endswith("::"):
+      literal_indent = indent
+      out.append(line)
+      continue
+    bullet = _BULLET.match(line)
+    previous = out[-1] if out else ""
+    if bullet and list_indent is None and previous.strip():
+      out.append("")  # a list directly under a paragraph
+    if bullet:
+      list_indent = indent
+    elif list_indent is not None and indent <= list_indent and previous.strip():
+      out.append("")  # a paragraph directly under a list
+      list_indent = None
+    out.append(_escape_text(line) if not stripped.startswith(":") else _escape_field(line))
+  return out
+
+
+def _escape_field(line: str) -> str:
+  """A field list line (`:param x: text`): escape its text, not its marker."""
+  match = re.match(r"^(\s*:[^:]+:)(.*)$", line)
+  if not match:
+    return _escape_text(line)
+  return match.group(1) + _escape_text(match.group(2))
+
+
+def process_docstring(app, what, name, obj, options, lines):
+  """autodoc-process-docstring (after napoleon): Markdown habits made valid RST."""
+  lines[:] = markdownish(lines)
+
+
 def skip_namedtuple_fields(app, what, name, obj, skip, options):
   """autodoc-skip-member: NamedTuple fields ("Alias for field number 0") are documented in
   their class's `Attributes:` section, not as members of their own."""
@@ -241,4 +328,5 @@ def setup(app):
   """Register the generator with Sphinx."""
   app.connect("builder-inited", generate)
   app.connect("autodoc-skip-member", skip_namedtuple_fields)
+  app.connect("autodoc-process-docstring", process_docstring, priority=600)
   return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

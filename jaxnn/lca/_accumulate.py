@@ -714,7 +714,7 @@ def lca_accumulator(
   Each iteration evaluates full-set gradients in rounds of two points (one
   compiled copy of the gradient, the two points sharing every chunk's
   matrix products, all sets in the same pass): the end point theta_{t+1}
-  with the midpoint, then, while some set's `|error|` exceeds `threshold`, the
+  with the midpoint, then, while some set's |error| exceeds `threshold`, the
   new odd points of the next Simpson level two by two (as in
   `adaptive_simpson`; a set whose error is within the threshold keeps the
   level it reached). The end point's gradient is the next iteration's start,
@@ -738,7 +738,7 @@ def lca_accumulator(
     set_names: names of the evaluation sets of the `EvalSet` passed to
       `init` / `update` (see `make_eval_sets`).
     method: "simpson" (adaptive, the paper's "RK4") or "first_order".
-    threshold: `|error|` per iteration above which Simpson refines (loss units).
+    threshold: |error| per iteration above which Simpson refines (loss units).
     max_splits: Simpson cap, a power of two (2, 4, ..., 32 in the paper).
     num_tracked: parameters whose per-iteration LCA and values are kept.
     seed: picks the tracked parameters.

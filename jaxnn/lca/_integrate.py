@@ -29,11 +29,8 @@ import jax.numpy as jnp
 PyTree = Any
 ValueAndGrad = Callable[[PyTree], tuple[jax.Array, PyTree]]
 
-#: The most sub-intervals adaptive Simpson splits an iteration into (the paper's cap: 2, 4,
-#: 8, 16, 32 splits).
-MAX_SPLITS = 32
-#: Adaptive Simpson's tolerance: absolute error of an iteration's LCA sum, in loss units.
-THRESHOLD = 1e-3
+MAX_SPLITS = 32  # The paper's cap: 2, 4, 8, 16, 32 splits.
+THRESHOLD = 1e-3  # Absolute error per iteration, in loss units.
 
 
 class Point(NamedTuple):
@@ -142,7 +139,7 @@ def adaptive_simpson(
   threshold: float = THRESHOLD,
   max_splits: int = MAX_SPLITS,
 ) -> Allocation:
-  """Simpson's rule with 2 splits, doubled while `|error| > threshold`.
+  """Simpson's rule with 2 splits, doubled while |error| > `threshold`.
 
   The gradients at the two endpoints are given (the end point of iteration t
   is the start of t + 1, so each is computed once per run). Doubling from n
