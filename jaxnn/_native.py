@@ -67,6 +67,8 @@ def find_compiler() -> str:
   compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
   if not compiler:
     raise JaxnnError("no C++ compiler found: install g++ or set $CXX to one")
+  if not shutil.which(compiler):
+    raise JaxnnError(f"the C++ compiler $CXX={compiler} was not found: install it or unset $CXX")
   return compiler
 
 
@@ -235,10 +237,7 @@ class NativeLibrary:
     if self.available():
       return True
     if required:
-      raise JaxnnError(
-        f"{self.title} is unavailable ({self.error()}); install a C++ compiler "
-        f"(or set $CXX) or {self.alternative}"
-      )
+      raise JaxnnError(f"{self.title} is unavailable ({self.error()}); or {self.alternative}")
     with self._lock:
       warn, self._warned = not self._warned, True
     if warn:
