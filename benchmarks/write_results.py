@@ -278,52 +278,59 @@ def subspace_kernel_calls(r):
 
 
 def lca_bench(r):
-  p, d, o = r["pipeline"], r["disk"], r["overhead"]
-  parts = p["three_stage_parts_s"]
-  return (
+  rows = [
+    [
+      f"{x['iterations']:,}",
+      f"{x['three_stage_cpu_s']:.1f}",
+      f"{x['jaxnn_cold_cpu_s']:.1f}",
+      f"{x['jaxnn_warm_cpu_s']:.1f}",
+      f"**{x['speedup_cold_cpu']:.2f}x**",
+      f"**{x['speedup_warm_cpu']:.2f}x**",
+    ]
+    for x in r["runs"]
+  ]
+  out = (
     "## LCA during training vs the original three-stage pipeline\n\n"
-    "`benchmarks/lca_bench.py`: MNIST-FC 784-100-50-10 on mnist5k, SGD lr 0.01 momentum 0.9, "
-    "batch 250, LCA on the training and validation sets, one core. The comparison side "
+    f"`benchmarks/lca_bench.py`: {r['setup']}. The comparison side "
     "(`benchmarks/lca_three_stage.py`) rebuilds the original in PyTorch and numpy: save every "
     "iterate, recompute full-set gradients, then allocate; it starts from the same weights "
-    "and batches, so both give the same LCA. Cold: first run, compilation included; warm: "
-    "rerun with XLA's compilation cache filled.\n\n"
+    "and batches, so both give the same LCA. CPU seconds; cold: first run, compilation "
+    "included; warm: rerun with XLA's compilation cache filled.\n\n"
     + _table(
       [
         "iterations",
-        "three-stage s (train / gradients / allocate)",
+        "three-stage s",
         "jaxnn cold s",
         "jaxnn warm s",
         "speed-up cold",
         "speed-up warm",
       ],
-      [
-        [
-          f"{p['iterations']:,}",
-          f"{p['three_stage_wall_s']:.1f} ({parts['train_and_save']} / {parts['gradients']} / "
-          f"{parts['allocate']})",
-          f"{p['jaxnn_cold_wall_s']:.1f}",
-          f"{p['jaxnn_warm_wall_s']:.1f}",
-          f"**{p['speedup_cold_wall']:.2f}x**",
-          f"**{p['speedup_warm_wall']:.2f}x**",
-        ]
-      ],
+      rows,
     )
     + "\n"
-    + _cmd(p["command"])
-    + f"\nDisk at {d['iterations']} iterations: three-stage {d['three_stage_MiB']:,} MiB, "
-    f"jaxnn's outputs {d['jaxnn_outputs_MiB']} MiB (**{d['ratio_outputs']}x less**), "
-    f"{d['jaxnn_with_checkpoints_MiB']} MiB with the Orbax checkpoints "
-    f"({d['ratio_with_checkpoints']}x less).\n\n"
-    + _cmd(d["command"])
-    + f"\nCost of the accumulation: {o['steps']} training steps with LCA against a floor that "
-    "does the same steps and the same full-set gradient evaluations and keeps nothing "
-    f"({o['unit']}): {o['lca_step_s']} s vs {o['gradient_floor_s']} s, "
-    f"**{o['ratio']:.2f}x**; with the exact first-layer reuse for FC models "
-    f"{o['lca_step_with_stem_s']} s, {o['ratio_with_stem']:.2f}x the floor.\n\n"
-    + _cmd(o["command"])
-    + _transcribed(r)
+    + "".join(_cmd(x["command"]) for x in r["runs"])
   )
+  for x in r["runs"]:
+    if "note" in x:
+      out += f"\nThe {x['iterations']:,}-iteration run was {x['note']}.\n"
+    if "disk" in x:
+      d = x["disk"]
+      out += (
+        f"\nDisk at {x['iterations']} iterations: three-stage {d['three_stage_MiB']:,} MiB, "
+        f"jaxnn's outputs {d['jaxnn_outputs_MiB']} MiB (**{d['ratio_outputs']}x less**), "
+        f"{d['jaxnn_with_checkpoints_MiB']} MiB with the Orbax checkpoints "
+        f"({d['ratio_with_checkpoints']}x less).\n"
+      )
+    if "overhead" in x:
+      o = x["overhead"]
+      out += (
+        f"\nCost of the accumulation ({x['iterations']}-iteration command): {o['steps']} training "
+        "steps with LCA against a floor that does the same steps and the same full-set "
+        f"gradient evaluations and keeps nothing: {o['lca_step_s']} s vs "
+        f"{o['gradient_floor_s']} s, **{o['ratio']:.2f}x**; with the exact first-layer reuse "
+        f"for FC models {o['lca_step_with_stem_s']} s, {o['ratio_with_stem']:.2f}x the floor.\n"
+      )
+  return out + _transcribed(r)
 
 
 def pplm_speed(r):

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
   g.add_argument(
     "--model",
     default=None,
-    help="gpt2, gpt2-medium, ..., a hub id or a local folder (default: gpt2-medium "
+    help="a local model folder, a hub id (GPT-2, Llama, Mistral, Qwen, Gemma, Phi-3, Pythia) "
+    "or gpt2, gpt2-medium, ... (default: gpt2-medium "
     "when it can be had, else jaxnn's offline LM)",
   )
   g.add_argument("--prompt", default="The lake", help="conditioning text (cond_text)")
@@ -117,22 +118,22 @@ def register(subparsers) -> None:
 def _load_model(name):
   """(params, config, tokenizer, description): the named model, gpt2-medium or the offline LM."""
   from jaxnn import JaxnnError
-  from jaxnn.pplm import load_gpt2, load_tokenizer
+  from jaxnn.lm import load_lm, load_tokenizer
 
   if name is not None:
-    params, config = load_gpt2(name)
+    params, config = load_lm(name)
     return params, config, load_tokenizer(name), str(name)
   try:
-    params, config = load_gpt2("gpt2-medium")
+    params, config = load_lm("gpt2-medium")
     return params, config, load_tokenizer("gpt2-medium"), "gpt2-medium"
   except JaxnnError as e:
-    from jaxnn.pplm._offline_lm import ensure_offline_lm
+    from jaxnn.lm import ensure_offline_lm
 
     folder = ensure_offline_lm()
     print(
       f"gpt2-medium is not available ({e}); using jaxnn's offline LM at {folder}", file=sys.stderr
     )
-    params, config = load_gpt2(folder)
+    params, config = load_lm(folder)
     return params, config, load_tokenizer(folder), f"offline LM ({folder})"
 
 
@@ -179,9 +180,9 @@ def _generate(args) -> int:
   print(f"model: {description}", file=sys.stderr)
   scorer = None
   if args.ppl_model is not None:
-    from jaxnn.pplm import load_gpt2, load_tokenizer
+    from jaxnn.lm import load_lm, load_tokenizer
 
-    scorer = (*load_gpt2(args.ppl_model), load_tokenizer(args.ppl_model), args.ppl_model)
+    scorer = (*load_lm(args.ppl_model), load_tokenizer(args.ppl_model), args.ppl_model)
   summary = run_pplm(
     params,
     gpt2,

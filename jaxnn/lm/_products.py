@@ -1,15 +1,15 @@
-"""GPT-2's weight products with few rows: the CPU kernel in float32, XLA otherwise.
+"""The language model's weight products with few rows: the CPU kernel in float32, XLA otherwise.
 
-`dense_matmul(x, kernel)` (x @ W for the Conv1D weights W[in, out]) and
-`tied_logits(hidden, wte)` (hidden @ wte^T) run through `_matmul_kernel`
-when CPU is JAX's default backend, both operands are float32 and x has at
-most `MAX_KERNEL_ROWS` rows (the batch times the new positions: every pass
-of PPLM's steering loop, and short prompts), and through XLA's dot
-otherwise (other platforms, float64, long prompts). Each is a
-`jax.custom_vjp` whose backward gives the input's gradient by the kernel's
-other form (dy @ W^T, dlogits @ wte) and the weights' gradient by a plain
-einsum (unused, and removed by XLA, when only the input or the cache is
-differentiated, as in PPLM's steering).
+`dense_matmul(x, kernel)` (x @ W for weights stored W[in, out]) and
+`tied_logits(hidden, wte)` (hidden @ wte^T, also an untied head stored V x D)
+run through `_matmul_kernel` when CPU is JAX's default backend, both
+operands are float32 and x has at most `MAX_KERNEL_ROWS` rows (the batch
+times the new positions: every pass of PPLM's steering loop, and short
+prompts), and through XLA's dot otherwise (other platforms, float64,
+bfloat16, long prompts). Each is a `jax.custom_vjp` whose backward gives the
+input's gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
+weights' gradient by a plain einsum (unused, and removed by XLA, when only
+the input or the cache is differentiated, as in PPLM's steering).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxnn.pplm import _matmul_kernel
+from jaxnn.lm import _matmul_kernel
 
 # Up to this many rows the kernel was measured faster than XLA's dot with
 # weights from memory on one CPU core (GPT-2 small's products: 2.0-3.1x each
@@ -76,14 +76,14 @@ _nk.defvjp(lambda x, w: (_nk(x, w), (x, w)), _nk_bwd)
 
 
 def dense_matmul(x_BxTxI, kernel_IxO):
-  """`x @ kernel` of a Conv1D layer (the kernel for few float32 rows on CPU)."""
+  """`x @ kernel` of a dense layer (the kernel for few float32 rows on CPU)."""
   if _use_kernel(x_BxTxI, kernel_IxO):
     return _kn(x_BxTxI, kernel_IxO)
   return x_BxTxI @ kernel_IxO
 
 
 def tied_logits(hidden_BxTxD, wte_VxD):
-  """`hidden @ wte^T`, the tied output head (the kernel for few float32 rows on CPU)."""
+  """`hidden @ wte^T`, the output head (the kernel for few float32 rows on CPU)."""
   if _use_kernel(hidden_BxTxD, wte_VxD):
     return _nk(hidden_BxTxD, wte_VxD)
   return jnp.einsum("btd,vd->btv", hidden_BxTxD, wte_VxD)

@@ -45,11 +45,11 @@ import jax.numpy as jnp
 from jaxnn._native import NativeLibrary
 
 _LIBRARY = NativeLibrary.from_package(
-  "pplm_matmul",
+  "lm_matmul",
   __package__,
   "matmul_kernel.cc",
-  {"jaxnn_pplm_matmul": "JaxnnMatmulKn", "jaxnn_pplm_matmul_t": "JaxnnMatmulNk"},
-  title="the PPLM matmul CPU kernel",
+  {"jaxnn_lm_matmul": "JaxnnMatmulKn", "jaxnn_lm_matmul_t": "JaxnnMatmulNk"},
+  title="the language model's matmul CPU kernel",
   fallback="XLA's dot (slower at batch 8 on CPU)",
 )
 
@@ -75,10 +75,10 @@ def use(required: bool = False) -> bool:
 def matmul(x_MxK, w_KxN):
   """`x @ w` for float32 x (..., K) and w (K, N) (CPU only; `available()` must be True)."""
   out = jax.ShapeDtypeStruct(x_MxK.shape[:-1] + (w_KxN.shape[1],), jnp.float32)
-  return jax.ffi.ffi_call("jaxnn_pplm_matmul", out, vmap_method="expand_dims")(x_MxK, w_KxN)
+  return jax.ffi.ffi_call("jaxnn_lm_matmul", out, vmap_method="expand_dims")(x_MxK, w_KxN)
 
 
 def matmul_t(x_MxK, w_NxK):
   """`x @ w.T` for float32 x (..., K) and w (N, K) (CPU only; `available()` must be True)."""
   out = jax.ShapeDtypeStruct(x_MxK.shape[:-1] + (w_NxK.shape[0],), jnp.float32)
-  return jax.ffi.ffi_call("jaxnn_pplm_matmul_t", out, vmap_method="expand_dims")(x_MxK, w_NxK)
+  return jax.ffi.ffi_call("jaxnn_lm_matmul_t", out, vmap_method="expand_dims")(x_MxK, w_NxK)

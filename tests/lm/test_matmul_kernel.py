@@ -5,8 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn.pplm import _matmul_kernel, _products
-from jaxnn.pplm._gpt2 import GPT2Config, gpt2_forward, gpt2_forward_layers, init_cache, init_params
+from jaxnn.lm import (
+  GPT2Config,
+  _matmul_kernel,
+  _products,
+  gpt2_forward,
+  gpt2_forward_layers,
+  init_cache,
+  init_params,
+)
 
 pytestmark = pytest.mark.skipif(
   not _matmul_kernel.available(), reason=f"no C++ compiler: {_matmul_kernel.error()}"
@@ -87,14 +94,14 @@ def test_kernel_only_where_it_applies_and_weight_gradients_removed():
   # The gradient w.r.t. x alone: two kernel calls, no dot (dW is dead code) and no
   # platform conditional left in the program.
   hlo = _compiled_hlo(jax.grad(lambda x: jnp.sum(_products.dense_matmul(x, w) ** 2)), x)
-  assert hlo.count('custom_call_target="jaxnn_pplm_matmul') == 2
+  assert hlo.count('custom_call_target="jaxnn_lm_matmul') == 2
   assert " dot(" not in hlo and "conditional(" not in hlo
   # float64, or more rows than MAX_KERNEL_ROWS: XLA's dot.
   with jax.enable_x64():
     hlo64 = _compiled_hlo(_products.dense_matmul, x.astype(jnp.float64), w.astype(jnp.float64))
   many = jnp.zeros((1, _products.MAX_KERNEL_ROWS + 1, 64), jnp.float32)
   for text in (hlo64, _compiled_hlo(_products.dense_matmul, many, w)):
-    assert "jaxnn_pplm_matmul" not in text and " dot(" in text
+    assert "jaxnn_lm_matmul" not in text and " dot(" in text
 
 
 def test_gpt2_float32_one_token_pass_uses_the_kernel(tiny_gpt2):
@@ -103,7 +110,7 @@ def test_gpt2_float32_one_token_pass_uses_the_kernel(tiny_gpt2):
   tokens = jnp.zeros((2, 1), jnp.int32)
   hlo = _compiled_hlo(lambda p, c, t: gpt2_forward(p, config, c, t)[0], params, cache, tokens)
   # 4 dense layers per block and the head.
-  assert hlo.count('custom_call_target="jaxnn_pplm_matmul') == 4 * config.n_layer + 1
+  assert hlo.count('custom_call_target="jaxnn_lm_matmul') == 4 * config.n_layer + 1
 
 
 def test_steering_gradient_has_no_weight_gradient():
@@ -126,6 +133,6 @@ def test_steering_gradient_has_no_weight_gradient():
   hlo = _compiled_hlo(jax.grad(loss, (0, 1)), k_layers, v_layers)
   # Forward: 4 dense layers x 2 blocks + the head; backward: the head, all 4 of the last
   # block and 3 of the first (its c_attn input does not reach any cache).
-  assert hlo.count('custom_call_target="jaxnn_pplm_matmul') == 17
+  assert hlo.count('custom_call_target="jaxnn_lm_matmul') == 17
   dots = [line for line in hlo.splitlines() if " dot(" in line]
   assert dots and all("f32[8,4,1,16]" in line for line in dots)  # attention only

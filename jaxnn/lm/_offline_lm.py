@@ -1,7 +1,7 @@
-"""A small GPT-2 trained by jaxnn on an offline English corpus, for PPLM without the hub.
+"""A small GPT-2 trained by jaxnn on an offline English corpus, for machines without the hub.
 
-PPLM (Dathathri et al. 2020) steers GPT-2, which cannot be downloaded on an
-offline machine. This module trains a small GPT-2 (4 layers, 128 wide,
+PPLM (Dathathri et al. 2020) steers a language model, which cannot be
+downloaded on an offline machine. This module trains a small GPT-2 (4 layers, 128 wide,
 1.35M parameters, a 4,096-token byte-level BPE) on Debian's `fortunes`
 package (2.3 MB of quotations, jokes and definitions on computers, science,
 politics, law, food, religion, love, ...: `apt-get install fortunes`), and
@@ -16,7 +16,7 @@ training takes ~25 minutes on 2 busy cores, too long for a first call.
 bit-identical on the same machine and versions).
 
 Rebuild by hand (records training.json with the held-out perplexity):
-  python -m jaxnn.pplm._offline_lm --out DIR
+  python -m jaxnn.lm._offline_lm --out DIR
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ import numpy as np
 import optax
 
 from jaxnn._errors import DatasetUnavailableError, JaxnnError
-from jaxnn.pplm._gpt2 import GPT2Config, gpt2_forward, init_cache, init_params
-from jaxnn.pplm._loading import save_gpt2
-from jaxnn.pplm._tokenizer import END_OF_TEXT
+from jaxnn.lm._config import GPT2Config
+from jaxnn.lm._loading import save_gpt2
+from jaxnn.lm._model import gpt2_forward, init_cache, init_params
+from jaxnn.lm._tokenizer import END_OF_TEXT
 from jaxnn.train import make_optimizer
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -178,7 +179,7 @@ def train_offline_lm(
   # Shipped in float16 (half the size); load_gpt2 reads it back as float32.
   save_gpt2(jax.tree.map(lambda a: a.astype(jnp.float16), params), config, out)
   tokenizer.save(str(out / "tokenizer.json"))
-  from jaxnn.pplm._loading import load_gpt2
+  from jaxnn.lm._loading import load_gpt2
 
   saved_params, _ = load_gpt2(out)
   record = {

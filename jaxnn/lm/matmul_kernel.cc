@@ -1,5 +1,5 @@
 // Products of a few rows with weights streamed from memory, as XLA FFI CPU handlers.
-// Built and registered on first use by jaxnn/pplm/_matmul_kernel.py (see its docstring for
+// Built and registered on first use by jaxnn/lm/_matmul_kernel.py (see its docstring for
 // the algorithm) through jaxnn/_native.py, which caches the library by a hash of this file.
 
 #include <algorithm>

@@ -1,6 +1,7 @@
-"""Plain (unsteered) GPT-2 generation over a fixed-size cache, compiled once.
+"""Plain (unsteered) generation over a fixed-size cache, compiled once.
 
-The baseline "B" of PPLM (Dathathri et al. 2020): the prompt fills the cache
+Any supported language model (also the baseline "B" of PPLM, Dathathri et al.
+2020): the prompt fills the cache
 in one call, then a `lax.scan` feeds one token per step, so a (batch, prompt
 length, generation length) compiles once, never per token.
 """
@@ -11,10 +12,28 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import GPT2Config, Params, as_params, gpt2_forward, init_cache
+from jaxnn.lm._config import lm_config
+from jaxnn.lm._model import AnyConfig, Params, as_params, init_cache, lm_forward
+
+
+def check_token_ids(tokens, vocab_size: int, what: str = "token ids") -> None:
+  """Raises a JaxnnError when a (concrete) token id is outside 0..vocab_size - 1.
+
+  Out-of-range ids would otherwise be clamped silently by the embedding gather.
+  """
+  if isinstance(tokens, jax.core.Tracer):
+    return
+  ids = np.asarray(tokens)
+  if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+    bad = int(ids.max()) if ids.max() >= vocab_size else int(ids.min())
+    raise JaxnnError(
+      f"{what} contain the token id {bad}, outside the model's vocabulary 0..{vocab_size - 1}; "
+      f"encode with the model's own tokenizer"
+    )
 
 
 def top_k_logits(logits_BxV: Float[Array, "B V"], top_k: int) -> Float[Array, "B V"]:
@@ -63,14 +82,14 @@ def next_token(logits_BxV, key, *, greedy: bool, temperature, top_k: int) -> Int
 def _generate(params, config, prompt_tokens_BxT, length, greedy, temperature, top_k, key):
   b, t = prompt_tokens_BxT.shape
   cache = init_cache(config, b, t + length - 1, params["wte"].dtype)
-  logits_BxTxV, _, cache = gpt2_forward(params, config, cache, prompt_tokens_BxT)
+  logits_BxTxV, _, cache = lm_forward(params, config, cache, prompt_tokens_BxT)
   keys = jax.random.split(key, length)
   pick = functools.partial(next_token, greedy=greedy, temperature=temperature, top_k=top_k)
 
   def step(carry, key):
     logits_BxV, cache = carry
     token_B = pick(logits_BxV, key)
-    logits_Bx1xV, _, cache = gpt2_forward(params, config, cache, token_B[:, None])
+    logits_Bx1xV, _, cache = lm_forward(params, config, cache, token_B[:, None])
     return (logits_Bx1xV[:, 0], cache), token_B
 
   (logits_BxV, _), tokens_LxB = jax.lax.scan(step, (logits_BxTxV[:, -1], cache), keys[:-1])
@@ -80,7 +99,7 @@ def _generate(params, config, prompt_tokens_BxT, length, greedy, temperature, to
 
 def generate(
   params: Params,
-  config: GPT2Config,
+  config: AnyConfig,
   prompt_tokens_BxT: Int[Array, "B T"],
   length: int,
   *,
@@ -92,9 +111,9 @@ def generate(
   """Continues each prompt by `length` tokens (greedy, or sampled with temperature and top-k).
 
   Args:
-    params, config: the model (`load_gpt2`).
+    params, config: the model (`load_lm`).
     prompt_tokens_BxT: B prompts of T >= 1 tokens each.
-    length: number of new tokens N; T + N - 1 must not exceed n_positions.
+    length: number of new tokens N; T + N - 1 must not exceed the model's positions.
     greedy: argmax decoding; otherwise sampling with `key`.
     temperature: divides the logits before sampling.
     top_k: sample among the k most likely tokens only (0: all).
@@ -108,11 +127,13 @@ def generate(
     raise JaxnnError(f"prompt tokens must be (batch, T >= 1), got shape {prompt_tokens_BxT.shape}")
   if length < 1:
     raise JaxnnError(f"length must be at least 1, got {length}")
-  if prompt_tokens_BxT.shape[1] + length - 1 > config.n_positions:
+  c = lm_config(config)
+  if prompt_tokens_BxT.shape[1] + length - 1 > c.max_positions:
     raise JaxnnError(
       f"prompt ({prompt_tokens_BxT.shape[1]} tokens) + length ({length}) exceeds "
-      f"the model's {config.n_positions} positions; generate fewer tokens"
+      f"the model's {c.max_positions} positions; generate fewer tokens"
     )
+  check_token_ids(prompt_tokens_BxT, c.vocab_size, "prompt")
   if not greedy and key is None:
     raise JaxnnError("sampling needs a key, e.g. key=jax.random.key(0), or use greedy=True")
   if not greedy and not temperature > 0:
