@@ -47,7 +47,12 @@ def data_doc(module_name: str, name: str) -> str | None:
   from sphinx.pycode import ModuleAnalyzer
 
   package = importlib.import_module(module_name)
-  for sub in _submodules(package):
+  # The package's own modules first, then the rest of jaxnn (a re-export of another package).
+  candidates = _submodules(package)
+  candidates += [
+    m for m in _submodules(importlib.import_module(ROOT_PACKAGE)) if m not in candidates
+  ]
+  for sub in candidates:
     try:
       analyzer = ModuleAnalyzer.for_module(sub)
       analyzer.analyze()
@@ -107,10 +112,34 @@ def _indent(text: str, prefix: str = "   ") -> str:
   return "\n".join(prefix + line if line.strip() else "" for line in text.splitlines())
 
 
-def module_page(module_name: str) -> str:
-  """The Markdown (MyST) source of one module's API page."""
+def home_module(obj: object, modules: list[str]) -> str | None:
+  """The public module a class or function belongs to: the deepest one containing the module
+  that defines it (jaxnn.lm for jaxnn.lm._config.GPT2Config), among those exporting it."""
+  defined_in = getattr(obj, "__module__", "") or ""
+  homes = [m for m in modules if defined_in == m or defined_in.startswith(m + ".")]
+  for m in sorted(homes, key=len, reverse=True):
+    module = importlib.import_module(m)
+    if any(getattr(module, n, None) is obj for n in getattr(module, "__all__", [])):
+      return m
+  return None
+
+
+def module_page(module_name: str, modules: list[str] | None = None) -> str:
+  """The Markdown (MyST) source of one module's API page.
+
+  A class or function re-exported from another public module (`jaxnn.pplm.GPT2Config` is
+  `jaxnn.lm.GPT2Config`) is documented once, in its home module, and linked from here.
+  """
+  modules = modules if modules is not None else public_modules()
   module = importlib.import_module(module_name)
   names = [n for n in getattr(module, "__all__", []) if n != "__version__"]
+  reexports = {}
+  for n in names:
+    obj = getattr(module, n)
+    if kind(obj) != "data":
+      home = home_module(obj, modules)
+      if home is not None and home != module_name:
+        reexports[n] = home
   rst = [
     f".. automodule:: {module_name}",
     "   :no-members:",
@@ -118,12 +147,17 @@ def module_page(module_name: str) -> str:
     f".. currentmodule:: {module_name}",
     "",
   ]
-  documented = [n for n in names if kind(getattr(module, n)) != "data"]
+  documented = [n for n in names if kind(getattr(module, n)) != "data" and n not in reexports]
   if documented:  # constants are left out: autosummary would show their type's docstring
     rst += [".. autosummary::", "   :nosignatures:", ""] + [f"   {n}" for n in documented] + [""]
+  if reexports:
+    rst += [".. rubric:: Re-exported", ""]
+    rst += [f"- ``{n}``: :py:obj:`{home}.{n}`" for n, home in reexports.items()] + [""]
   for name in names:
     obj = getattr(module, name)
     k = kind(obj)
+    if name in reexports:
+      continue
     if k == "class":
       rst += [f".. autoclass:: {name}", "   :members:", ""]
     elif k == "function":
@@ -221,7 +255,7 @@ def generate(app) -> None:
   out.mkdir(exist_ok=True)
   modules = public_modules()
   for name in modules:
-    _write_if_changed(out / f"{name}.md", module_page(name))
+    _write_if_changed(out / f"{name}.md", module_page(name, modules))
     for missing in missing_docstrings(name):
       logger.warning(
         f"public name without a docstring: {missing}", type="jaxnn", subtype="docstring"

@@ -52,6 +52,7 @@ from jaxnn._errors import JaxnnError
 from jaxnn.lm._config import GPT2Config, LMConfig, lm_config
 from jaxnn.lm._products import dense_matmul, tied_logits
 
+#: A language model's parameters: a nested dict of arrays.
 Params = dict[str, Any]
 AnyConfig = LMConfig | GPT2Config
 
