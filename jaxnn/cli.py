@@ -3,8 +3,9 @@
 Each method contributes a module with `register(subparsers)` that adds its
 subcommand and sets `func=handler(args) -> int`. Only the module of the command
 being run is imported (a method's package imports JAX and Flax), so that
-`jaxnn --help` lists the commands without importing any of them. User errors (`JaxnnError`, bad
-paths) print one line and exit 2; there is never a traceback for them.
+`jaxnn --help` lists the commands without importing any of them. User errors (`JaxnnError`,
+filesystem errors: missing, read-only or full) print one line and exit 2; there is never a
+traceback for them.
 """
 
 from __future__ import annotations
@@ -75,6 +76,24 @@ def _is_out_of_memory(e: Exception) -> bool:
   )
 
 
+def _first_line(e: BaseException, limit: int = 200) -> str:
+  return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
+def _storage_problem(e: Exception) -> str | None:
+  """One line for a filesystem error (an `OSError`, also when a storage library wraps one).
+
+  Full disks, read-only or missing directories and denied permissions are the
+  user's to fix, so they get a line saying what failed and what to do, not a
+  traceback. Returns None for every other error.
+  """
+  from jaxnn._errors import describe_os_error
+
+  if isinstance(e, OSError):
+    return describe_os_error(e) or f"{type(e).__name__}: {_first_line(e)}"
+  return describe_os_error(e)
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   parser = build_parser(_command(argv))
@@ -85,24 +104,19 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return int(args.func(args) or 0)
   except JaxnnError as e:
-    print(f"jaxnn: error: {e}", file=sys.stderr)
-    return 2
-  except (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-  ) as e:
-    print(f"jaxnn: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+    print(f"jaxnn: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
     return 2
   except MemoryError as e:
     print(f"jaxnn: error: {_OUT_OF_MEMORY} ({e})", file=sys.stderr)
     return 2
   except Exception as e:  # XLA's runtime errors have no importable type before jax loads
-    if not _is_out_of_memory(e):
+    if _is_out_of_memory(e):
+      print(f"jaxnn: error: {_OUT_OF_MEMORY} ({_first_line(e)})", file=sys.stderr)
+      return 2
+    storage = _storage_problem(e)
+    if storage is None:
       raise
-    print(f"jaxnn: error: {_OUT_OF_MEMORY} ({str(e).splitlines()[0][:200]})", file=sys.stderr)
+    print(f"jaxnn: error: {storage}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print(

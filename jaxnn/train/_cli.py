@@ -38,6 +38,11 @@ def register(subparsers) -> None:
   )
   p.add_argument("--max-train", type=cu.positive_int, default=None, help="cap on training examples")
   cu.add_run_arguments(p)
+  p.add_argument(
+    "--resume-from-previous",
+    action="store_true",
+    help="if the newest checkpoint is corrupt, set it aside and resume from the last intact one",
+  )
   p.set_defaults(func=_train)
 
   d = subparsers.add_parser("datasets", help="list the datasets and whether they work offline")
@@ -64,6 +69,7 @@ def _train(args) -> int:
     max_train=args.max_train,
     num_devices=args.devices,
     progress=not args.no_progress,
+    resume_from_previous=args.resume_from_previous,
   )
   summary = train_and_evaluate(config, args.out)
   keys = (

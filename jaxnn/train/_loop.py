@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxnn._errors import JaxnnError, NonFiniteLossError
+from jaxnn._errors import CheckpointError, JaxnnError, NonFiniteLossError
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
@@ -31,10 +31,38 @@ from jaxnn.train._parallel import DataParallel, data_parallel
 from jaxnn.train._steps import (
   CLASSIFICATION,
   Objective,
+  TrainState,
   init_train_state,
   make_eval_step,
   make_train_step,
 )
+
+
+def _check_finite_params(carry: Any, step: int, ckpt: Checkpointer) -> None:
+  """Raises `NonFiniteLossError` if a `TrainState`'s parameters in `carry` are not finite.
+
+  The loss at step s is computed before step s's update, so a finite loss does
+  not prove the parameters after it finite; this check keeps a checkpoint of
+  NaN parameters from being saved as a good one.
+  """
+  states = [
+    x
+    for x in jax.tree.leaves(carry, is_leaf=lambda x: isinstance(x, TrainState))
+    if isinstance(x, TrainState)
+  ]
+  for state in states:
+    for leaf in jax.tree.leaves(state.params):
+      if jnp.issubdtype(leaf.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(leaf))):
+        latest = ckpt.latest_step()
+        kept = (
+          f"the last good checkpoint (step {latest}) is kept in {ckpt.workdir}"
+          if latest is not None
+          else "no checkpoint was written"
+        )
+        raise NonFiniteLossError(
+          f"the parameters became NaN or inf at step {step} (the losses before were finite); "
+          f"{kept}. Lower the learning rate or check the data, then rerun."
+        )
 
 
 def run_loop(
@@ -57,6 +85,7 @@ def run_loop(
   carry_sharding=None,
   batch_sharding=None,
   compiler_options: dict | None = None,
+  resume_from_previous: bool = False,
 ) -> Any:
   """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
 
@@ -86,13 +115,22 @@ def run_loop(
     batch_sharding: overrides the batch's sharding (default split along the
       "data" axis).
     compiler_options: XLA options for compiling the step (`jax.jit`'s).
+    resume_from_previous: if the newest checkpoint in `workdir` is corrupt,
+      set it aside (in `workdir/corrupt_checkpoints/`) and resume from the
+      newest intact one; without it such a run stops with a `CheckpointError`.
 
   Returns:
     The final carry.
 
   Raises:
-    NonFiniteLossError: the loss became NaN or inf; the last good checkpoint
-      (saved only after a finite check) is kept.
+    CheckpointError: `workdir` holds a run with other settings, a corrupt
+      newest checkpoint, or more steps than `num_steps`; nothing was written.
+    JaxnnError: `workdir/metrics.jsonl` is not a metrics log.
+    NonFiniteLossError: the loss (or a parameter) became NaN or inf; the last
+      good checkpoint (saved only after a finite check of the losses up to its
+      step and of its parameters, and verified on restore) is kept.
+    StorageError: a checkpoint could not be written (full or read-only disk);
+      the last complete one is intact.
   """
   if num_steps < 1:
     raise JaxnnError(f"nothing to train: {num_steps} steps (raise --epochs)")
@@ -109,12 +147,27 @@ def run_loop(
   carry = place_carry(carry)
   extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:
+    # Every check first (settings, log, checkpoint length and integrity), then the writes.
     ckpt = Checkpointer(workdir, run_config or {})
     log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
-    if ckpt.latest_step() is not None:
-      start, carry = ckpt.restore(carry)
-      carry = place_carry(carry)
-      log.truncate_after(start)
+    try:
+      log.read()
+      latest = ckpt.latest_step()
+      if latest is not None:
+        ckpt.check_settings(latest)
+        if latest > num_steps:
+          raise CheckpointError(
+            f"{ckpt.workdir} holds a run trained for {latest} steps "
+            f"({latest / epoch_steps:g} epochs), more than the {num_steps} asked for. Nothing "
+            f"was changed: ask for at least {latest} steps to continue it, or use another --out"
+          )
+        start, carry = ckpt.restore_latest(carry, resume_from_previous)
+        carry = place_carry(carry)
+      ckpt.commit()
+      log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint
+    except BaseException:
+      ckpt.close()
+      raise
   step = jax.jit(
     step_fn,
     in_shardings=(carry_sharding, batch_sharding, batch_sharding)
@@ -176,6 +229,7 @@ def run_loop(
         if log is not None:
           log.write({"step": done, "epoch": done / epoch_steps, **record})
       if is_ckpt and ckpt is not None:
+        _check_finite_params(carry, done, ckpt)
         ckpt.save(done, carry)
   finally:
     bar.close()
@@ -242,10 +296,19 @@ class TrainConfig:
   checkpoint_every: int | None = None  # steps; None: every epoch
   eval_batch_size: int = 1000
   progress: bool = True
+  resume_from_previous: bool = False  # newest checkpoint corrupt: resume from the last intact one
 
   def run_identity(self) -> dict:
-    """The fields a resumed run must share (not its length or devices)."""
-    skip = {"epochs", "num_devices", "log_every", "progress", "eval_batch_size", "checkpoint_every"}
+    """The fields a resumed run must share (not its length, devices or resume options)."""
+    skip = {
+      "epochs",
+      "num_devices",
+      "log_every",
+      "progress",
+      "eval_batch_size",
+      "checkpoint_every",
+      "resume_from_previous",
+    }
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -299,6 +362,7 @@ def train_and_evaluate(
     checkpoint_every=config.checkpoint_every,
     eval_fn=eval_fn if len(dataset.validation) else None,
     progress=config.progress,
+    resume_from_previous=config.resume_from_previous,
   )
   results = {
     name: evaluate(state.params, state.model_state, getattr(dataset, name))
