@@ -271,7 +271,8 @@ def test_claim_out_refuses_another_runs_directory(tmp_path):
   cu.claim_out(run, "train", longer, longer.run_identity())
   assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 9
   other = dataclasses.replace(config, learning_rate=0.5)
-  with pytest.raises(JaxnnError, match="another configuration .learning_rate: saved 0.001, now 0.5"):
+  message = "another configuration .learning_rate: saved 0.001, now 0.5"
+  with pytest.raises(JaxnnError, match=message):
     cu.claim_out(run, "train", other, other.run_identity())
   with pytest.raises(JaxnnError, match="holds a `jaxnn train` run"):
     cu.claim_out(run, "lca", LCAConfig(), LCAConfig().run_identity())
