@@ -74,7 +74,7 @@ def definition_order(model: Any) -> tuple[str, ...]:
   Returns:
     The distinct names of `layer_names` of its parameters, in that order.
   """
-  params = nnx.state(model, nnx.Param).to_pure_dict() if isinstance(model, nnx.Module) else model
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param)) if isinstance(model, nnx.Module) else model
   first: dict[str, tuple[int, ...]] = {}
   leaves = jax.tree_util.tree_leaves_with_path(params)
   for (path, _), name in zip(leaves, layer_names(params)):

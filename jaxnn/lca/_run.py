@@ -14,7 +14,7 @@ import dataclasses
 import math
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,15 +23,15 @@ from flax import nnx
 
 from jaxnn import models
 from jaxnn._errors import JaxnnError
+from jaxnn.configs import LCAConfig
 from jaxnn.data import Dataset, EpochBatcher, Split, load_dataset
 from jaxnn.lca._accumulate import lca_accumulator, with_lca
 from jaxnn.lca._analysis import records_to_numpy, summarize
 from jaxnn.lca._eval_sets import make_eval_sets
-from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
 from jaxnn.lca._layout import definition_order
 from jaxnn.lca._plots import plot_all
 from jaxnn.lca._stem import check_stem, drop_zero_features, fc_stem
-from jaxnn.lca._stream import LCAStream
+from jaxnn.lca._stream import LCAStream, check_stream_files
 from jaxnn.models import count_params
 from jaxnn.train import (
   Checkpointer,
@@ -45,58 +45,6 @@ from jaxnn.train import (
   run_loop,
   write_json_atomic,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class LCAConfig:
-  """An LCA run. Defaults: the paper's MNIST-FC on the offline mnist5k."""
-
-  dataset: str = "mnist5k"  # a registered dataset
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20 (unless run_lca is given a model)
-  widths: Sequence[int] = (100, 50)  # hidden widths of fc: 784-100-50-10 (84,060 params)
-  epochs: int = 1
-  batch_size: int = 250
-  optimizer: str = "momentum"  # SGD with momentum, as in the paper
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 0.0  # >= 0; trains with L2 if > 0; LCA always allocates the data loss
-  seed: int = 0
-  validation_size: int | float | None = None  # None: the dataset's default
-  max_train: int | None = None  # cap on training examples
-  lca_train_subset: int | None = None  # evaluate LCA on a fixed random subset of the train set
-  validation_lca: bool = True  # also allocate the validation loss
-  method: str = "simpson"  # simpson (adaptive, the paper's RK4) or first_order
-  threshold: float = THRESHOLD  # absolute per-iteration error that triggers refinement
-  max_splits: int = MAX_SPLITS
-  chunk_size: int = 1000  # examples per chunk of the full-set gradients
-  num_tracked: int = 64  # parameters whose trajectories are kept
-  stream: bool = False  # write the full (T, P) LCA to OUT/lca_<set>.npy
-  num_devices: int | None = None
-  log_every: int = 50
-  checkpoint_every: int | None = None  # steps between checkpoints; None: every 10 epochs
-  compile_cache: str | None = None  # directory of JAX's persistent compilation cache
-  fast_compile: bool = True  # on CPU, XLA options that halve compile time (see `compiler_options`)
-  stem: bool = True  # fc: interpolate the first layer's output between a step's ends (`LinearStem`)
-  # (and skip the input features that are 0 in every LCA example: `drop_zero_features`)
-  num_shuffles: int = 1000  # shuffles for the synchronization test
-  plots: bool = True
-  progress: bool = True
-
-  def run_identity(self) -> dict:
-    # The per-iteration records are sized for the run, so epochs stays in the identity: a run
-    # resumes to the same length, it is not extended.
-    skip = {
-      "num_devices",
-      "log_every",
-      "progress",
-      "checkpoint_every",
-      "num_shuffles",
-      "plots",
-      "chunk_size",
-      "compile_cache",
-      "fast_compile",
-    }
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def _subset(split: Split, size: int | None, seed: int) -> Split:
@@ -265,6 +213,7 @@ def run_lca(
       seed=config.seed,
       validation_size=config.validation_size,
       max_train=config.max_train,
+      data_dir=config.data_dir,
     )
   dataset = _as_dataset(dataset)
   if dataset.num_classes is None:
@@ -295,8 +244,9 @@ def run_lca(
   if config.stream:
     if workdir is None:
       raise JaxnnError("streaming the full LCA array needs an output directory")
-    # The run directory is checked (and, for a new run, claimed) as `run_loop` will, before a
-    # stream file is created: a directory that holds another run is left unchanged.
+    # Existing stream files, then the run directory (claimed for a new run, as `run_loop` will)
+    # are checked before a stream file is created: a refused directory is left unchanged.
+    check_stream_files(workdir, num_steps, count_params(model.params), names)
     checkpointer = Checkpointer(workdir, config.run_identity())
     resume_step = checkpointer.latest_step() or 0
     checkpointer.close()

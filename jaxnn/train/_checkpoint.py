@@ -156,6 +156,9 @@ class Checkpointer:
     if not self._config_path.exists():
       return
     saved = read_json(self._config_path, dict, "a jaxnn run configuration")
+    if isinstance(saved.get("identity"), dict):  # the CLI's: the full config and its identity
+      extra = {k: v for k, v in saved.items() if k not in ("command", "config", "identity")}
+      saved = {**saved["identity"], **extra}
     self._compare(saved, f"{self.workdir} holds a run with another configuration")
 
   def _compare(self, saved: dict, what: str) -> None:

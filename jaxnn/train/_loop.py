@@ -12,20 +12,22 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxnn._errors import CheckpointError, JaxnnError, NonFiniteLossError
+from jaxnn._progress import Progress, note
+from jaxnn.configs import TrainConfig
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
 from jaxnn.data._batching import Batcher
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
-from jaxnn.train._functional import FunctionalModel, from_nnx
+from jaxnn.train._functional import FunctionalModel, as_model, from_nnx
+from jaxnn.train._inputs import as_dataset
 from jaxnn.train._io import MetricsLog, write_json_atomic
 from jaxnn.train._optim import make_optimizer
 from jaxnn.train._parallel import DataParallel, data_parallel
@@ -106,7 +108,7 @@ def run_loop(
     eval_every: steps between `eval_fn` calls; None: every epoch.
     eval_fn: `eval_fn(carry) -> {name: value}`, logged with the step.
     loss_key: the metric checked for NaN / inf.
-    progress: show a progress bar on a terminal.
+    progress: show a progress bar on a terminal, a line per ~10% otherwise.
     description: the progress bar's label.
     extra_args: arrays passed after the batch on every call,
       `step_fn(carry, x, y, *extra_args)`, replicated (e.g. the full training set
@@ -163,6 +165,7 @@ def run_loop(
             f"was changed: ask for at least {latest} steps to continue it, or use another --out"
           )
         start, carry = ckpt.restore_latest(carry, resume_from_previous)
+        note(f"resuming {workdir} from step {start} of {num_steps}")
         carry = place_carry(carry)
       ckpt.commit()
       log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint
@@ -204,14 +207,7 @@ def run_loop(
     pending.clear()
     last_good = upto
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    desc=description,
-    disable=None if progress else True,
-    dynamic_ncols=True,
-    leave=False,
-  )
+  bar = Progress(num_steps, initial=start, description=description, enabled=progress)
   try:
     for s in range(start, num_steps):
       x, y = dp.shard_batch(*batcher.at_step(s), sharding=batch_sharding)
@@ -275,49 +271,19 @@ def make_evaluator(
   return evaluate
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """A supervised run, as `jaxnn train` takes it."""
-
-  dataset: str = "mnist5k"  # a registered dataset name
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
-  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
-  epochs: int = 5
-  batch_size: int = 128
-  optimizer: str = "adam"  # adam (beta2 0.99), momentum, sgd
-  learning_rate: float = 1e-3
-  momentum: float = 0.9  # for optimizer="momentum"
-  weight_decay: float = 0.0  # L2 coefficient on the weights (Keras convention)
-  seed: int = 0  # initialization, validation split and batch order
-  validation_size: int | float | None = None  # None: the dataset's default
-  shuffled_pixels: bool = False
-  shuffled_labels: float = 0.0
-  max_train: int | None = None  # keep only this many training examples
-  num_devices: int | None = None  # None: all that divide the batch
-  log_every: int = 50
-  checkpoint_every: int | None = None  # steps; None: every epoch
-  eval_batch_size: int = 1000
-  progress: bool = True
-  resume_from_previous: bool = False  # newest checkpoint corrupt: resume from the last intact one
-
-  def run_identity(self) -> dict:
-    """The fields a resumed run must share (not its length, devices or resume options)."""
-    skip = {
-      "epochs",
-      "num_devices",
-      "log_every",
-      "progress",
-      "eval_batch_size",
-      "checkpoint_every",
-      "resume_from_previous",
-    }
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-
 def train_and_evaluate(
-  config: TrainConfig, workdir: str | pathlib.Path | None, dataset: Dataset | None = None
+  config: TrainConfig,
+  workdir: str | pathlib.Path | None,
+  dataset: Dataset | Any = None,
+  *,
+  model: Any = None,
 ) -> dict:
   """Trains `config.model` on `config.dataset`; writes metrics, checkpoints, summary.
+
+  `dataset` (a `Dataset`, `(x, y)` arrays or a dict of them, see
+  `as_dataset`) replaces `config.dataset`; `model` (an NNX or Equinox module,
+  `from_linen` / `from_function`'s result, or a factory `model(key)` of one,
+  see `as_model`) replaces `config.model`.
 
   Returns the summary (also written to `workdir/summary.json`): `params`,
   `train_accuracy`, `validation_accuracy`, `test_accuracy`, losses, `steps`,
@@ -336,13 +302,25 @@ def train_and_evaluate(
       shuffled_pixels=config.shuffled_pixels,
       shuffled_labels=config.shuffled_labels,
       max_train=config.max_train,
+      data_dir=config.data_dir,
     )
+  else:
+    dataset = as_dataset(dataset)
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
-  model = from_nnx(
-    init_model(
-      config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, widths=config.widths
+  model_name = config.model if model is None else "custom"
+  model = (
+    from_nnx(
+      init_model(
+        config.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        seed=config.seed,
+        widths=config.widths,
+      )
     )
+    if model is None
+    else as_model(model, jax.random.key(config.seed))
   )
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
@@ -372,7 +350,7 @@ def train_and_evaluate(
   }
   summary = {
     "dataset": dataset.name,
-    "model": config.model,
+    "model": model_name,
     "params": count_params(model.params),
     **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
     "steps": config.epochs * batcher.steps_per_epoch,

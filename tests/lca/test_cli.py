@@ -121,6 +121,11 @@ def test_lca_stream_files_are_checked_and_other_runs_left_unchanged(tmp_path, ca
   assert "weight decay must be >= 0" in refused(other, "--weight-decay", "-0.1")
   assert "another configuration" in refused(other, "--stream")
   assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+  stray = tmp_path / "stray"  # no run yet, a foreign lca_train.npy: nothing else is created
+  stray.mkdir()
+  (stray / "lca_train.npy").write_bytes(b"\x93NUMPY garbage")
+  assert "lca_train.npy is not a readable .npy array" in refused(stray, "--stream")
+  assert sorted(p.name for p in stray.iterdir()) == ["lca_train.npy"]
 
   out = tmp_path / "run"
   assert lca(out, "--stream") == 0

@@ -152,7 +152,7 @@ def test_own_model_and_arrays_report_layers_in_definition_order():
   }
   # Each layer's column is the sum of that layer's parameters (flat order: jax.tree.leaves).
   module = factory(jax.random.key(0))
-  params = nnx.state(module, nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(module, nnx.Param))
   sizes = {
     name: sum(np.size(v) for v in jax.tree.leaves(params[name])) for name in ("alpha", "zeta")
   }
@@ -181,7 +181,7 @@ class _Plain(nnx.Module):
 def _from_nnx_takes_plain_modules() -> bool:
   try:
     from_nnx(_Plain(nnx.Rngs(0))).apply(
-      nnx.state(_Plain(nnx.Rngs(0)), nnx.Param).to_pure_dict(), {}, np.zeros((1, 64), np.float32)
+      nnx.to_pure_dict(nnx.state(_Plain(nnx.Rngs(0)), nnx.Param)), {}, np.zeros((1, 64), np.float32)
     )
   except TypeError:
     return False
@@ -208,12 +208,12 @@ def test_plain_nnx_module_and_a_functional_model():
   plain = run_lca(config, dataset=dataset, model=_Plain(nnx.Rngs(0)))
   assert list(plain["records"]["layers"]) == ["out", "hidden"]
   # The same network as a pure function of a parameter dict (insertion order: hidden, out).
-  params = nnx.state(_Plain(nnx.Rngs(0)), nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(_Plain(nnx.Rngs(0)), nnx.Param))
   params = {"hidden": params["hidden"], "out": params["out"]}
 
   def apply(p, x):
-    h = jax.nn.relu(x.reshape(x.shape[0], -1) @ p["hidden"]["kernel"] + p["hidden"]["bias"])
-    return h @ p["out"]["kernel"] + p["out"]["bias"]
+    h = jax.nn.relu(x.reshape(x.shape[0], -1) @ p["hidden"]["kernel"] + p["hidden"]["bias"][None])
+    return h @ p["out"]["kernel"] + p["out"]["bias"][None]
 
   functional = run_lca(config, dataset=dataset, model=from_function(apply, params))
   assert list(functional["records"]["layers"]) == ["hidden", "out"]

@@ -235,5 +235,5 @@ def test_bad_hyperparameters():
     train_and_evaluate(TrainConfig(**{**FAST, "epochs": 0}), None)
   with pytest.raises(JaxnnError, match="batch size"):
     train_and_evaluate(TrainConfig(**{**FAST, "batch_size": 5000}), None)
-  with pytest.raises(JaxnnError, match="weight decay"):
+  with pytest.raises(JaxnnError, match="weight.decay"):
     train_and_evaluate(TrainConfig(**{**FAST, "weight_decay": -1.0}), None)
