@@ -197,6 +197,7 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+  proc.stderr.close()
   saved = {
     p.name: (p.read_text(), p.stat().st_mtime_ns)
     for p in (killed / "configs").glob("program_*.json")
