@@ -177,7 +177,10 @@ def trajectory_lca(
   iterates = list(iterates)
   if len(iterates) < 2:
     raise JaxnnError(f"a trajectory needs at least two iterates, got {len(iterates)}")
-  shapes = [jax.tree.map(lambda a: (np.shape(a), np.result_type(a)), it) for it in iterates]
+  shapes = [
+    jax.tree.map(lambda a: (np.shape(a), np.result_type(getattr(a, "dtype", a))), it)
+    for it in iterates
+  ]
   for t, s in enumerate(shapes[1:], 1):
     if s != shapes[0]:
       raise JaxnnError(
