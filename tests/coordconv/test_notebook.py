@@ -1,6 +1,9 @@
 """colabs/coordconv.ipynb runs unchanged at tiny settings (64 training examples, one epoch)."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_notebook_runs(run_notebook, tmp_path):
   outputs, images = run_notebook(
     "coordconv.ipynb",

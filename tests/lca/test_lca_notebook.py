@@ -1,6 +1,9 @@
 """colabs/lca.ipynb runs unchanged at small settings (digits, one epoch)."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_notebook_runs(run_notebook, tmp_path):
   outputs, images = run_notebook(
     "lca.ipynb", {"JAXNN_LCA_DATASET": "digits", "JAXNN_LCA_EPOCHS": "1", "JAXNN_LCA_WIDTHS": "16"}

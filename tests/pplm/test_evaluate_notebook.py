@@ -1,6 +1,9 @@
 """colabs/pplm.ipynb runs unchanged, at small settings, on the tiny GPT-2."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_notebook_runs_offline(tiny_gpt2_dir, run_notebook):
   outputs, _ = run_notebook(
     "pplm.ipynb",

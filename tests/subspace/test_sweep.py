@@ -164,6 +164,7 @@ def test_global_baseline_and_bad_input(tmp_path, capsys):
     run_sweep(SweepConfig(dataset="digits", baseline="best"), tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_results(tmp_path):
   """A sweep killed after its first program, rerun, redoes nothing and matches a clean run."""
   args = [
@@ -265,6 +266,7 @@ def test_vmapped_configs_equal_configs_trained_one_by_one(projection):
     assert stacked_accuracy[i] == pytest.approx(accuracy, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_chunked_vmap_and_devices_give_the_same_stack():
   """lax.map of 1 config, vmapped chunks of 3 (1 device), one vmap per device (2), alone: equal."""
   data = load_dataset("digits")

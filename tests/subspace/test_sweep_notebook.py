@@ -6,7 +6,10 @@ checked by test_sweep_search.py (both projections) and test_toy.py.
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_notebook_runs(run_notebook, tmp_path):
   env = {
     f"JAXNN_ID_{name}": value

@@ -116,6 +116,7 @@ def test_search_relative_resolution_and_unreached():
 
 
 @pytest.mark.parametrize("projection", ["dense", "fastfood"])
+@pytest.mark.slow
 def test_search_finds_toy_intrinsic_dimension_ten(projection):
   """The toy problem's d_int is exactly 10 (Li et al. 2018, Sec. 2): the search finds it."""
   P = get_projection(projection)

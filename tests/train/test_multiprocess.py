@@ -15,6 +15,7 @@ import sys
 import chex
 import jax
 import numpy as np
+import pytest
 from multiprocess_run import STEPS, train
 
 from jaxnn.train import Checkpointer
@@ -28,6 +29,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   workdir, out, port = tmp_path / "run", tmp_path / "params.npz", str(_free_port())
   # The workers import this checkout's jaxnn (the repository root), like the test itself.

@@ -153,6 +153,7 @@ train_and_evaluate(TrainConfig(dataset="digits", widths=(32,), epochs=int(sys.ar
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_same_parameters(tmp_path):
   """A real SIGKILL mid-run, then a restart, ends where an uninterrupted run ends."""
   script = tmp_path / "run.py"
