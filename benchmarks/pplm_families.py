@@ -20,9 +20,10 @@ For each model and batch size (1 and 8) the script times, in one process:
             length. steered / floor is the ratio of seconds per token (>= 1:
             what the loop costs beyond its passes).
 
-Run on one pinned core under the shared lock (about 10 minutes on a busy core):
+Run on one pinned core under the shared lock (about 10 minutes on a busy core;
+benchmarks/results/pplm_families.json came from this command):
   flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/pplm_families.py --threads 1 \
-    --out benchmarks/results/pplm_families.json
+    --length 8 --repeats 3 --out benchmarks/results/pplm_families.json
 """
 
 from __future__ import annotations
