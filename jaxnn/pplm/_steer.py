@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from typing import NamedTuple
 
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
+from jaxnn.configs import PPLMConfig
 from jaxnn.lm import (
   KVCache,
   LMConfig,
@@ -48,62 +48,6 @@ from jaxnn.lm._generate import kth_largest
 from jaxnn.lm._model import soft_embeddings
 
 SMALL_CONST = 1e-15
-
-
-@dataclasses.dataclass(frozen=True)
-class PPLMConfig:
-  """Steering hyperparameters; the defaults are the original run_pplm.py's."""
-
-  length: int = 100  # tokens generated after the prompt
-  stepsize: float = 0.02  # step of each normalized gradient step on dH
-  temperature: float = 1.0  # divides the perturbed logits before fusion
-  top_k: int = 10  # keep the k most likely tokens (0: all)
-  sample: bool = False  # sample from the fused distribution (False: greedy)
-  num_iterations: int = 3  # gradient steps on dH per token
-  grad_length: int = 10000  # after this many tokens the stepsize becomes 0
-  window_length: int = 0  # perturb only a window of past positions (0: all)
-  window_position: str = "first"  # "first" (the original's mask) or "recent"
-  horizon_length: int = 1  # soft future steps fed to the discriminator
-  decay: bool = False  # scale the window by 1/w .. 1
-  gamma: float = 1.5  # gradient normalization exponent
-  gm_scale: float = 0.9  # weight of the perturbed distribution in the fusion
-  kl_scale: float = 0.01  # weight of KL(p~ || p_unpert)
-
-  def __post_init__(self):
-    if self.length < 1:
-      raise JaxnnError(f"length must be at least 1, got {self.length}")
-    if self.num_iterations < 0 or self.grad_length < 0 or self.top_k < 0:
-      raise JaxnnError("num_iterations, grad_length and top_k must be non-negative")
-    if self.window_length < 0 or self.horizon_length < 0:
-      raise JaxnnError("window_length and horizon_length must be non-negative")
-    if self.window_position not in ("first", "recent"):
-      raise JaxnnError(
-        f"window_position must be 'first' (the original's) or 'recent', "
-        f"got {self.window_position!r}"
-      )
-    if self.decay and self.window_length == 0:
-      raise JaxnnError("decay scales a window: set window_length > 0 (e.g. 5) or drop decay")
-    if not self.temperature > 0:
-      raise JaxnnError(f"temperature must be positive, got {self.temperature}")
-    if not 0 <= self.gm_scale <= 1:
-      raise JaxnnError(f"gm_scale must be in [0, 1], got {self.gm_scale}")
-    for field in _TRACED_FIELDS:
-      value = getattr(self, field)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise JaxnnError(f"{field} must be a finite number, got {value!r}")
-    if self.stepsize < 0 or self.kl_scale < 0:
-      raise JaxnnError("stepsize and kl_scale must be non-negative")
-    for field in (
-      "length",
-      "top_k",
-      "num_iterations",
-      "grad_length",
-      "window_length",
-      "horizon_length",
-    ):
-      value = getattr(self, field)
-      if isinstance(value, bool) or not isinstance(value, int):
-        raise JaxnnError(f"{field} must be an integer, got {value!r}")
 
 
 class BagsOfWords(NamedTuple):
