@@ -23,6 +23,7 @@ COMMANDS = {
   "lca": ("jaxnn.lca._cli", "loss change allocation during training (Lan et al. 2019)"),
   "subspace": ("jaxnn.subspace._cli", "random-subspace training and intrinsic dimension"),
   "pplm": ("jaxnn.pplm._cli", "PPLM: steer GPT-2 with bags of words or discriminators"),
+  "reproduce": ("jaxnn.reproduce._cli", "reproduce the four papers' findings and write a report"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 

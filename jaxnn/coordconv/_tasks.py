@@ -38,6 +38,7 @@ from jaxnn.coordconv._models import (
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
 
 TASKS = ("classification", "regression", "rendering")
+CANVAS = 64
 MODELS = ("coordconv", "conv")
 # What `--model conv` means per task: the paper's baseline for that task.
 BASELINES = {"classification": "deconv", "regression": "conv", "rendering": "deconv"}
@@ -77,6 +78,7 @@ class TaskConfig:
   lr_schedule: str = "constant"  # constant (the paper) or cosine (decay to 0 over the run)
   weight_decay: float = 0.0  # L2 on kernels (Keras convention)
   seed: int = 0  # initialization and batch order; the splits never move
+  mirror: bool = False  # mirror the canvas on both axes: the quadrant split holds out the top left
   mul: int = 1  # width multiplier of the baselines and the renderer's convs
   kernel_size: int = 3  # deconv kernel (2..4 in the paper) / renderer conv kernel
   with_r: bool = False  # CoordConv radius channel
@@ -150,6 +152,8 @@ class TaskConfig:
       skip.add("lr_schedule")
     if self.widths is None:  # likewise for runs saved before widths existed
       skip.add("widths")
+    if not self.mirror:  # and before mirroring existed
+      skip.add("mirror")
     identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
     if self.widths is not None:
       identity["widths"] = list(self.widths)
@@ -191,6 +195,23 @@ def create_task_model(
   raise JaxnnError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
+def _mirrored(split, task: str):
+  """`split` with the canvas mirrored on both axes: position (x, y) -> (63 - x, 63 - y).
+
+  The inputs and targets of every task move together, so a split that holds out
+  the bottom-right quadrant holds out the top-left one instead (729 test positions).
+  """
+  last = CANVAS - 1
+  x, y = split.x, split.y
+  if task == "classification":  # raw (x, y) -> pixel index y * 64 + x
+    x, y = last - x, (CANVAS * CANVAS - 1) - y
+  elif task == "regression":  # one-hot image -> (x, y) / 64
+    x, y = x[:, ::-1, ::-1], (last / CANVAS - y).astype(y.dtype)
+  else:  # rendering: raw (x, y) -> the square image
+    x, y = last - x, y[:, ::-1, ::-1]
+  return type(split)(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
 class _StopTraining(Exception):
   pass
 
@@ -228,6 +249,10 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
     split=config.split,
     task=config.task,
   )
+  if config.mirror:
+    data = dataclasses.replace(
+      data, train=_mirrored(data.train, config.task), test=_mirrored(data.test, config.task)
+    )
   if config.train_examples is not None and config.train_examples < len(data.train):
     keep = np.sort(
       np.random.default_rng(config.seed).choice(
