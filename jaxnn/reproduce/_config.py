@@ -34,10 +34,10 @@ class Preset:
   reg_train_examples: int | None = None
   # Intrinsic dimension (Li et al. 2018).
   id_dataset: str = "mnist5k"
-  id_fc_widths: tuple[tuple[int, ...], ...] = ((50,), (200,), (50, 50), (200, 200))
+  id_fc_widths: tuple[tuple[int, ...], ...] = ((50,), (200,), (200, 200))
   id_dims: tuple[int, ...] = (200, 400, 800, 1600)
   id_lenet: bool = True
-  id_lenet_dims: tuple[int, ...] = (100, 200, 400, 800)
+  id_lenet_dims: tuple[int, ...] = (100, 200, 400)
   id_seeds: int = 1
   id_steps: int = 1000  # Adam steps per config (recorded with every result)
   id_lr: float = 3e-2  # Adam lr of theta_d (the direct baseline: 1e-3)

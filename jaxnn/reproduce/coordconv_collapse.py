@@ -245,6 +245,11 @@ def main(argv=None) -> int:
     "(logits x factor: same predictions, float32 loss saturated); 0: branch at the first "
     "epoch with half the training losses exactly 0",
   )
+  parser.add_argument(
+    "--fresh-adam",
+    action="store_true",
+    help="start every variant with a fresh Adam state (no moments from the baseline run)",
+  )
   args = parser.parse_args(argv)
   import jax
 
@@ -290,7 +295,7 @@ def main(argv=None) -> int:
       print(json.dumps({"saturated_state": summary["saturated_state"]}), flush=True)
     for variant in args.variants.split(","):
       optimizer = _optimizer(variant, args.lr)  # Adam's state has the same form: keep its moments
-      state = s0
+      state = optimizer.init(p0) if args.fresh_adam else s0
       log = out / f"{variant}.jsonl"
       log.unlink(missing_ok=True)
       records: list = []
