@@ -45,7 +45,7 @@ class Preset:
   id_max_train: int | None = None
   # LCA (Lan et al. 2019): MNIST-FC 784-100-50-10, SGD lr 0.01 momentum 0.9.
   lca_dataset: str = "mnist5k"
-  lca_epochs: int = 10
+  lca_epochs: int = 6
   lca_batch_size: int = 250
   lca_max_train: int | None = None
   lca_shuffles: int = 1000  # shuffles of the synchronization test
@@ -53,12 +53,12 @@ class Preset:
   pplm_model: str = "offline"  # "offline": jaxnn's shipped LM; else a GPT-2 name or folder
   pplm_bag: str = "military"
   pplm_prompt: str = "The potato"
-  pplm_length: int = 30
+  pplm_length: int = 20
   pplm_samples: int = 4
   pplm_strong_stepsize: float = 1.0  # a step size far above the paper's, to show the trade-off
   pplm_multi_token: bool = False  # count multi-token bag words (slower: a pass per word piece)
   pplm_discriminator: bool = True  # also train and steer with a discriminator head
-  pplm_discriminator_texts: int = 200  # synthetic labeled texts per class
+  pplm_discriminator_texts: int = 100  # synthetic labeled texts per class
 
   def __post_init__(self):
     for field in dataclasses.fields(self):

@@ -54,6 +54,11 @@ def _headline_table(results: dict) -> str:
   return "\n".join(rows) + "\n"
 
 
+def _cell(text) -> str:
+  """Text for a Markdown table cell: pipes escaped, on one line."""
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _checks_table(checks: list[dict]) -> str:
   rows = ["| claim | rule | this run | holds |", "|---|---|---|---|"]
   for c in checks:
@@ -64,7 +69,10 @@ def _checks_table(checks: list[dict]) -> str:
       value = ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
     else:
       value = fmt(value)
-    rows.append(f"| {c['claim']} | {c['rule']} | {value} | {'yes' if c['passed'] else 'no'} |")
+    rows.append(
+      f"| {_cell(c['claim'])} | {_cell(c['rule'])} | {_cell(value)} | "
+      f"{'yes' if c['passed'] else 'no'} |"
+    )
   return "\n".join(rows) + "\n"
 
 
@@ -113,7 +121,7 @@ def markdown(config: ReproduceConfig, results: dict, modules: dict, timings: dic
 
 
 def _inline(text: str) -> str:
-  text = html_lib.escape(text, quote=False)
+  text = html_lib.escape(text.replace("\\|", "|"), quote=False)
   text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
   return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
@@ -131,7 +139,7 @@ def _to_html(md: str, out: pathlib.Path) -> str:
     if line.startswith("|"):
       rows = []
       while i < len(lines) and lines[i].startswith("|"):
-        rows.append([c.strip() for c in lines[i].strip("|").split(" | ")])
+        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", lines[i].strip()[1:-1])])
         i += 1
       head, data = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-|")]
       body.append(

@@ -93,7 +93,7 @@ def _findings(r: dict) -> dict:
     ),
     check(
       "the LCA sums to the loss change",
-      "|sum LCA - loss change| <= 1% of the change",
+      "abs(sum LCA - loss change) <= 1% of the change",
       r["relative_error"],
       r["relative_error"] is not None and r["relative_error"] <= 0.01,
     ),
