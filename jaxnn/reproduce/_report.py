@@ -64,7 +64,7 @@ def _checks_table(checks: list[dict]) -> str:
   for c in checks:
     value = c["value"]
     if isinstance(value, list):
-      value = " / ".join(fmt(v) for v in value)
+      value = " / ".join(fmt(v) for v in value) or "none"
     elif isinstance(value, dict):
       value = ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
     else:
