@@ -276,9 +276,8 @@ def test_claim_out_refuses_another_runs_directory(tmp_path):
   cu.claim_out(tmp_path / "new", "train", config, config.run_identity(), checkpointed=True)
   assert not (tmp_path / "new").exists()
   other = dataclasses.replace(config, learning_rate=0.5)
-  with pytest.raises(
-    JaxnnError, match="another configuration .learning_rate: saved 0.001, now 0.5"
-  ):
+  message = "another configuration .learning_rate: saved 0.001, now 0.5"
+  with pytest.raises(JaxnnError, match=message):
     cu.claim_out(run, "train", other, other.run_identity())
   with pytest.raises(JaxnnError, match="holds a `jaxnn train` run"):
     cu.claim_out(run, "lca", LCAConfig(), LCAConfig().run_identity())

@@ -46,6 +46,7 @@ from jaxnn.lca._stem import (
 from jaxnn.train import CLASSIFICATION, FunctionalModel, Objective
 
 PyTree = Any
+#: Integrators of the path integral: adaptive Simpson (the paper's) and first order.
 METHODS = ("simpson", "first_order")
 
 

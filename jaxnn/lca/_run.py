@@ -31,7 +31,7 @@ from jaxnn.lca._eval_sets import make_eval_sets
 from jaxnn.lca._layout import definition_order
 from jaxnn.lca._plots import plot_all
 from jaxnn.lca._stem import check_stem, drop_zero_features, fc_stem
-from jaxnn.lca._stream import LCAStream
+from jaxnn.lca._stream import LCAStream, check_stream_files
 from jaxnn.models import count_params
 from jaxnn.train import (
   Checkpointer,
@@ -244,8 +244,9 @@ def run_lca(
   if config.stream:
     if workdir is None:
       raise JaxnnError("streaming the full LCA array needs an output directory")
-    # The run directory is checked (and, for a new run, claimed) as `run_loop` will, before a
-    # stream file is created: a directory that holds another run is left unchanged.
+    # Existing stream files, then the run directory (claimed for a new run, as `run_loop` will)
+    # are checked before a stream file is created: a refused directory is left unchanged.
+    check_stream_files(workdir, num_steps, count_params(model.params), names)
     checkpointer = Checkpointer(workdir, config.run_identity())
     resume_step = checkpointer.latest_step() or 0
     checkpointer.close()

@@ -48,6 +48,21 @@ def _check_stream_file(path: pathlib.Path, shape: tuple[int, int]) -> None:
     )
 
 
+def stream_paths(directory: str | pathlib.Path, set_names: Sequence[str]) -> list[pathlib.Path]:
+  """The stream file of each evaluation set: `directory/lca_<name>.npy`."""
+  return [pathlib.Path(directory) / f"lca_{name}.npy" for name in set_names]
+
+
+def check_stream_files(
+  directory: str | pathlib.Path, num_steps: int, num_params: int, set_names: Sequence[str]
+) -> None:
+  """Raises a one-line `JaxnnError` if an existing stream file is not a complete float32
+  (T, P) array (truncated, foreign, corrupt header); creates and changes nothing."""
+  for path in stream_paths(directory, set_names):
+    if path.exists():
+      _check_stream_file(path, (num_steps, num_params))
+
+
 class LCAStream:
   """Writes row t of `lca_<set>.npy` for every iteration; pass it as `stream=`.
 
@@ -78,11 +93,10 @@ class LCAStream:
     self.directory = pathlib.Path(directory)
     self.flush_every = flush_every
     shape = (num_steps, num_params)
-    paths = [self.directory / f"lca_{name}.npy" for name in set_names]
-    for path in paths:  # Every file checked before any is created or opened for writing.
-      if path.exists():
-        _check_stream_file(path, shape)
-      elif resume_step > 0:
+    paths = stream_paths(directory, set_names)
+    check_stream_files(directory, num_steps, num_params, set_names)  # before anything is created
+    for path in paths:
+      if not path.exists() and resume_step > 0:
         raise JaxnnError(
           f"{path} is missing, but the run resumes from step {resume_step} and its rows "
           "before that step were streamed there; restore the file, or use another --out "

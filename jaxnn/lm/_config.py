@@ -18,7 +18,7 @@ from typing import Any
 
 from jaxnn._errors import JaxnnError
 
-# model_type of config.json -> the family's name in messages and docs.
+#: model_type of config.json -> the family's name in messages and docs.
 SUPPORTED_MODEL_TYPES = {
   "gpt2": "GPT-2",
   "llama": "Llama 1/2/3.x",

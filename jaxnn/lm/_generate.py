@@ -37,7 +37,14 @@ def check_token_ids(tokens, vocab_size: int, what: str = "token ids") -> None:
 
 
 def top_k_logits(logits_BxV: Float[Array, "B V"], top_k: int) -> Float[Array, "B V"]:
-  """Logits with everything below the k-th largest set to -inf (k = 0 keeps all)."""
+  """Logits with everything below the k-th largest set to -inf (k = 0 keeps all).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxnn.pplm import top_k_logits
+    >>> top_k_logits(jnp.array([[1.0, 3.0, 2.0]]), 2).tolist()
+    [[-inf, 3.0, 2.0]]
+  """
   if top_k <= 0 or top_k >= logits_BxV.shape[-1]:
     return logits_BxV
   kth_Bx1 = kth_largest(logits_BxV, top_k)
@@ -51,7 +58,7 @@ def kth_largest(x_BxV: Float[Array, "B V"], k: int) -> Float[Array, "B 1"]:
   took as long as a forward pass of GPT-2 small). The k largest entries of a
   row are among the k largest of each of its blocks, so a `top_k` per block
   of the row and one over the blocks' candidates give the same value at a
-  fraction of the cost (25-35x less at 8 x 50257, k = 10; benchmarks/results/pplm.md).
+  fraction of the cost (25-35x less at 8 x 50257, k = 10; benchmarks/pplm_layers.py).
   """
   b, v = x_BxV.shape
   blocks = min(64, v // (4 * k))

@@ -26,6 +26,7 @@ from jaxnn._errors import JaxnnError
 from jaxnn.lm._config import SUPPORTED_MODEL_TYPES, GPT2Config, LMConfig, lm_config
 from jaxnn.lm._model import Params, as_params, param_specs
 
+#: Short model names and the Hugging Face repositories they stand for.
 KNOWN_MODELS = {
   "gpt2": "openai-community/gpt2",
   "gpt2-medium": "openai-community/gpt2-medium",

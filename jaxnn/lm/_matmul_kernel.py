@@ -5,7 +5,7 @@ matrix once: 500 MB of weights for GPT-2 small, far beyond the caches, each
 weight used M times. XLA's CPU dots (YNNPACK) run such a product at M = 8
 with cold weights at 12-23 GFLOP/s on one core (the tied head 8-17), so a
 batch-8 pass costs ~3x a batch-1 pass although both read the same weights
-(see benchmarks/results/pplm.md). This kernel reads every weight once,
+(see benchmarks/pplm_matmul.py). This kernel reads every weight once,
 sequentially, and does the M multiply-adds per weight in registers:
 
 - `matmul`:   y[M, N] = x[M, K] @ W[K, N] (W row-major: the dense layers'
@@ -26,7 +26,7 @@ Both forms read each weight once per 8 rows of x. On one Zen 4 core with
 GPT-2 small's weights coming from memory, a whole one-token set of products
 (forward and backward) at M = 8 ran 2.3x faster than XLA's dots and took
 1.3-1.5x the time of M = 1 (benchmarks/pplm_matmul.py; results in
-benchmarks/results/pplm.md).
+benchmarks/pplm_matmul.py).
 
 The source, matmul_kernel.cc next to this module, is compiled on first use
 and cached by `jaxnn._native` (keyed by the source, compiler, flags and jaxlib

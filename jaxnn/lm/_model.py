@@ -27,7 +27,7 @@ Kernels are stored (in, out), so `x @ kernel`. With few float32 rows on CPU
 (a one-token pass) the products run through a C++ kernel that streams the
 weights from memory (`_products`); XLA's dot otherwise. The blocks are
 unrolled in Python rather than scanned over stacked weights: on CPU a scan
-copies every layer's weights out of the stack per pass (benchmarks/results/pplm.md).
+copies every layer's weights out of the stack per pass (benchmarks/pplm_layers.py).
 
 The cache has a fixed size `max_len`; `lm_forward` writes the T new
 positions at `cache.length` with `dynamic_update_slice` and masks the rest,
@@ -52,6 +52,7 @@ from jaxnn._errors import JaxnnError
 from jaxnn.lm._config import GPT2Config, LMConfig, lm_config
 from jaxnn.lm._products import dense_matmul, tied_logits
 
+#: A language model's parameters: a nested dict of arrays.
 Params = dict[str, Any]
 AnyConfig = LMConfig | GPT2Config
 
@@ -386,7 +387,7 @@ def lm_forward_layers(
   the stacked L x B x G x S x K cache makes the backward pass pad every
   layer's gradient to the whole stack and add the L of them (for GPT-2 small
   at batch 8 on one CPU core, removing that pad-and-add made a forward +
-  gradient pass 1.3-1.8x faster; see benchmarks/results/pplm.md).
+  gradient pass 1.3-1.8x faster; see benchmarks/pplm_layers.py).
 
   Args:
     params, config, tokens_BxT, embeds_BxTxD: as for `lm_forward`.

@@ -17,6 +17,7 @@ from pathlib import Path
 from jaxnn._errors import JaxnnError
 from jaxnn.lm._loading import TOKENIZER_EXTRAS, TOKENIZER_FILES, resolve_folder
 
+#: GPT-2's end-of-text token, also the start of an empty prompt.
 END_OF_TEXT = "<|endoftext|>"
 # Encodes a word as it appears inside a text: after this word and a space.
 _CONTEXT_WORD = "the"

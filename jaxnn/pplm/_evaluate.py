@@ -30,7 +30,15 @@ def words_of(text: str) -> list[str]:
 
 
 def dist_n(texts: Sequence[str] | str, n: int) -> float:
-  """Distinct n-grams / all n-grams of whitespace tokens, pooled over `texts`."""
+  """Distinct n-grams / all n-grams of whitespace tokens, pooled over `texts`.
+
+  Examples:
+    >>> from jaxnn.pplm import dist_n
+    >>> dist_n("the cat saw the cat", 1)  # 3 distinct words of 5
+    0.6
+    >>> dist_n(["a b", "a b"], 2)
+    0.5
+  """
   texts = [texts] if isinstance(texts, str) else texts
   grams = [
     tuple(t[i : i + n]) for t in (text.split() for text in texts) for i in range(len(t) - n + 1)
@@ -39,7 +47,13 @@ def dist_n(texts: Sequence[str] | str, n: int) -> float:
 
 
 def bag_word_rate(text: str, words: Sequence[str]) -> float:
-  """Fraction of the words of `text` that belong to the bag (case-insensitive)."""
+  """Fraction of the words of `text` that belong to the bag (case-insensitive).
+
+  Examples:
+    >>> from jaxnn.pplm import bag_word_rate
+    >>> bag_word_rate("The army and the navy", ["army", "navy"])
+    0.4
+  """
   bag = {w.lower() for w in words}
   found = words_of(text)
   return sum(w in bag for w in found) / len(found) if found else 0.0

@@ -210,8 +210,8 @@ def test_plain_nnx_module_and_a_functional_model():
   params = {"hidden": params["hidden"], "out": params["out"]}
 
   def apply(p, x):
-    h = jax.nn.relu(x.reshape(x.shape[0], -1) @ p["hidden"]["kernel"] + p["hidden"]["bias"])
-    return h @ p["out"]["kernel"] + p["out"]["bias"]
+    h = jax.nn.relu(x.reshape(x.shape[0], -1) @ p["hidden"]["kernel"] + p["hidden"]["bias"][None])
+    return h @ p["out"]["kernel"] + p["out"]["bias"][None]
 
   functional = run_lca(config, dataset=dataset, model=from_function(apply, params))
   assert list(functional["records"]["layers"]) == ["hidden", "out"]
