@@ -14,6 +14,7 @@ import dataclasses
 
 from jaxnn._errors import JaxnnError
 
+#: The stages of `jaxnn reproduce`, in the order they run (`--only` picks among them).
 STAGES = ("coordconv", "subspace", "lca", "pplm")
 
 
@@ -73,6 +74,7 @@ class Preset:
       raise JaxnnError("a preset needs FC widths, subspace dims and a positive PPLM step size")
 
 
+#: The run sizes by name ("quick", "default", "full"): a `Preset` each.
 PRESETS = {
   "quick": Preset(
     cc_epochs=1,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 
+#: The verdicts a finding can get, best first.
 VERDICTS = ("reproduced", "partly", "not")
+#: How a finding's checks make its verdict, as the report states it.
 RULE = (
   "Each finding is a list of checks (a claim of the paper as a threshold on this run's "
   "numbers). Verdict: **reproduced** when every check holds, **partly** when at least one "
