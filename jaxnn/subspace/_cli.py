@@ -56,14 +56,14 @@ def register(subparsers) -> None:
   s.add_argument(
     "--lr",
     type=cu.positive_float,
-    default=1e-3,
-    help="Adam learning rate of theta_d (subspace training often needs more than direct training)",
+    default=3e-2,
+    help="Adam learning rate of theta_d (subspace training needs more than direct training)",
   )
   s.add_argument(
     "--baseline-lr",
     type=cu.positive_float,
-    default=None,
-    help="Adam learning rate of the individual baseline (default: --lr)",
+    default=1e-3,
+    help="Adam learning rate of the individual baseline (full model)",
   )
   s.add_argument("--weight-decay", type=float, default=0.0, help="L2 on the full theta_D")
   s.add_argument(
@@ -111,6 +111,9 @@ def register(subparsers) -> None:
 
 
 def _sweep(args) -> int:
+  from jaxnn.train import initialize_distributed
+
+  initialize_distributed()  # a no-op unless the environment describes a multi-process job
   from jaxnn.subspace._sweep import SweepConfig, run_sweep
 
   config = SweepConfig(

@@ -12,7 +12,7 @@ from jaxnn.train._functional import FunctionalModel, from_function, from_nnx, ke
 from jaxnn.train._io import MetricsLog, to_jsonable, write_json_atomic
 from jaxnn.train._loop import TrainConfig, make_evaluator, run_loop, train_and_evaluate
 from jaxnn.train._optim import OPTIMIZERS, make_optimizer
-from jaxnn.train._parallel import DataParallel, data_parallel
+from jaxnn.train._parallel import DataParallel, data_parallel, initialize_distributed
 from jaxnn.train._steps import (
   CLASSIFICATION,
   REGRESSION,
@@ -39,6 +39,7 @@ __all__ = [
   "from_function",
   "from_nnx",
   "init_train_state",
+  "initialize_distributed",
   "kernel_l2",
   "make_eval_step",
   "make_evaluator",
