@@ -23,6 +23,7 @@ from subspace_core import jax_runner, time_rounds
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KERNEL = "jaxnn/subspace/_fastfood_kernel.py"
+KERNEL_CC = "jaxnn/subspace/fastfood_kernel.cc"
 
 
 def load_kernel(rev: str) -> types.ModuleType:
@@ -35,6 +36,14 @@ def load_kernel(rev: str) -> types.ModuleType:
   )
   module = types.ModuleType("fastfood_kernel_ab")
   exec(compile(source, f"{rev}:{KERNEL}", "exec"), module.__dict__)
+  cc = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{KERNEL_CC}"], capture_output=True)
+  if cc.returncode == 0:  # a revision whose C++ is a .cc file: build that file's text
+    from jaxnn._native import NativeLibrary
+
+    library = module._LIBRARY
+    module._LIBRARY = NativeLibrary(
+      "fastfood_ab", cc.stdout.decode(), library.targets, library.flags, title=library.title
+    )
   if not module.available():
     sys.exit(f"the kernel of {rev} does not build: {module.error()}")
   return module

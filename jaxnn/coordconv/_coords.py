@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn._errors import JaxnnError
 
@@ -19,14 +20,22 @@ from jaxnn._errors import JaxnnError
 def coordinate_ramp(size: int, dtype=jnp.float32) -> jax.Array:
   """`index / (size - 1) * 2 - 1` for index 0..size-1: exactly -1 and 1 at the ends.
 
-  A size-1 axis has no extent: its single position gets 0, the centre of
-  [-1, 1] (the formula divides by zero there).
+  Computed as one correctly rounded division of integers,
+  `(2 * index - (size - 1)) / (size - 1)` (the same value in exact
+  arithmetic; the formula as written rounds twice and can end at 0.99999988
+  in float32), so the ends are exactly -1 and 1, the ramp is antisymmetric
+  (`ramp[i] == -ramp[size - 1 - i]`, an odd size's centre exactly 0) and
+  increasing. A size-1 axis has no extent: its single position gets 0, the
+  centre of [-1, 1] (the formula divides by zero there).
   """
   if size < 1:
     raise JaxnnError(f"cannot make coordinates for an axis of size {size}")
   if size == 1:
     return jnp.zeros((1,), dtype)
-  return (jnp.arange(size, dtype=jnp.float32) / (size - 1) * 2 - 1).astype(dtype)
+  numerators = 2 * np.arange(size, dtype=np.int64) - (size - 1)  # exact integers
+  # float64 division then one rounding to `dtype`: both are monotone and odd,
+  # and +-(size - 1) / (size - 1) is exactly +-1 in every float format.
+  return jax.device_put((numerators / np.float64(size - 1)).astype(jnp.dtype(dtype)))
 
 
 def num_coord_channels(spatial_dims: int, with_r: bool = False) -> int:
@@ -75,7 +84,9 @@ def coordinate_channels(
   `r = sqrt(x^2 + y^2 (+ z^2))`, the distance from the centre.
   """
   spatial_shape = tuple(int(s) for s in spatial_shape)
-  ramps = [coordinate_ramp(n, jnp.float32) for n in spatial_shape]
+  # float32 at least (the radius is computed in it); float64 stays float64.
+  compute = jnp.promote_types(dtype, jnp.float32)
+  ramps = [coordinate_ramp(n, compute) for n in spatial_shape]
   grids = jnp.meshgrid(*ramps, indexing="ij")
   channels = grids[::-1]
   if with_r:

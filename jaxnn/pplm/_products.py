@@ -6,15 +6,15 @@ when CPU is JAX's default backend, both operands are float32 and x has at
 most `MAX_KERNEL_ROWS` rows (the batch times the new positions: every pass
 of PPLM's steering loop, and short prompts), and through XLA's dot
 otherwise (other platforms, float64, long prompts). Each is a
-`jax.custom_vjp` whose backward gives the input's gradient by the kernel's other form (dy @ W^T, dlogits @ wte) and the
-weights' gradient by a plain einsum (unused, and removed by XLA, when only
-the input or the cache is differentiated, as in PPLM's steering).
+`jax.custom_vjp` whose backward gives the input's gradient by the kernel's
+other form (dy @ W^T, dlogits @ wte) and the weights' gradient by a plain
+einsum (unused, and removed by XLA, when only the input or the cache is
+differentiated, as in PPLM's steering).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,6 @@ from jaxnn.pplm import _matmul_kernel
 # dots catch up.
 MAX_KERNEL_ROWS = 32
 
-_warned: list = []  # the unavailable-kernel warning is given once per process
-
 
 def _use_kernel(x, w) -> bool:
   rows = math.prod(x.shape[:-1])
@@ -40,16 +38,7 @@ def _use_kernel(x, w) -> bool:
     or jax.default_backend() != "cpu"
   ):
     return False
-  if _matmul_kernel.available():
-    return True
-  if not _warned:
-    _warned.append(True)
-    warnings.warn(
-      "jaxnn: the PPLM matmul CPU kernel is unavailable, using XLA's dot (slower at "
-      f"batch 8 on CPU): {_matmul_kernel.error()}",
-      stacklevel=2,
-    )
-  return False
+  return _matmul_kernel.use()  # if it cannot be built: a one-time warning, and XLA's dot
 
 
 def _xla_kn(x, w):

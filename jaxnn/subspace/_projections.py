@@ -42,7 +42,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -212,28 +211,12 @@ def _wht(x: Float[Array, "... L"]) -> Float[Array, "... L"]:
   return (x.reshape(*lead, L // r, r) @ H_rxr).reshape(*lead, L)
 
 
-_warned: list = []  # the unavailable-kernel warning is given once per process
-
-
 def _native(kernel: str, dtype) -> bool:
-  """Whether to use the CPU kernel of `_fastfood_kernel` (built on first use)."""
+  """Whether to use the CPU kernel of `_fastfood_kernel` (built on first use; if it
+  cannot be, an error for kernel="native", else a one-time warning and XLA)."""
   if kernel == "xla" or dtype != jnp.float32:
     return False
-  if _fastfood_kernel.available():
-    return True
-  if kernel == "native":
-    raise JaxnnError(
-      f"the Fastfood CPU kernel is unavailable ({_fastfood_kernel.error()}); "
-      "install a C++ compiler or use kernel='xla'"
-    )
-  if not _warned:
-    _warned.append(True)
-    warnings.warn(
-      "jaxnn: the Fastfood CPU kernel is unavailable, using the XLA Walsh-Hadamard "
-      f"transform (about 2x slower on CPU): {_fastfood_kernel.error()}",
-      stacklevel=2,
-    )
-  return False
+  return _fastfood_kernel.use(required=kernel == "native")
 
 
 def _vma(x) -> frozenset:

@@ -1,5 +1,6 @@
 """add_coords against the formula `i / (n - 1) * 2 - 1`, written out with numpy loops."""
 
+import fractions
 import itertools
 
 import chex
@@ -59,6 +60,49 @@ def test_each_channel_spans_exactly_minus_one_to_one(spatial):
   for k in range(len(spatial)):
     channel = out[..., 1 + k]
     assert channel.min() == -1.0 and channel.max() == 1.0
+
+
+SIZES = range(2, 257)
+# Sizes whose ramp ended at 0.99999988 in float32 when it was computed by XLA
+# as arange / (n - 1) * 2 - 1 (XLA multiplies by a rounded reciprocal).
+ONCE_INEXACT = (42, 48, 56, 95, 142, 210, 250)
+
+
+def _check_ramp(ramp, n, dtype):
+  """Exactly -1 and 1 at the ends, antisymmetric, increasing, and within half an
+  ulp of the exact value (2i - (n - 1)) / (n - 1) (computed in fractions)."""
+  ramp = np.asarray(ramp)
+  assert ramp.dtype == dtype and ramp.shape == (n,)
+  assert ramp[0] == -1.0 and ramp[-1] == 1.0, (n, ramp[0], ramp[-1])
+  np.testing.assert_array_equal(ramp, -ramp[::-1])
+  assert np.all(np.diff(ramp) > 0)
+  half_ulp = np.spacing(np.abs(ramp)) / 2
+  for r, h, i in zip(ramp.tolist(), half_ulp.tolist(), range(n)):
+    assert abs(fractions.Fraction(r) - fractions.Fraction(2 * i - (n - 1), n - 1)) <= h, (n, i)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ramp_is_exact_at_the_ends_for_every_size_up_to_256(dtype):
+  with jax.enable_x64(dtype == np.float64):
+    for n in SIZES:
+      _check_ramp(coordinate_ramp(n, dtype), n, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_coords_channels_are_the_exact_ramps_under_jit(dtype):
+  with jax.enable_x64(dtype == np.float64):
+    f = jax.jit(add_coords)
+    for h, w in zip(ONCE_INEXACT, (2, 3, 256, 255, *ONCE_INEXACT[::-1])):
+      out = np.asarray(f(jnp.zeros((1, h, w, 1), dtype)))
+      assert out.dtype == dtype
+      np.testing.assert_array_equal(
+        out[0, ..., 1], np.broadcast_to(coordinate_ramp(w, dtype), (h, w))
+      )
+      np.testing.assert_array_equal(
+        out[0, ..., 2], np.broadcast_to(coordinate_ramp(h, dtype)[:, None], (h, w))
+      )
+      _check_ramp(out[0, 0, :, 1], w, dtype)  # xx along the width
+      _check_ramp(out[0, :, 0, 2], h, dtype)  # yy along the height
 
 
 def test_order_is_input_xx_yy_for_images():
