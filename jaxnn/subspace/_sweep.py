@@ -536,7 +536,9 @@ def run_sweep(
     data: your own data instead of `config.dataset`: a `jaxnn.data.Dataset`
       or {"train": (x, y), "validation": (x, y), "test": (x, y)} arrays
       (integer labels; "test" optional). `config.dataset` then only names it,
-      and a resumed sweep must have the same arrays (their SHA-1 is recorded).
+      and a resumed sweep must have the same arrays (their SHA-1 is recorded);
+      the config's data options (`validation_size`, `max_train`, shuffling)
+      are not applied to it.
 
   Returns:
     The content of `out/results.json`; with several processes every process
