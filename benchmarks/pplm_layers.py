@@ -67,10 +67,10 @@ def main(argv=None) -> int:
   import jax.numpy as jnp
   import numpy as np
 
-  from jaxnn.pplm import GPT2Config, _products, init_cache, init_params
-  from jaxnn.pplm._gpt2 import _block, _layer_norm
-  from jaxnn.pplm._model_generate import kth_largest
-  from jaxnn.pplm._products import tied_logits
+  from jaxnn.lm import GPT2Config, _products, init_cache, init_params
+  from jaxnn.lm._generate import kth_largest
+  from jaxnn.lm._model import _block, _norm
+  from jaxnn.lm._products import tied_logits
 
   width, layers, heads = SIZES[args.size]
   config = GPT2Config(n_embd=width, n_layer=layers, n_head=heads)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
   }
 
   def head(params, x_BxTxD):
-    hidden_BxTxD = _layer_norm(x_BxTxD, params["ln_f"], config.layer_norm_epsilon)
+    hidden_BxTxD = _norm(config.lm, x_BxTxD, params["ln_f"])
     return tied_logits(hidden_BxTxD, params["wte"])
 
   def split(a_LxBxHxSxK):
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     def scan_forward(params, k, v, unroll=1, embed=embed):
       def step(x_BxTxD, inputs):
         layer, k_BxHxSxK, v_BxHxSxK = inputs
-        x_BxTxD, *_ = _block(config, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length)
+        x_BxTxD, *_ = _block(config.lm, 0, x_BxTxD, layer, k_BxHxSxK, v_BxHxSxK, length, None)
         return x_BxTxD, None
 
       x_BxTxD, _ = jax.lax.scan(step, embed(params), (params["h"], k, v), unroll=unroll)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     def unrolled_forward(params, k, v, embed=embed):
       x_BxTxD = embed(params)
       for i, layer in enumerate(params["h"]):
-        x_BxTxD, *_ = _block(config, x_BxTxD, layer, k[i], v[i], length)
+        x_BxTxD, *_ = _block(config.lm, i, x_BxTxD, layer, k[i], v[i], length, None)
       return head(params, x_BxTxD)
 
     variants = {

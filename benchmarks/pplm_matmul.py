@@ -44,7 +44,7 @@ def main(argv=None) -> int:
   import jax.numpy as jnp
   import numpy as np
 
-  from jaxnn.pplm import _matmul_kernel
+  from jaxnn.lm import _matmul_kernel
 
   if not _matmul_kernel.available():
     raise SystemExit(f"the kernel did not build: {_matmul_kernel.error()}")

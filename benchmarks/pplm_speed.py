@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     "cpu_affinity": sorted(os.sched_getaffinity(0)),
     "torch_tokens_per_second": args.length / torch_seconds,
   }
-  from jaxnn.pplm import _products
+  from jaxnn.lm import _products
 
   kernel_rows = _products.MAX_KERNEL_ROWS
   for products in args.products.split(","):

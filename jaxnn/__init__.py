@@ -6,6 +6,7 @@ allocation (Lan et al. 2019) and plug-and-play language models (Dathathri et al.
 """
 
 from jaxnn._errors import JaxnnError
+from jaxnn._runs import Run, load_run
 
 __version__ = "0.1.0"
-__all__ = ["JaxnnError", "__version__"]
+__all__ = ["JaxnnError", "Run", "__version__", "load_run"]

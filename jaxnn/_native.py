@@ -1,7 +1,7 @@
 """Building, registering and dispatching to the C++ XLA FFI kernels of the methods.
 
 The kernels' sources are .cc files shipped next to the Python modules that call
-them (`jaxnn/subspace/fastfood_kernel.cc`, `jaxnn/pplm/matmul_kernel.cc`). A
+them (`jaxnn/subspace/fastfood_kernel.cc`, `jaxnn/lm/matmul_kernel.cc`). A
 `NativeLibrary` compiles its source on first use with the system C++ compiler
 (`$CXX`, else `c++`) against the XLA FFI headers that ship with jaxlib, caches
 the shared library in `$JAXNN_CACHE_DIR` (default `~/.cache/jaxnn`) under a hash

@@ -1,28 +1,36 @@
 """The `jaxnn` command: thin argument parsing over the library.
 
-Each method contributes a module with `register(subparsers)` that adds its
+Each command has a module in `jaxnn._commands` with `register(subparsers)` that adds its
 subcommand and sets `func=handler(args) -> int`. Only the module of the command
 being run is imported (a method's package imports JAX and Flax), so that
-`jaxnn --help` lists the commands without importing any of them. User errors (`JaxnnError`, bad
-paths) print one line and exit 2; there is never a traceback for them.
+`jaxnn --help` lists the commands without importing any of them. User errors (`JaxnnError`,
+filesystem errors: missing, read-only or full) print one line and exit 2; there is never a
+traceback for them.
 """
 
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: F401  (the parser's type, in annotations)
 import importlib
 import sys
 
+from jaxnn._cli_utils import ArgumentParser
 from jaxnn._errors import JaxnnError
 
 # Command -> (module with a `register(subparsers)` function, one-line help).
 COMMANDS = {
-  "train": ("jaxnn.train._cli", "train a network on a dataset (supervised)"),
-  "datasets": ("jaxnn.train._cli", "list the datasets and whether they work offline"),
-  "coordconv": ("jaxnn.coordconv._cli", "CoordConv (Liu et al. 2018): Not-so-Clevr experiments"),
-  "lca": ("jaxnn.lca._cli", "loss change allocation during training (Lan et al. 2019)"),
-  "subspace": ("jaxnn.subspace._cli", "random-subspace training and intrinsic dimension"),
-  "pplm": ("jaxnn.pplm._cli", "PPLM: steer GPT-2 with bags of words or discriminators"),
+  "train": ("jaxnn._commands.train", "train a network on a dataset (supervised)"),
+  "datasets": (
+    "jaxnn._commands.train",
+    "list the datasets, their sizes and whether they work offline",
+  ),
+  "coordconv": (
+    "jaxnn._commands.coordconv",
+    "CoordConv (Liu et al. 2018): Not-so-Clevr experiments",
+  ),
+  "lca": ("jaxnn._commands.lca", "loss change allocation during training (Lan et al. 2019)"),
+  "subspace": ("jaxnn._commands.subspace", "random-subspace training and intrinsic dimension"),
+  "pplm": ("jaxnn._commands.pplm", "PPLM: steer GPT-2 with bags of words or discriminators"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
@@ -33,8 +41,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
   The other commands get a placeholder that carries their help line, so the
   top-level `--help` lists everything without importing the method packages.
   """
-  parser = argparse.ArgumentParser(
-    prog="jaxnn", description="CoordConv, intrinsic dimension, LCA and PPLM in JAX."
+  parser = ArgumentParser(
+    prog="jaxnn",
+    description="CoordConv, intrinsic dimension, LCA and PPLM in JAX. Every command takes "
+    "--config FILE and writes OUT/config.json; `jaxnn COMMAND --help` lists its settings.",
   )
   parser.add_argument("--version", action="version", version=f"jaxnn {_version()}")
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -75,34 +85,61 @@ def _is_out_of_memory(e: Exception) -> bool:
   )
 
 
+def _first_line(e: BaseException, limit: int = 200) -> str:
+  return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
+def _storage_problem(e: Exception) -> str | None:
+  """One line for a filesystem error (an `OSError`, also when a storage library wraps one).
+
+  Full disks, read-only or missing directories and denied permissions are the
+  user's to fix, so they get a line saying what failed and what to do, not a
+  traceback. Returns None for every other error.
+  """
+  from jaxnn._errors import describe_os_error
+
+  if isinstance(e, OSError):
+    return describe_os_error(e) or f"{type(e).__name__}: {_first_line(e)}"
+  return describe_os_error(e)
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   parser = build_parser(_command(argv))
-  args = parser.parse_args(argv)
+  try:
+    args, unknown = parser.parse_known_args(argv)
+  except SystemExit as e:  # --help and --version exit 0; an argument error returns 2, as others
+    if e.code in (0, None):
+      raise
+    return 2
+  if unknown:
+    names = [getattr(args, "command", None)]
+    names += [v for k, v in vars(args).items() if k.endswith("_command")]
+    command = " ".join(["jaxnn", *filter(None, names)])
+    print(
+      f"jaxnn: error: unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)",
+      file=sys.stderr,
+    )
+    return 2
   if not getattr(args, "func", None):
     parser.print_help()
     return 2
   try:
     return int(args.func(args) or 0)
   except JaxnnError as e:
-    print(f"jaxnn: error: {e}", file=sys.stderr)
-    return 2
-  except (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-  ) as e:
-    print(f"jaxnn: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+    print(f"jaxnn: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
     return 2
   except MemoryError as e:
     print(f"jaxnn: error: {_OUT_OF_MEMORY} ({e})", file=sys.stderr)
     return 2
   except Exception as e:  # XLA's runtime errors have no importable type before jax loads
-    if not _is_out_of_memory(e):
+    if _is_out_of_memory(e):
+      print(f"jaxnn: error: {_OUT_OF_MEMORY} ({_first_line(e)})", file=sys.stderr)
+      return 2
+    storage = _storage_problem(e)
+    if storage is None:
       raise
-    print(f"jaxnn: error: {_OUT_OF_MEMORY} ({str(e).splitlines()[0][:200]})", file=sys.stderr)
+    print(f"jaxnn: error: {storage}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print(

@@ -8,13 +8,13 @@ import pytest
 
 from jaxnn import JaxnnError
 from jaxnn._native import NativeLibrary, find_compiler
-from jaxnn.pplm import _matmul_kernel
+from jaxnn.lm import _matmul_kernel
 from jaxnn.subspace import _fastfood_kernel
 
-KERNELS = {"fastfood": _fastfood_kernel, "pplm_matmul": _matmul_kernel}
+KERNELS = {"fastfood": _fastfood_kernel, "lm_matmul": _matmul_kernel}
 SOURCES = {
   "fastfood": ("jaxnn.subspace", "fastfood_kernel.cc"),
-  "pplm_matmul": ("jaxnn.pplm", "matmul_kernel.cc"),
+  "lm_matmul": ("jaxnn.lm", "matmul_kernel.cc"),
 }
 # A library without FFI handlers compiles in a fraction of a second.
 TINY = 'extern "C" int jaxnn_tiny() { return 7; }\n'

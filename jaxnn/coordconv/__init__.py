@@ -11,6 +11,7 @@ References:
   https://arxiv.org/abs/1807.03247.
 """
 
+from jaxnn.configs._coordconv import held_out_mask
 from jaxnn.coordconv._coords import (
   add_coords,
   coordinate_channels,
@@ -28,6 +29,7 @@ from jaxnn.coordconv._models import (
   DeconvRenderer,
 )
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
+from jaxnn.coordconv._regions import task_data
 from jaxnn.coordconv._tasks import TaskConfig, create_task_model, load_summary, run_task
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
   "PIXEL_SOFTMAX",
   "TaskConfig",
   "create_task_model",
+  "held_out_mask",
   "load_summary",
   "run_task",
+  "task_data",
   "ConvRegressor",
   "CoordConv1D",
   "CoordConv2D",

@@ -27,6 +27,11 @@ def coordinate_ramp(size: int, dtype=jnp.float32) -> jax.Array:
   (`ramp[i] == -ramp[size - 1 - i]`, an odd size's centre exactly 0) and
   increasing. A size-1 axis has no extent: its single position gets 0, the
   centre of [-1, 1] (the formula divides by zero there).
+
+  Examples:
+    >>> from jaxnn.coordconv import coordinate_ramp
+    >>> coordinate_ramp(5).tolist()
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
   """
   if size < 1:
     raise JaxnnError(f"cannot make coordinates for an axis of size {size}")
@@ -46,7 +51,7 @@ def num_coord_channels(spatial_dims: int, with_r: bool = False) -> int:
 def tile_coords(
   x_Bx1xC: jax.Array, spatial_shape: Sequence[int], *, channels_first: bool = False
 ) -> jax.Array:
-  """Tiles raw per-example values, shape (B, 1, ..., 1, C), to (B, *spatial_shape, C).
+  """Tiles raw per-example values, shape `(B, 1, ..., 1, C)`, to `(B, *spatial_shape, C)`.
 
   The paper's "tiling" of a coordinate input (B, 1, 1, 2) to the full 64x64
   canvas before the coordinate channels are added. A (B, C) input is taken
@@ -76,7 +81,7 @@ def tile_coords(
 def coordinate_channels(
   spatial_shape: Sequence[int], *, with_r: bool = False, dtype=jnp.float32
 ) -> jax.Array:
-  """The coordinate channels alone, shape (*spatial_shape, n), channels-last.
+  """The coordinate channels alone, shape `(*spatial_shape, n)`, channels-last.
 
   Channel 0 varies along the last spatial axis (x, the width of an HW image),
   channel 1 along the one before (y, the height), channel 2 along the third
@@ -111,7 +116,7 @@ def add_coords(
   `with_r` appends `rr = sqrt(xx^2 + yy^2 ...)`, in [0, sqrt(2)] for 2D.
 
   Args:
-    x: (B, *spatial, C), or (B, C, *spatial) with `channels_first`; 1 to 3
+    x: `(B, *spatial, C)`, or `(B, C, *spatial)` with `channels_first`; 1 to 3
       spatial axes.
     with_r: also append the radius channel.
     channels_first: the channel axis is 1 (PyTorch layout); coordinate
@@ -122,6 +127,17 @@ def add_coords(
   Returns:
     `x` with `len(spatial) + with_r` more channels, in `x`'s float dtype
     (float32 for integer inputs).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxnn.coordconv import add_coords
+    >>> out = add_coords(jnp.zeros((1, 3, 5, 2)))
+    >>> out.shape
+    (1, 3, 5, 4)
+    >>> out[0, 0, :, 2].tolist()  # xx: the column, from -1 to 1
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    >>> out[0, :, 0, 3].tolist()  # yy: the row
+    [-1.0, 0.0, 1.0]
 
   References:
     Liu et al. (2018), Section 4 and Figure 3 (AddCoords).

@@ -112,7 +112,7 @@ class _CoordConvND(nnx.Module):
 
 
 class CoordConv1D(_CoordConvND):
-  """CoordConv on sequences (B, L, C): one coordinate channel (and r = |x|)."""
+  """CoordConv on sequences (B, L, C): one coordinate channel (and `r = |x|`)."""
 
   spatial_dims = 1
 
@@ -121,6 +121,9 @@ class CoordConv2D(_CoordConvND):
   """CoordConv on images (B, H, W, C): channels `[input, xx, yy (, rr)]` into `nnx.Conv`.
 
   Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from jaxnn.coordconv import CoordConv2D
     >>> layer = CoordConv2D(3, 16, (3, 3), rngs=nnx.Rngs(0))
     >>> layer(jnp.zeros((8, 64, 48, 3))).shape
     (8, 64, 48, 16)

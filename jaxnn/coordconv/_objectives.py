@@ -38,7 +38,7 @@ def _pixel_softmax_metrics(logits_BxP, label_B):
   }
 
 
-# Coordinate classification: softmax over the 4,096 pixels, label = row * 64 + col.
+#: Coordinate classification: softmax over the 4,096 pixels, label = row * 64 + col.
 PIXEL_SOFTMAX = Objective(_pixel_softmax_loss, _pixel_softmax_metrics)
 
 
@@ -50,7 +50,7 @@ def _coordinate_metrics(pred_Bx2, target_Bx2):
   return {"pixel_error": CANVAS * jnp.sqrt(jnp.sum(jnp.square(pred_Bx2 - target_Bx2), axis=-1))}
 
 
-# Coordinate regression: MSE on (x, y) / 64; the error is reported in pixels (Euclidean).
+#: Coordinate regression: MSE on (x, y) / 64; the error is reported in pixels (Euclidean).
 COORDINATE_MSE = Objective(_coordinate_mse, _coordinate_metrics)
 
 
@@ -82,6 +82,6 @@ def _pixel_sigmoid_metrics(logits_BxHxWx1, target_BxHxWx1):
   }
 
 
-# Rendering: per-pixel sigmoid cross-entropy against image / 255; IoU of the painted
-# square, `accuracy` = the whole 64x64 mask painted exactly right.
+#: Rendering: per-pixel sigmoid cross-entropy against image / 255; IoU of the painted
+#: square, `accuracy` = the whole 64x64 mask painted exactly right.
 PIXEL_SIGMOID = Objective(_pixel_sigmoid_loss, _pixel_sigmoid_metrics)

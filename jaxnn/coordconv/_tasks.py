@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from jaxnn._errors import JaxnnError
+from jaxnn.configs._coordconv import TASKS, TaskConfig
 from jaxnn.coordconv._models import (
   PAPER_CLASSIFIER_WIDTHS,
   ConvRegressor,
@@ -37,10 +38,6 @@ from jaxnn.coordconv._models import (
 )
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
 
-TASKS = ("classification", "regression", "rendering")
-MODELS = ("coordconv", "conv")
-# What `--model conv` means per task: the paper's baseline for that task.
-BASELINES = {"classification": "deconv", "regression": "conv", "rendering": "deconv"}
 OBJECTIVES = {
   "classification": PIXEL_SOFTMAX,
   "regression": COORDINATE_MSE,
@@ -52,108 +49,6 @@ HEADLINE = {
   "regression": ("pixel_error",),
   "rendering": ("accuracy", "iou", "pixel_accuracy"),
 }
-# Paper settings (Liu et al. 2018, S4 / S6): Adam, batch 16; CoordConv 50 epochs at
-# lr 1e-3..1e-2, the deconv baseline 1,000 epochs.
-PAPER_DEFAULTS = {
-  ("classification", "coordconv"): dict(epochs=50, learning_rate=1e-2),
-  ("classification", "conv"): dict(epochs=1000, learning_rate=1e-3),
-  ("regression", "coordconv"): dict(epochs=50, learning_rate=1e-2),
-  ("regression", "conv"): dict(epochs=50, learning_rate=1e-3),
-  ("rendering", "coordconv"): dict(epochs=50, learning_rate=1e-3),
-  ("rendering", "conv"): dict(epochs=1000, learning_rate=1e-3),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskConfig:
-  """One Not-so-Clevr run, as `jaxnn coordconv classify|regress|render` takes it."""
-
-  task: str = "classification"  # classification, regression or rendering
-  split: str = "quadrant"  # uniform (random 25% test) or quadrant (bottom-right held out)
-  model: str = "coordconv"  # coordconv, or conv: the task's deconv / conv baseline
-  epochs: int | None = None  # None: the paper's (PAPER_DEFAULTS)
-  learning_rate: float | None = None  # None: the paper's (PAPER_DEFAULTS)
-  batch_size: int = 16
-  lr_schedule: str = "constant"  # constant (the paper) or cosine (decay to 0 over the run)
-  weight_decay: float = 0.0  # L2 on kernels (Keras convention)
-  seed: int = 0  # initialization and batch order; the splits never move
-  mul: int = 1  # width multiplier of the baselines and the renderer's convs
-  kernel_size: int = 3  # deconv kernel (2..4 in the paper) / renderer conv kernel
-  with_r: bool = False  # CoordConv radius channel
-  widths: tuple[int, ...] | None = None  # CoordConv classifier 1x1 widths; None: (32, 32, 64, 64)
-  eval_every: int = 1  # epochs between train/test evaluations (learning curves)
-  train_examples: int | None = None  # a random subset (by seed) of the training split
-  stop_at_perfect: bool = False  # stop when test accuracy reaches 100% (classification)
-  max_seconds: float | None = None  # stop at the first evaluation after this wall time
-  num_devices: int | None = None  # None: all that divide the batch
-  progress: bool = True
-  data_dir: str | None = None  # TFDS array_record cache; None: ~/.cache/jaxnn/tfds
-
-  def resolved(self) -> "TaskConfig":
-    """Validates and fills the paper's defaults for unset fields."""
-    if self.task not in TASKS:
-      raise JaxnnError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-    if self.model not in MODELS:
-      raise JaxnnError(
-        f"unknown model {self.model!r}; choose coordconv or conv (the "
-        f"{BASELINES[self.task]} baseline)"
-      )
-    defaults = PAPER_DEFAULTS[(self.task, self.model)]
-    config = dataclasses.replace(
-      self,
-      epochs=self.epochs if self.epochs is not None else defaults["epochs"],
-      learning_rate=self.learning_rate
-      if self.learning_rate is not None
-      else defaults["learning_rate"],
-    )
-    if config.epochs < 1 or config.batch_size < 1 or config.eval_every < 1:
-      raise JaxnnError("epochs, batch size and eval_every must be positive")
-    if not config.learning_rate > 0:
-      raise JaxnnError(f"learning rate must be positive, got {config.learning_rate}")
-    if config.lr_schedule not in ("constant", "cosine"):
-      raise JaxnnError(f"unknown lr schedule {config.lr_schedule!r}; choose constant or cosine")
-    if not 0 <= config.weight_decay < 1:
-      raise JaxnnError(f"weight decay must be in [0, 1), got {config.weight_decay}")
-    if config.mul < 1 or config.kernel_size < 1:
-      raise JaxnnError(
-        f"mul and kernel_size must be positive, got {config.mul}, {config.kernel_size}"
-      )
-    if config.train_examples is not None and config.train_examples < config.batch_size:
-      raise JaxnnError(
-        f"train_examples ({config.train_examples}) must be at least the batch size "
-        f"({config.batch_size})"
-      )
-    if config.widths is not None and (config.task, config.model) != ("classification", "coordconv"):
-      raise JaxnnError(
-        "widths sets the CoordConv classifier's 1x1 convs: use it with task "
-        "classification and model coordconv"
-      )
-    if config.widths is not None and (not config.widths or min(config.widths) < 1):
-      raise JaxnnError(f"widths must be positive integers, got {config.widths}")
-    if config.max_seconds is not None and not config.max_seconds > 0:
-      raise JaxnnError(f"max_seconds must be positive, got {config.max_seconds}")
-    if config.stop_at_perfect and config.task == "regression":
-      raise JaxnnError("stop_at_perfect needs an accuracy: use it for classification or rendering")
-    return config
-
-  def run_identity(self) -> dict:
-    skip = {
-      "epochs",
-      "num_devices",
-      "progress",
-      "eval_every",
-      "data_dir",
-      "stop_at_perfect",
-      "max_seconds",
-    }
-    if self.lr_schedule == "constant":  # runs saved before schedules existed resume unchanged
-      skip.add("lr_schedule")
-    if self.widths is None:  # likewise for runs saved before widths existed
-      skip.add("widths")
-    identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-    if self.widths is not None:
-      identity["widths"] = list(self.widths)
-    return identity
 
 
 def create_task_model(
@@ -191,12 +86,33 @@ def create_task_model(
   raise JaxnnError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
+def _region_identity(data) -> dict:
+  """A custom held-out region is part of the run (the paper's splits are named by `split`)."""
+  digest = data.info.get("held_out_sha1")
+  return {"held_out_sha1": digest} if digest else {}
+
+
 class _StopTraining(Exception):
   pass
 
 
-def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool = True) -> dict:
+def run_task(
+  config: TaskConfig,
+  out: str | pathlib.Path | None,
+  *,
+  plots: bool | None = None,
+  model=None,
+  held_out=None,
+) -> dict:
   """Trains and evaluates one task; writes `out/summary.json`, metrics and plots.
+
+  `plots` (default `config.plots`) writes the PNG views. `model` replaces the
+  paper's network: an NNX or Equinox module, `from_linen` / `from_function`'s
+  result, or a factory `model(key)` of one
+  (`jaxnn.train.as_model`). `held_out` replaces `config.split` by any region:
+  a predicate `held_out(x, y)` over the squares' centres or a boolean mask
+  (`jaxnn.coordconv.task_data`); `config.split` also takes an expression
+  such as "x < 20 and y < 20".
 
   Returns the summary: `params`, `train_*` / `test_*` headline metrics
   (`accuracy` for classification and rendering, `iou` for rendering,
@@ -204,10 +120,14 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
   seconds), `seconds`, and the resolved config. The trained parameters are
   in `summary["state"]` (not written to JSON).
   """
-  from jaxnn.data import EpochBatcher, load_dataset
+  import jax
+
+  from jaxnn.coordconv._regions import task_data
+  from jaxnn.data import EpochBatcher
   from jaxnn.models import count_params
   from jaxnn.train import (
     MetricsLog,
+    as_model,
     data_parallel,
     from_nnx,
     init_train_state,
@@ -220,14 +140,8 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
 
   t0 = time.perf_counter()
   config = config.resolved()
-  data = load_dataset(
-    "not_so_clevr",
-    seed=config.seed,
-    validation_size=0,
-    data_dir=config.data_dir,
-    split=config.split,
-    task=config.task,
-  )
+  plots = config.plots if plots is None else plots
+  data = task_data(config, held_out)
   if config.train_examples is not None and config.train_examples < len(data.train):
     keep = np.sort(
       np.random.default_rng(config.seed).choice(
@@ -235,16 +149,19 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
       )
     )
     data = dataclasses.replace(data, train=type(data.train)(data.train.x[keep], data.train.y[keep]))
-  module = create_task_model(
-    config.task,
-    config.model,
-    mul=config.mul,
-    kernel_size=config.kernel_size,
-    with_r=config.with_r,
-    widths=config.widths,
-    seed=config.seed,
-  )
-  model = from_nnx(module)
+  if model is None:
+    module = create_task_model(
+      config.task,
+      config.model,
+      mul=config.mul,
+      kernel_size=config.kernel_size,
+      with_r=config.with_r,
+      widths=config.widths,
+      seed=config.seed,
+    )
+    model = from_nnx(module)
+  else:
+    module, model = None, as_model(model, jax.random.key(config.seed))
   objective = OBJECTIVES[config.task]
   dp = data_parallel(config.batch_size, config.num_devices)
   batcher = EpochBatcher(data.train, config.batch_size, config.seed)
@@ -284,7 +201,7 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
       num_steps,
       dp=dp,
       workdir=workdir,
-      run_config=config.run_identity(),
+      run_config={**config.run_identity(), **_region_identity(data)},
       log_every=50,
       eval_every=config.eval_every * batcher.steps_per_epoch,
       eval_fn=eval_fn,
@@ -305,9 +222,9 @@ def run_task(config: TaskConfig, out: str | pathlib.Path | None, *, plots: bool 
   }
   summary = {
     "task": config.task,
-    "split": config.split,
+    "split": config.split if held_out is None else "custom",
     "model": config.model,
-    "architecture": type(module).__name__,
+    "architecture": type(module).__name__ if module is not None else "custom",
     "params": count_params(model.params),
     **{
       f"{split}_{k}": results[split][k]

@@ -88,6 +88,7 @@ def registered_datasets() -> dict[str, DatasetSpec]:
 
 
 def offline_dataset_names() -> list[str]:
+  """Sorted names of the registered datasets that load without a network connection."""
   return sorted(name for name, spec in _REGISTRY.items() if spec.offline)
 
 

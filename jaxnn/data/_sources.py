@@ -141,7 +141,7 @@ def load_tfds(name: str, data_dir=None) -> RawData:
 
 
 register_dataset(
-  "digits", DatasetSpec(load_digits, True, "scikit-learn 8x8 digits, 1,437 train / 360 test")
+  "digits", DatasetSpec(load_digits, True, "scikit-learn 8x8 digits, 1,438 train / 359 test")
 )
 register_dataset(
   "mnist5k",

@@ -73,7 +73,7 @@ def synchronization(layer_TxL: np.ndarray, *, num_shuffles: int = 1000, seed: in
   its autocorrelation).
 
   Returns:
-    `{"all_layers": {...}, "pairs": {...}, "peaks_per_layer": [...]}` where each
+    A dict ``{"all_layers": {...}, "pairs": {...}, "peaks_per_layer": [...]}`` where each
     statistic has `observed`, `shuffled_mean`, `shuffled_std`,
     `shuffled_p_value` (fraction of shuffles >= observed), `shifted_mean`,
     `shifted_p_value` and `ratio_to_chance` (observed / shuffled mean).

@@ -140,6 +140,7 @@ def plot_trajectories(records, name, path, num=4, seed=0):
   return _save(fig, path)
 
 
+#: The plots `plot_all` writes, by name: each a function `(records, set_name, path)`.
 VIEWS = {
   "loss_vs_lca": plot_loss_vs_lca,
   "layer_totals": plot_layer_totals,

@@ -4,14 +4,18 @@ The job behind `jaxnn lca`: the foundation's train step wrapped by the LCA
 accumulator, driven by `jaxnn.train.run_loop` (checkpoints, resume, metrics),
 then the analyses and plots. The default reproduces the paper's MNIST-FC
 (784-100-50-10, SGD lr 0.01 momentum 0.9, batch 250) on the offline mnist5k.
+Your own model (an NNX module, a factory of one, or a `FunctionalModel`) and
+data (a `Dataset` or arrays) go in as arguments beside the config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -19,21 +23,19 @@ from flax import nnx
 
 from jaxnn import models
 from jaxnn._errors import JaxnnError
-from jaxnn.data import EpochBatcher, Split, load_dataset
-from jaxnn.lca._accumulate import (
-  check_stem,
-  drop_zero_features,
-  fc_stem,
-  lca_accumulator,
-  make_eval_sets,
-  with_lca,
-)
+from jaxnn.configs import LCAConfig
+from jaxnn.data import Dataset, EpochBatcher, Split, load_dataset
+from jaxnn.lca._accumulate import lca_accumulator, with_lca
 from jaxnn.lca._analysis import records_to_numpy, summarize
-from jaxnn.lca._integrate import MAX_SPLITS, THRESHOLD
+from jaxnn.lca._eval_sets import make_eval_sets
+from jaxnn.lca._layout import definition_order
 from jaxnn.lca._plots import plot_all
-from jaxnn.lca._stream import LCAStream
+from jaxnn.lca._stem import check_stem, drop_zero_features, fc_stem
+from jaxnn.lca._stream import LCAStream, check_stream_files
 from jaxnn.models import count_params
 from jaxnn.train import (
+  Checkpointer,
+  FunctionalModel,
   data_parallel,
   from_nnx,
   init_train_state,
@@ -43,58 +45,6 @@ from jaxnn.train import (
   run_loop,
   write_json_atomic,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class LCAConfig:
-  """An LCA run. Defaults: the paper's MNIST-FC on the offline mnist5k."""
-
-  dataset: str = "mnist5k"  # a registered dataset
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
-  widths: Sequence[int] = (100, 50)  # hidden widths of fc: 784-100-50-10 (84,060 params)
-  epochs: int = 1
-  batch_size: int = 250
-  optimizer: str = "momentum"  # SGD with momentum, as in the paper
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 0.0  # trains with L2 if > 0; LCA always allocates the data loss
-  seed: int = 0
-  validation_size: int | float | None = None  # None: the dataset's default
-  max_train: int | None = None  # cap on training examples
-  lca_train_subset: int | None = None  # evaluate LCA on a fixed random subset of the train set
-  validation_lca: bool = True  # also allocate the validation loss
-  method: str = "simpson"  # simpson (adaptive, the paper's RK4) or first_order
-  threshold: float = THRESHOLD  # absolute per-iteration error that triggers refinement
-  max_splits: int = MAX_SPLITS
-  chunk_size: int = 1000  # examples per chunk of the full-set gradients
-  num_tracked: int = 64  # parameters whose trajectories are kept
-  stream: bool = False  # write the full (T, P) LCA to OUT/lca_<set>.npy
-  num_devices: int | None = None
-  log_every: int = 50
-  checkpoint_every: int | None = None  # steps between checkpoints; None: every 10 epochs
-  compile_cache: str | None = None  # directory of JAX's persistent compilation cache
-  fast_compile: bool = True  # on CPU, XLA options that halve compile time (see `compiler_options`)
-  stem: bool = True  # fc: interpolate the first layer's output between a step's ends (`LinearStem`)
-  # (and skip the input features that are 0 in every LCA example: `drop_zero_features`)
-  num_shuffles: int = 1000  # shuffles for the synchronization test
-  plots: bool = True
-  progress: bool = True
-
-  def run_identity(self) -> dict:
-    # The per-iteration records are sized for the run, so epochs stays in the identity: a run
-    # resumes to the same length, it is not extended.
-    skip = {
-      "num_devices",
-      "log_every",
-      "progress",
-      "checkpoint_every",
-      "num_shuffles",
-      "plots",
-      "chunk_size",
-      "compile_cache",
-      "fast_compile",
-    }
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def _subset(split: Split, size: int | None, seed: int) -> Split:
@@ -120,7 +70,7 @@ def compiler_options(fast_compile: bool = True) -> dict | None:
   return {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 
 
-def init_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Module:
+def init_lca_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Module:
   """`config`'s network by `jaxnn.models.init_model` (one compiled initialization, the
   same weights as the eager `create_model`), compiled with `compiler_options`."""
   return models.init_model(
@@ -133,8 +83,105 @@ def init_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Module:
   )
 
 
-def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, dataset=None) -> dict:
+def _pair(value: Any, what: str) -> Split:
+  try:
+    x, y = value
+  except (TypeError, ValueError):
+    raise JaxnnError(f"{what} must be a pair of arrays (x, y)") from None
+  x, y = np.asarray(x), np.asarray(y)
+  if x.ndim < 2 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
+    raise JaxnnError(
+      f"{what}: LCA needs inputs (examples, ...) and integer class labels (examples,), got "
+      f"x {x.shape} and y {y.shape} ({y.dtype})"
+    )
+  if len(y) and y.min() < 0:
+    raise JaxnnError(f"{what}: class labels must be >= 0, got {y.min()}")
+  return Split(x.astype(np.float32), y.astype(np.int32))
+
+
+def _as_dataset(data: Any) -> Dataset:
+  """A `Dataset` from one, a pair `(x_train, y_train)` or a dict of pairs."""
+  if isinstance(data, Dataset):
+    return data
+  if not isinstance(data, (tuple, list, dict)):
+    raise JaxnnError(
+      "run_lca's dataset must be a jaxnn.data.Dataset, a pair (x_train, y_train) or a dict "
+      f"{{'train': (x, y), 'validation': (x, y), 'test': (x, y)}}, got a {type(data).__name__}"
+    )
+  parts = dict(data) if isinstance(data, dict) else {"train": data}
+  if "train" not in parts or set(parts) - {"train", "validation", "test"}:
+    raise JaxnnError(
+      f"data as a dict has keys train, validation, test (train required), got {sorted(parts)}"
+    )
+  train = _pair(parts["train"], "train data")
+  empty = Split(train.x[:0], train.y[:0])
+  splits = {
+    k: _pair(parts[k], f"{k} data") if k in parts else empty for k in ("validation", "test")
+  }
+  for k, split in splits.items():
+    if split.x.shape[1:] != train.x.shape[1:]:
+      raise JaxnnError(
+        f"{k} inputs have shape {split.x.shape[1:]} per example, train {train.x.shape[1:]}"
+      )
+  num_classes = int(max(np.max(s.y, initial=0) for s in (train, *splits.values()))) + 1
+  sizes = {"train": len(train), **{k: len(s) for k, s in splits.items()}}
+  return Dataset(
+    "arrays",
+    train,
+    splits["validation"],
+    splits["test"],
+    num_classes,
+    {"source": "arrays", "sizes": sizes},
+  )
+
+
+ModelArg = nnx.Module | FunctionalModel | Callable[[jax.Array], Any]
+
+
+def _as_model(
+  model: ModelArg | None, config: LCAConfig, dataset: Dataset
+) -> tuple[FunctionalModel, tuple[str, ...] | None, str]:
+  """`(functional model, its layers in definition order or None, a name for the summary)`."""
+  if model is None:
+    if dataset.num_classes is None:
+      raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
+    module = init_lca_model(config, dataset.input_shape, dataset.num_classes)
+    return from_nnx(module), definition_order(module), config.model
+  if callable(model) and not isinstance(model, (nnx.Module, FunctionalModel)):
+    model = model(jax.random.key(config.seed))
+  if isinstance(model, FunctionalModel):
+    return model, None, "custom"
+  if isinstance(model, nnx.Module):
+    return from_nnx(model), definition_order(model), type(model).__name__
+  raise JaxnnError(
+    "run_lca's model must be a Flax NNX module, a jaxnn.train.FunctionalModel (e.g. "
+    "from_function(apply, params)), or a factory model(key) of one; got a "
+    f"{type(model).__name__}"
+  )
+
+
+def run_lca(
+  config: LCAConfig,
+  workdir: str | pathlib.Path | None = None,
+  dataset: Dataset | tuple | dict | None = None,
+  model: ModelArg | None = None,
+) -> dict:
   """Trains `config`'s network with LCA accumulated at every iteration.
+
+  Args:
+    config: the run's settings.
+    workdir: the run directory (None: nothing written).
+    dataset: a `jaxnn.data.Dataset`; arrays with integer class labels, as a
+      pair `(x_train, y_train)` or a dict `{"train": (x, y), "validation":
+      (x, y), "test": (x, y)}` (validation and test optional: nothing is
+      held out of train, so without validation set
+      `config.validation_lca=False`); None loads `config.dataset`.
+    model: your own network instead of `config.model`: a Flax NNX module
+      (`jaxnn.train.from_nnx`), a `jaxnn.train.FunctionalModel` (e.g.
+      `jaxnn.train.from_function(apply, params)`), or a factory `model(key)`
+      of one, called with `jax.random.key(config.seed)`. Layers are reported
+      in the order the module defines them (`definition_order`), or in the
+      insertion order of a `FunctionalModel`'s parameter dicts.
 
   Writes to `workdir` (if given): `summary.json` (the analyses, and the
   seconds spent in each part under "timings"), `lca_records.npz` (every
@@ -153,6 +200,8 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
   t0 = time.perf_counter()
   if config.epochs < 1:
     raise JaxnnError(f"epochs must be positive, got {config.epochs}")
+  if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+    raise JaxnnError(f"weight decay must be >= 0, got {config.weight_decay}")
   if config.compile_cache:
     cache = pathlib.Path(config.compile_cache).expanduser()
     jax.config.update("jax_compilation_cache_dir", str(cache))
@@ -164,7 +213,9 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
       seed=config.seed,
       validation_size=config.validation_size,
       max_train=config.max_train,
+      data_dir=config.data_dir,
     )
+  dataset = _as_dataset(dataset)
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
   if config.validation_lca and not len(dataset.validation):
@@ -173,7 +224,7 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
       "or turn validation LCA off (--no-validation)"
     )
   options = compiler_options(config.fast_compile)
-  model = from_nnx(init_model(config, dataset.input_shape, dataset.num_classes))
+  model, layer_order, model_name = _as_model(model, config, dataset)
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
   batcher = EpochBatcher(dataset.train, config.batch_size, config.seed)
@@ -183,17 +234,25 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     splits["validation"] = dataset.validation
   eval_set = make_eval_sets(list(splits.values()), config.chunk_size, dp.num_devices)
   names = tuple(splits)
+  stem = None
+  lca_set = eval_set  # what the accumulator evaluates: without the features 0 everywhere (stem)
+  if config.stem and model_name == "fc":
+    stem = fc_stem(model.params)
+    check_stem(model, stem, eval_set.x[0], seed=config.seed, compiler_options=options)
+    stem, lca_set = drop_zero_features(stem, eval_set)
   stream = None
   if config.stream:
     if workdir is None:
       raise JaxnnError("streaming the full LCA array needs an output directory")
-    stream = LCAStream(workdir, num_steps, count_params(model.params), names)
-  stem = None
-  lca_set = eval_set  # what the accumulator evaluates: without the features 0 everywhere (stem)
-  if config.stem and config.model == "fc":
-    stem = fc_stem(model.params)
-    check_stem(model, stem, eval_set.x[0], seed=config.seed, compiler_options=options)
-    stem, lca_set = drop_zero_features(stem, eval_set)
+    # Existing stream files, then the run directory (claimed for a new run, as `run_loop` will)
+    # are checked before a stream file is created: a refused directory is left unchanged.
+    check_stream_files(workdir, num_steps, count_params(model.params), names)
+    checkpointer = Checkpointer(workdir, config.run_identity())
+    resume_step = checkpointer.latest_step() or 0
+    checkpointer.close()
+    stream = LCAStream(
+      workdir, num_steps, count_params(model.params), names, resume_step=resume_step
+    )
   accumulator = lca_accumulator(
     model,
     num_steps,
@@ -206,6 +265,7 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
     chunk_sharding=dp.batch if dp.num_devices > 1 else None,
     stream=stream,
     stem=stem,
+    layer_order=layer_order,
   )
   state = init_train_state(model, optimizer, config.seed)
   timings = {"setup": time.perf_counter() - t0}
@@ -238,12 +298,14 @@ def run_lca(config: LCAConfig, workdir: str | pathlib.Path | None = None, datase
   # Batches of the LCA chunk size: one compiled evaluation step serves the LCA sets.
   evaluate = make_evaluator(model, dp, batch_size=eval_set.x.shape[1], compiler_options=options)
   for split in ("train", "validation", "test"):
+    if not len(getattr(dataset, split)):
+      continue
     for k, v in evaluate(state.params, state.model_state, getattr(dataset, split)).items():
       summary[f"{split}_{k}"] = v
   timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
   summary.update(
     dataset=dataset.name,
-    model=config.model,
+    model=model_name,
     params=count_params(model.params),
     steps=num_steps,
     epochs=config.epochs,

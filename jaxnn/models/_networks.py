@@ -23,6 +23,11 @@ _INITS: dict[str, Callable] = {
 
 
 def kernel_init(name: str) -> Callable:
+  """The kernel initializer called `name`: "he_normal", "glorot_uniform" or "lecun_normal".
+
+  Raises:
+    JaxnnError: for any other name.
+  """
   if name not in _INITS:
     raise JaxnnError(f"unknown initializer {name!r}; choose from {', '.join(_INITS)}")
   return _INITS[name]
@@ -190,5 +195,13 @@ def _image_shape(input_shape: Sequence[int], min_size: int, model: str) -> tuple
 
 
 def count_params(params) -> int:
-  """Number of scalars in a parameter pytree."""
+  """Number of scalars in a parameter pytree.
+
+  Examples:
+    >>> from flax import nnx
+    >>> from jaxnn.models import count_params, create_model
+    >>> model = create_model("fc", (28, 28, 1), 10)  # 784-200-200-10
+    >>> count_params(nnx.state(model, nnx.Param))
+    199210
+  """
   return sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(params))

@@ -11,6 +11,7 @@ from flax import nnx
 from jaxnn._errors import JaxnnError
 from jaxnn.models._networks import FC, LCALeNet, LeNet, ResNet20
 
+#: Names `create_model` and the command line accept.
 MODEL_NAMES = ("fc", "lenet", "lca_lenet", "resnet20")
 
 

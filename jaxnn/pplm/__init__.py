@@ -1,18 +1,42 @@
 """PPLM: Plug and Play Language Models (Dathathri et al., ICLR 2020).
 
-Steers a frozen GPT-2 toward an attribute by gradient steps on its key/value
-cache. The model half: GPT-2 as a pure function over a fixed-size cache
-(`gpt2_forward`, `KVCache`, `init_cache`), a thin NNX module (`GPT2`),
-Hugging Face checkpoints and tokenizers from safetensors (`load_gpt2`,
-`load_tokenizer`), plain generation compiled once (`generate`) and a small
-GPT-2 trained offline on Debian's fortunes for machines without the hub
-(`ensure_offline_lm`).
+Steers a frozen language model (any family of `jaxnn.lm`: GPT-2, Llama,
+Mistral, Qwen, Gemma, Phi-3, Pythia) toward an attribute by gradient steps on
+its key/value cache: bags of words and linear discriminators (`Attributes`),
+the steering loop (`steered_generate`, `PPLMConfig`) and the paper's
+evaluation (`run_pplm`). The language model itself lives in `jaxnn.lm`; the
+GPT-2 names it had here (`load_gpt2`, `gpt2_forward`, `GPT2`, ...) are
+re-exported from there so that code written against them keeps working.
 
 References:
   Dathathri et al. "Plug and Play Language Models: a Simple Approach to
   Controlled Text Generation". ICLR 2020. https://arxiv.org/abs/1912.02164
 """
 
+from jaxnn.lm import (
+  END_OF_TEXT,
+  GPT2,
+  KNOWN_MODELS,
+  GPT2Config,
+  GPT2Tokenizer,
+  KVCache,
+  Params,
+  as_params,
+  ensure_offline_lm,
+  generate,
+  gpt2_forward,
+  gpt2_forward_layers,
+  init_cache,
+  init_params,
+  load_config,
+  load_gpt2,
+  load_tokenizer,
+  next_token,
+  param_specs,
+  resolve_folder,
+  save_gpt2,
+  top_k_logits,
+)
 from jaxnn.pplm._attributes import (
   DiscriminatorHead,
   bag_of_words,
@@ -34,21 +58,6 @@ from jaxnn.pplm._evaluate import (
   rank_samples,
   run_pplm,
 )
-from jaxnn.pplm._gpt2 import (
-  GPT2,
-  GPT2Config,
-  KVCache,
-  Params,
-  as_params,
-  gpt2_forward,
-  gpt2_forward_layers,
-  init_cache,
-  init_params,
-  param_specs,
-)
-from jaxnn.pplm._loading import KNOWN_MODELS, load_config, load_gpt2, resolve_folder, save_gpt2
-from jaxnn.pplm._model_generate import generate, next_token, top_k_logits
-from jaxnn.pplm._offline_lm import ensure_offline_lm
 from jaxnn.pplm._steer import (
   Attributes,
   BagsOfWords,
@@ -59,7 +68,6 @@ from jaxnn.pplm._steer import (
   perturb_past,
   steered_generate,
 )
-from jaxnn.pplm._tokenizer import END_OF_TEXT, GPT2Tokenizer, load_tokenizer
 
 __all__ = [
   "END_OF_TEXT",

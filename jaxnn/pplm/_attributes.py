@@ -25,8 +25,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import GPT2Config, as_params, gpt2_forward, init_cache
+from jaxnn.lm import LMConfig, as_params, init_cache, lm_config, lm_forward
 from jaxnn.pplm._steer import BagsOfWords, Discriminator
+
+
+def start_token(tokenizer) -> int:
+  """The token a document starts with: the family's beginning-of-text token, else end-of-text.
+
+  GPT-2 has one token for both (<|endoftext|>, what PPLM prefixes prompts with).
+  """
+  start = getattr(tokenizer, "start_token_id", None)
+  return tokenizer.eos_token_id if start is None else start
+
+
+def _read_text(path: Path, what: str) -> str:
+  """A UTF-8 text file; a one-line error for binary or other encodings."""
+  try:
+    data = path.read_bytes()
+    if b"\0" in data:
+      raise UnicodeDecodeError("utf-8", data[:1], 0, 1, "NUL byte (a binary file)")
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise JaxnnError(f"{path} is not a UTF-8 text file ({e.reason}); give {what}") from None
+  except OSError as e:
+    raise JaxnnError(f"cannot read {path} ({e.strerror})") from None
 
 
 def wordlist_names() -> list[str]:
@@ -39,7 +61,7 @@ def read_words(name_or_path: str | os.PathLike) -> list[str]:
   """The words of a shipped bag (`military`, ...) or of a file with one word per line."""
   path = Path(name_or_path)
   if path.is_file():
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path, "a word list with one word per line")
   elif str(name_or_path) in wordlist_names():
     folder = importlib.resources.files("jaxnn.pplm") / "wordlists"
     text = (folder / f"{name_or_path}.txt").read_text(encoding="utf-8")
@@ -54,8 +76,36 @@ def read_words(name_or_path: str | os.PathLike) -> list[str]:
   return words
 
 
+def _word_ids(word, tokenizer, vocab_size) -> list[int]:
+  """The token ids of one bag entry: a word (text), a token id, or a sequence of token ids."""
+  if isinstance(word, (int, np.integer)) and not isinstance(word, bool):
+    ids = [int(word)]
+  elif isinstance(word, str):
+    if tokenizer is None:
+      raise JaxnnError(f"the bag word {word!r} needs a tokenizer (or give token ids)")
+    encode_word = getattr(tokenizer, "encode_word", None)
+    ids = encode_word(word.strip()) if encode_word else tokenizer.encode(" " + word.strip())
+    if any(not 0 <= i < vocab_size for i in ids):
+      raise JaxnnError(
+        f"the tokenizer gives ids beyond the model's vocabulary ({vocab_size}); "
+        f"load the tokenizer of the same model"
+      )
+    return ids
+  elif isinstance(word, Sequence) and all(
+    isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in word
+  ):
+    ids = [int(i) for i in word]
+  else:
+    raise JaxnnError(f"a bag entry must be a word, a token id or a list of token ids, got {word!r}")
+  if not ids or any(not 0 <= i < vocab_size for i in ids):
+    raise JaxnnError(
+      f"the bag entry {word!r} holds token ids outside the model's vocabulary 0..{vocab_size - 1}"
+    )
+  return ids
+
+
 def bag_of_words(
-  bags: Sequence[str | os.PathLike | Sequence[str]],
+  bags: Sequence[str | os.PathLike | Sequence[str | int | Sequence[int]]],
   tokenizer,
   vocab_size: int,
   *,
@@ -63,26 +113,26 @@ def bag_of_words(
 ) -> BagsOfWords:
   """Token ids of one or more bags of words, for `Attributes(bags=...)`.
 
-  Each word is encoded with a leading space, as it appears inside a text.
+  Each word is encoded as it appears inside a text, after a space
+  (`Tokenizer.encode_word`). A bag may also hold token ids directly: an int
+  is a one-token word, a list of ints a multi-token word.
 
   Args:
-    bags: shipped names, word-list files, or lists of words.
-    tokenizer: anything with `encode(text) -> list[int]` (`load_tokenizer`).
+    bags: shipped names, word-list files, or lists of words and/or token ids.
+    tokenizer: anything with `encode(text) -> list[int]` (`load_tokenizer`);
+      None when the bags hold token ids only.
     vocab_size: the model's vocabulary size.
     multi_token: keep words of several tokens (p(s1) p(s2|s1) ...); False
       drops them as the original does.
   """
+  if isinstance(bags, (str, os.PathLike)):
+    bags = [bags]
   single_NxV = np.zeros((len(bags), vocab_size), np.float32)
   multi: list[tuple[list[int], int]] = []
   for n, bag in enumerate(bags):
     words = read_words(bag) if isinstance(bag, (str, os.PathLike)) else list(bag)
     for word in words:
-      ids = tokenizer.encode(" " + word.strip())
-      if any(i >= vocab_size for i in ids):
-        raise JaxnnError(
-          f"the tokenizer gives ids beyond the model's vocabulary ({vocab_size}); "
-          f"load the tokenizer of the same model"
-        )
+      ids = _word_ids(word, tokenizer, vocab_size)
       if len(ids) == 1:
         single_NxV[n, ids[0]] = 1.0
       elif len(ids) > 1 and multi_token:
@@ -130,25 +180,26 @@ class DiscriminatorHead(NamedTuple):
 def read_labeled_texts(path: str | os.PathLike) -> tuple[list[str], list[str]]:
   """Labels and texts of a "label<TAB>text" file (one example a line)."""
   labels, texts = [], []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      if "\t" not in line:
-        raise JaxnnError(f"{path}:{number}: expected 'label<TAB>text', got {line[:60]!r}")
-      label, text = line.rstrip("\n").split("\t", 1)
-      labels.append(label.strip())
-      texts.append(text)
+  content = _read_text(Path(path), "a text file with one 'label<TAB>text' a line")
+  for number, line in enumerate(content.split("\n"), 1):
+    if not line.strip():
+      continue
+    if "\t" not in line:
+      raise JaxnnError(f"{path}:{number}: expected 'label<TAB>text', got {line[:60]!r}")
+    label, text = line.rstrip("\r").split("\t", 1)
+    labels.append(label.strip())
+    texts.append(text)
   if len(set(labels)) < 2:
     raise JaxnnError(f"{path} needs examples of at least 2 classes, found {sorted(set(labels))}")
   return labels, texts
 
 
-def _mean_hidden_fn(gpt2: GPT2Config, max_len: int):
+def _mean_hidden_fn(lm: LMConfig, max_len: int):
   @jax.jit
   def mean_hidden(params, tokens_BxT, mask_BxT):
-    cache = init_cache(gpt2, tokens_BxT.shape[0], max_len, params["wte"].dtype)
-    _, hidden_BxTxD, _ = gpt2_forward(params, gpt2, cache, tokens_BxT)
+    cache = init_cache(lm, tokens_BxT.shape[0], max_len, params["wte"].dtype)
+    _, hidden_BxTxD, _ = lm_forward(params, lm, cache, tokens_BxT)
+    hidden_BxTxD = hidden_BxTxD.astype(jnp.promote_types(hidden_BxTxD.dtype, jnp.float32))
     mask_BxTx1 = mask_BxT[:, :, None].astype(hidden_BxTxD.dtype)
     return (hidden_BxTxD * mask_BxTx1).sum(1) / mask_BxTx1.sum(1)
 
@@ -157,7 +208,7 @@ def _mean_hidden_fn(gpt2: GPT2Config, max_len: int):
 
 def encode_mean_hidden(
   params,
-  gpt2: GPT2Config,
+  lm: LMConfig,
   tokenizer,
   texts: Sequence[str],
   *,
@@ -169,8 +220,8 @@ def encode_mean_hidden(
   from tqdm.auto import tqdm
 
   params = as_params(params)
-  width = min(max_tokens + 1, gpt2.n_positions)
-  mean_hidden = _mean_hidden_fn(gpt2, width)
+  width = min(max_tokens + 1, lm_config(lm).max_positions)
+  mean_hidden = _mean_hidden_fn(lm, width)
   out = []
   starts = range(0, len(texts), batch_size)
   for start in tqdm(starts, desc="mean hidden states", disable=not progress):
@@ -179,10 +230,10 @@ def encode_mean_hidden(
     mask = np.zeros((batch_size, width), bool)
     mask[:, 0] = True
     for i, text in enumerate(chunk):
-      ids = [tokenizer.eos_token_id] + tokenizer.encode(text)[: width - 1]
+      ids = [start_token(tokenizer)] + tokenizer.encode(text)[: width - 1]
       tokens[i, : len(ids)], mask[i, : len(ids)] = ids, True
     out.append(np.asarray(mean_hidden(params, tokens, mask))[: len(chunk)])
-  return np.concatenate(out) if out else np.zeros((0, gpt2.n_embd), np.float32)
+  return np.concatenate(out) if out else np.zeros((0, lm_config(lm).hidden_size), np.float32)
 
 
 def _fingerprint(params, path, max_tokens) -> str:
@@ -193,7 +244,7 @@ def _fingerprint(params, path, max_tokens) -> str:
   return h.hexdigest()[:16]
 
 
-def cached_features(params, gpt2, tokenizer, path, *, cache_dir, max_tokens=100, progress=False):
+def cached_features(params, lm, tokenizer, path, *, cache_dir, max_tokens=100, progress=False):
   """Mean representations of a "label<TAB>text" file, cached on disk (npz) by content."""
   labels, texts = read_labeled_texts(path)
   cache_file = Path(cache_dir) / f"features-{_fingerprint(params, path, max_tokens)}.npz"
@@ -201,7 +252,7 @@ def cached_features(params, gpt2, tokenizer, path, *, cache_dir, max_tokens=100,
     features = np.load(cache_file)["features"]
   else:
     features = encode_mean_hidden(
-      params, gpt2, tokenizer, texts, max_tokens=max_tokens, progress=progress
+      params, lm, tokenizer, texts, max_tokens=max_tokens, progress=progress
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(".tmp.npz")
@@ -305,6 +356,11 @@ def load_discriminator(path: str | os.PathLike, hidden_size: int | None = None):
     metadata = json.loads(meta.get("metadata", "{}"))
   except Exception as e:
     raise JaxnnError(f"{path} is not a jaxnn discriminator file ({e})") from None
+  if kernel.ndim != 2 or bias.shape != (kernel.shape[1],) or len(classes) != kernel.shape[1]:
+    raise JaxnnError(
+      f"{path} is corrupt: kernel {kernel.shape}, bias {bias.shape} and {len(classes)} "
+      f"classes do not match; train the discriminator again"
+    )
   if hidden_size is not None and kernel.shape[0] != hidden_size:
     raise JaxnnError(
       f"the discriminator {path} expects hidden size {kernel.shape[0]} but the "

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import GPT2Config, as_params, gpt2_forward, init_cache
+from jaxnn.lm import LMConfig, as_params, init_cache, lm_config, lm_forward
+from jaxnn.pplm._attributes import start_token
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
@@ -29,7 +30,15 @@ def words_of(text: str) -> list[str]:
 
 
 def dist_n(texts: Sequence[str] | str, n: int) -> float:
-  """Distinct n-grams / all n-grams of whitespace tokens, pooled over `texts`."""
+  """Distinct n-grams / all n-grams of whitespace tokens, pooled over `texts`.
+
+  Examples:
+    >>> from jaxnn.pplm import dist_n
+    >>> dist_n("the cat saw the cat", 1)  # 3 distinct words of 5
+    0.6
+    >>> dist_n(["a b", "a b"], 2)
+    0.5
+  """
   texts = [texts] if isinstance(texts, str) else texts
   grams = [
     tuple(t[i : i + n]) for t in (text.split() for text in texts) for i in range(len(t) - n + 1)
@@ -38,7 +47,13 @@ def dist_n(texts: Sequence[str] | str, n: int) -> float:
 
 
 def bag_word_rate(text: str, words: Sequence[str]) -> float:
-  """Fraction of the words of `text` that belong to the bag (case-insensitive)."""
+  """Fraction of the words of `text` that belong to the bag (case-insensitive).
+
+  Examples:
+    >>> from jaxnn.pplm import bag_word_rate
+    >>> bag_word_rate("The army and the navy", ["army", "navy"])
+    0.4
+  """
   bag = {w.lower() for w in words}
   found = words_of(text)
   return sum(w in bag for w in found) / len(found) if found else 0.0
@@ -46,7 +61,7 @@ def bag_word_rate(text: str, words: Sequence[str]) -> float:
 
 def token_log_likelihoods(
   params,
-  gpt2: GPT2Config,
+  lm: LMConfig,
   sequences: Sequence[Sequence[int]],
   score_from: Sequence[int],
   *,
@@ -55,13 +70,16 @@ def token_log_likelihoods(
   """log p(token | earlier tokens) of every token from `score_from[i]` on, per sequence."""
   params = as_params(params)
   width = max(len(s) for s in sequences)
-  if width > gpt2.n_positions:
-    raise JaxnnError(f"a text of {width} tokens exceeds the model's {gpt2.n_positions} positions")
+  if width > lm_config(lm).max_positions:
+    raise JaxnnError(
+      f"a text of {width} tokens exceeds the model's {lm_config(lm).max_positions} positions"
+    )
 
   @jax.jit
   def logp(tokens_BxT):
-    cache = init_cache(gpt2, tokens_BxT.shape[0], width, params["wte"].dtype)
-    logits_BxTxV, _, _ = gpt2_forward(params, gpt2, cache, tokens_BxT)
+    cache = init_cache(lm, tokens_BxT.shape[0], width, params["wte"].dtype)
+    logits_BxTxV, _, _ = lm_forward(params, lm, cache, tokens_BxT)
+    logits_BxTxV = logits_BxTxV.astype(jnp.promote_types(logits_BxTxV.dtype, jnp.float32))
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV[:, :-1], axis=-1)
     return jnp.take_along_axis(logp_BxTxV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
 
@@ -79,7 +97,7 @@ def token_log_likelihoods(
 
 
 def perplexity(
-  params, gpt2: GPT2Config, tokenizer, texts: Sequence[str], prompts: Sequence[str] | None = None
+  params, lm: LMConfig, tokenizer, texts: Sequence[str], prompts: Sequence[str] | None = None
 ) -> list[float]:
   """Perplexity of each text under a language model (the paper's fluency score).
 
@@ -89,7 +107,7 @@ def perplexity(
   """
   sequences, starts = [], []
   for i, text in enumerate(texts):
-    prefix = [tokenizer.eos_token_id]
+    prefix = [start_token(tokenizer)]
     if prompts is not None:
       if not text.startswith(prompts[i]):
         raise JaxnnError(f"text {i} does not start with its prompt {prompts[i]!r}")
@@ -97,9 +115,9 @@ def perplexity(
       body = tokenizer.encode(text[len(prompts[i]) :])
     else:
       body = tokenizer.encode(text)
-    sequences.append((prefix + body)[: gpt2.n_positions])
+    sequences.append((prefix + body)[: lm_config(lm).max_positions])
     starts.append(min(len(prefix), len(sequences[-1]) - 1))
-  scores = token_log_likelihoods(params, gpt2, sequences, starts)
+  scores = token_log_likelihoods(params, lm, sequences, starts)
   return [float(np.exp(-s.mean())) if s.size else float("nan") for s in scores]
 
 
@@ -161,7 +179,7 @@ def _mean(entries):
 
 def run_pplm(
   params,
-  gpt2: GPT2Config,
+  lm: LMConfig,
   tokenizer,
   prompt: str,
   config,
@@ -184,7 +202,7 @@ def run_pplm(
   Both runs generate `num_samples` sequences as one batch.
 
   Args:
-    params, gpt2, tokenizer: the model (`load_gpt2`, `load_tokenizer`).
+    params, lm, tokenizer: the model (`jaxnn.lm.load_lm`, `load_tokenizer`).
     prompt: the conditioning text.
     config: a `PPLMConfig`.
     bags: shipped bag names, word-list files or word lists.
@@ -228,28 +246,28 @@ def run_pplm(
     head = (
       discriminator
       if isinstance(discriminator, DiscriminatorHead)
-      else load_discriminator(discriminator, gpt2.n_embd)[0]
+      else load_discriminator(discriminator, lm_config(lm).hidden_size)[0]
     )
   attributes = Attributes(
-    bags=bag_of_words(list(bags), tokenizer, gpt2.vocab_size, multi_token=multi_token)
+    bags=bag_of_words(list(bags), tokenizer, lm_config(lm).vocab_size, multi_token=multi_token)
     if bags
     else None,
     discriminators=(head.toward(class_label),) if head is not None else (),
   )
-  prompt_ids = [tokenizer.eos_token_id] + tokenizer.encode(prompt)
+  prompt_ids = [start_token(tokenizer)] + tokenizer.encode(prompt)
   prompt_BxP = np.tile(np.asarray([prompt_ids], np.int32), (num_samples, 1))
   key = jax.random.key(seed)
   steered_timing, baseline_timing = {}, {}
   steered = np.asarray(
-    steered_generate(params, gpt2, prompt_BxP, attributes, config, key=key, timings=steered_timing)
+    steered_generate(params, lm, prompt_BxP, attributes, config, key=key, timings=steered_timing)
   )
   baseline = np.asarray(
     steered_generate(
-      params, gpt2, prompt_BxP, attributes, config, key=key, perturb=False, timings=baseline_timing
+      params, lm, prompt_BxP, attributes, config, key=key, perturb=False, timings=baseline_timing
     )
   )
   prompt_text = tokenizer.decode(prompt_ids[1:])
-  s_params, s_config, s_tokenizer, s_name = scorer or (params, gpt2, tokenizer, model_name)
+  s_params, s_config, s_tokenizer, s_name = scorer or (params, lm, tokenizer, model_name)
   summary = {
     "model": model_name,
     "perplexity_model": s_name,
@@ -269,7 +287,7 @@ def run_pplm(
     class_p = None
     if head is not None:
       features = encode_mean_hidden(
-        params, gpt2, tokenizer, texts, max_tokens=min(gpt2.n_positions - 1, 1000)
+        params, lm, tokenizer, texts, max_tokens=min(lm_config(lm).max_positions - 1, 1000)
       )
       class_p = class_probabilities(features, head)[:, int(head.toward(class_label).class_label)]
     summary[name] = _entries(texts, continuations, bag_words, class_p, ppl)

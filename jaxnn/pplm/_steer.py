@@ -1,4 +1,4 @@
-"""PPLM steering: perturb GPT-2's key/value cache toward an attribute.
+"""PPLM steering: perturb a language model's key/value cache toward an attribute.
 
 Dathathri et al., "Plug and Play Language Models: a Simple Approach to
 Controlled Text Generation", ICLR 2020. At every generated token the past
@@ -15,7 +15,10 @@ Unlike the original (batch 1, the unperturbed distribution recomputed by a full
 forward pass at every token), this loop keeps two fixed-size caches (perturbed
 and unperturbed), steers B samples at once and runs under one `jax.jit`,
 compiled once per (batch, max length) and structural hyperparameters (the
-float ones are traced).
+float ones are traced). It steers every family of `jaxnn.lm`: with
+grouped-query attention the perturbation acts on the G shared key/value
+heads the cache holds. With bfloat16 or float16 weights the caches, the
+perturbation, its gradient and the distributions are float32.
 """
 
 from __future__ import annotations
@@ -30,58 +33,21 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from jaxnn._errors import JaxnnError
-from jaxnn.pplm._gpt2 import (
-  GPT2Config,
+from jaxnn.configs import PPLMConfig
+from jaxnn.lm import (
   KVCache,
+  LMConfig,
   as_params,
-  gpt2_forward,
-  gpt2_forward_layers,
+  check_token_ids,
   init_cache,
+  lm_config,
+  lm_forward,
+  lm_forward_layers,
 )
-from jaxnn.pplm._model_generate import kth_largest
+from jaxnn.lm._generate import kth_largest
+from jaxnn.lm._model import soft_embeddings
 
 SMALL_CONST = 1e-15
-
-
-@dataclasses.dataclass(frozen=True)
-class PPLMConfig:
-  """Steering hyperparameters; the defaults are the original run_pplm.py's."""
-
-  length: int = 100  # tokens generated after the prompt
-  stepsize: float = 0.02  # step of each normalized gradient step on dH
-  temperature: float = 1.0  # divides the perturbed logits before fusion
-  top_k: int = 10  # keep the k most likely tokens (0: all)
-  sample: bool = False  # sample from the fused distribution (False: greedy)
-  num_iterations: int = 3  # gradient steps on dH per token
-  grad_length: int = 10000  # after this many tokens the stepsize becomes 0
-  window_length: int = 0  # perturb only a window of past positions (0: all)
-  window_position: str = "first"  # "first" (the original's mask) or "recent"
-  horizon_length: int = 1  # soft future steps fed to the discriminator
-  decay: bool = False  # scale the window by 1/w .. 1
-  gamma: float = 1.5  # gradient normalization exponent
-  gm_scale: float = 0.9  # weight of the perturbed distribution in the fusion
-  kl_scale: float = 0.01  # weight of KL(p~ || p_unpert)
-
-  def __post_init__(self):
-    if self.length < 1:
-      raise JaxnnError(f"length must be at least 1, got {self.length}")
-    if self.num_iterations < 0 or self.grad_length < 0 or self.top_k < 0:
-      raise JaxnnError("num_iterations, grad_length and top_k must be non-negative")
-    if self.window_length < 0 or self.horizon_length < 0:
-      raise JaxnnError("window_length and horizon_length must be non-negative")
-    if self.window_position not in ("first", "recent"):
-      raise JaxnnError(
-        f"window_position must be 'first' (the original's) or 'recent', "
-        f"got {self.window_position!r}"
-      )
-    if self.decay and self.window_length == 0:
-      raise JaxnnError("decay scales a window: set window_length > 0 (e.g. 5) or drop decay")
-    if not self.temperature > 0:
-      raise JaxnnError(f"temperature must be positive, got {self.temperature}")
-    if not 0 <= self.gm_scale <= 1:
-      raise JaxnnError(f"gm_scale must be in [0, 1], got {self.gm_scale}")
-    if self.stepsize < 0 or self.kl_scale < 0:
-      raise JaxnnError("stepsize and kl_scale must be non-negative")
 
 
 class BagsOfWords(NamedTuple):
@@ -162,7 +128,7 @@ def _window_mask_S(config: PPLMConfig, curr_length, max_len):
   return jnp.where(curr_length > w, windowed_S, 1.0) * valid_S
 
 
-def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: BagsOfWords):
+def _word_log_probs_BxM(params, lm: LMConfig, probs_BxV, after_last, bags: BagsOfWords):
   """log p(s1 .. sn) of every multi-token word under the (perturbed) model."""
   b = probs_BxV.shape[0]
   k_layers, v_layers, length = after_last
@@ -171,10 +137,8 @@ def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: B
   def one_word(word):
     tokens_W, n = word
     inputs_BxT = jnp.broadcast_to(tokens_W[:-1], (b, tokens_W.shape[0] - 1))
-    logits_BxTxV, _, _, _ = gpt2_forward_layers(
-      params, gpt2, k_layers, v_layers, length, inputs_BxT
-    )
-    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+    logits_BxTxV, _, _, _ = lm_forward_layers(params, lm, k_layers, v_layers, length, inputs_BxT)
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(probs_BxV.dtype), axis=-1)
     follow_BxT = logp_BxTxV[:, jnp.arange(tokens_W.shape[0] - 1), tokens_W[1:]]
     used_T = jnp.arange(1, tokens_W.shape[0]) < n
     return jnp.log(probs_BxV[:, tokens_W[0]]) + jnp.where(used_T[None], follow_BxT, 0.0).sum(-1)
@@ -187,7 +151,7 @@ def _word_log_probs_BxM(params, gpt2: GPT2Config, probs_BxV, after_last, bags: B
 
 
 def bag_probabilities(
-  params, gpt2: GPT2Config, probs_BxV, cache_after_last: KVCache, bags: BagsOfWords
+  params, lm: LMConfig, probs_BxV, cache_after_last: KVCache, bags: BagsOfWords
 ) -> Float[Array, "B N"]:
   """Probability of each bag: its one-token words plus its multi-token words.
 
@@ -197,22 +161,22 @@ def bag_probabilities(
       multi-token words continue from); unused when all words are one token.
   """
   after_last = (
-    [cache_after_last.k[i] for i in range(gpt2.n_layer)],
-    [cache_after_last.v[i] for i in range(gpt2.n_layer)],
+    [cache_after_last.k[i] for i in range(lm_config(lm).num_layers)],
+    [cache_after_last.v[i] for i in range(lm_config(lm).num_layers)],
     cache_after_last.length,
   )
-  return _bag_probabilities(params, gpt2, probs_BxV, after_last, bags)
+  return _bag_probabilities(params, lm, probs_BxV, after_last, bags)
 
 
-def _bag_probabilities(params, gpt2, probs_BxV, after_last, bags: BagsOfWords):
+def _bag_probabilities(params, lm, probs_BxV, after_last, bags: BagsOfWords):
   """`bag_probabilities` with the cache as (k_layers, v_layers, length).
 
-  The per-layer form of `gpt2_forward_layers`, so that the steering gradient
+  The per-layer form of `lm_forward_layers`, so that the steering gradient
   through the multi-token words stays per layer too.
   """
   p_BxN = probs_BxV @ bags.single_NxV.T.astype(probs_BxV.dtype)
   if bags.multi_tokens_MxW.shape[0]:
-    word_p_BxM = jnp.exp(_word_log_probs_BxM(params, gpt2, probs_BxV, after_last, bags))
+    word_p_BxM = jnp.exp(_word_log_probs_BxM(params, lm, probs_BxV, after_last, bags))
     n = bags.single_NxV.shape[0]
     p_BxN = p_BxN + word_p_BxM @ jax.nn.one_hot(bags.multi_bag_M, n, dtype=word_p_BxM.dtype)
   return p_BxN
@@ -220,7 +184,7 @@ def _bag_probabilities(params, gpt2, probs_BxV, after_last, bags: BagsOfWords):
 
 def _attribute_loss_B(
   params,
-  gpt2,
+  lm,
   config,
   attributes,
   probs_BxV,
@@ -232,21 +196,25 @@ def _attribute_loss_B(
 ):
   loss_B = jnp.zeros(probs_BxV.shape[:1], probs_BxV.dtype)
   if attributes.bags is not None:
-    p_BxN = _bag_probabilities(params, gpt2, probs_BxV, after_last, attributes.bags)
+    p_BxN = _bag_probabilities(params, lm, probs_BxV, after_last, attributes.bags)
     loss_B = loss_B - jnp.log(p_BxN).sum(-1)
   if attributes.discriminators:
-    acc_BxD = hidden_sum_BxD + jax.lax.stop_gradient(hidden_BxD)
-    embeds_Bx1xD = (probs_BxV @ jax.lax.stop_gradient(params["wte"]))[:, None]
-    k_layers = [unpert.k[i] for i in range(gpt2.n_layer)]
-    v_layers = [unpert.v[i] for i in range(gpt2.n_layer)]
+    acc_BxD = hidden_sum_BxD + jax.lax.stop_gradient(hidden_BxD).astype(hidden_sum_BxD.dtype)
+    embeds_Bx1xD = soft_embeddings(jax.lax.stop_gradient(params), lm, probs_BxV)
+    k_layers = [unpert.k[i] for i in range(lm.num_layers)]
+    v_layers = [unpert.v[i] for i in range(lm.num_layers)]
     for step in range(config.horizon_length):
-      _, h_Bx1xD, k_layers, v_layers = gpt2_forward_layers(
-        params, gpt2, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD
+      _, h_Bx1xD, k_layers, v_layers = lm_forward_layers(
+        params, lm, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD
       )
-      acc_BxD = acc_BxD + h_Bx1xD[:, 0]
+      acc_BxD = acc_BxD + h_Bx1xD[:, 0].astype(acc_BxD.dtype)
     mean_BxD = acc_BxD / (curr_length + 1 + config.horizon_length)
     for head in attributes.discriminators:
-      logp_BxC = jax.nn.log_softmax(mean_BxD @ head.kernel_DxC + head.bias_C[None], axis=-1)
+      kernel_DxC, bias_C = (
+        head.kernel_DxC.astype(mean_BxD.dtype),
+        head.bias_C.astype(mean_BxD.dtype),
+      )
+      logp_BxC = jax.nn.log_softmax(mean_BxD @ kernel_DxC + bias_C[None], axis=-1)
       loss_B = loss_B - logp_BxC[:, head.class_label]
   return loss_B
 
@@ -260,7 +228,7 @@ def _kl_B(probs_BxV, unpert_logits_BxV):
 
 def perturb_past(
   params,
-  gpt2: GPT2Config,
+  lm: LMConfig,
   config: PPLMConfig,
   attributes: Attributes,
   pert: KVCache,
@@ -290,24 +258,24 @@ def perturb_past(
   bow_only = attributes.bags is not None and not attributes.discriminators
   mask_S = _window_mask_S(config, pert.length, pert.max_len).astype(pert.k.dtype)
   mask_1x1xSx1 = mask_S[None, None, :, None]
-  layers = range(gpt2.n_layer)
+  layers = range(lm.num_layers)
 
   # The perturbation is held as one array per layer, so that its gradient is
-  # too (see gpt2_forward_layers); it is stacked like the cache at the end.
+  # too (see lm_forward_layers); it is stacked like the cache at the end.
   def loss_fn(delta):
     dk, dv = delta
-    logits_Bx1xV, hidden_Bx1xD, k_after, v_after = gpt2_forward_layers(
+    logits_Bx1xV, hidden_Bx1xD, k_after, v_after = lm_forward_layers(
       params,
-      gpt2,
+      lm,
       [pert.k[i] + dk[i] for i in layers],
       [pert.v[i] + dv[i] for i in layers],
       pert.length,
       last_B[:, None],
     )
-    probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1], axis=-1)
+    probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1].astype(pert.k.dtype), axis=-1)
     loss_B = _attribute_loss_B(
       params,
-      gpt2,
+      lm,
       config,
       attributes,
       probs_BxV,
@@ -378,6 +346,40 @@ def _choose(p_BxV, key, sample):
   return jnp.argmax(p_BxV, axis=-1).astype(jnp.int32)
 
 
+def steering_dtype(param_dtype):
+  """The dtype of the caches, perturbation, gradients and distributions: float32 or wider."""
+  return jnp.promote_types(param_dtype, jnp.float32)
+
+
+def check_attributes(attributes: Attributes, lm: LMConfig) -> None:
+  """Raises a JaxnnError when bags or discriminators do not fit the model."""
+  if not isinstance(attributes, Attributes):
+    raise JaxnnError(f"attributes must be an Attributes, got {type(attributes).__name__}")
+  bags = attributes.bags
+  if bags is not None:
+    if bags.single_NxV.ndim != 2 or bags.single_NxV.shape[1] != lm.vocab_size:
+      raise JaxnnError(
+        f"the bags of words are over {bags.single_NxV.shape[-1]} tokens but the model has "
+        f"{lm.vocab_size}; build them with bag_of_words(..., vocab_size={lm.vocab_size})"
+      )
+    check_token_ids(bags.multi_tokens_MxW, lm.vocab_size, "the bags' multi-token words")
+  for head in attributes.discriminators:
+    kernel, bias = head.kernel_DxC, head.bias_C
+    if kernel.ndim != 2 or kernel.shape[0] != lm.hidden_size:
+      raise JaxnnError(
+        f"the discriminator's kernel has shape {tuple(kernel.shape)} but the model's hidden "
+        f"size is {lm.hidden_size}; train it on this model"
+      )
+    if bias.shape != (kernel.shape[1],):
+      raise JaxnnError(
+        f"the discriminator's bias has shape {tuple(bias.shape)} but its kernel has "
+        f"{kernel.shape[1]} classes; the head file is corrupt"
+      )
+    label = head.class_label
+    if not isinstance(label, jax.core.Tracer) and not 0 <= int(label) < kernel.shape[1]:
+      raise JaxnnError(f"class_label {int(label)} is outside 0..{kernel.shape[1] - 1}")
+
+
 def max_cache_len(prompt_len: int, config: PPLMConfig, attributes: Attributes) -> int:
   """Cache positions needed: prompt, generated tokens and the look-ahead of a step."""
   lookahead = config.horizon_length if attributes.discriminators else 0
@@ -386,22 +388,23 @@ def max_cache_len(prompt_len: int, config: PPLMConfig, attributes: Attributes) -
   return prompt_len + config.length + lookahead
 
 
-@functools.partial(jax.jit, static_argnames=("gpt2", "static", "perturb", "return_probs"))
-def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, perturb, return_probs):
+@functools.partial(jax.jit, static_argnames=("lm", "static", "perturb", "return_probs"))
+def _generate(params, prompt_BxP, attributes, key, floats, *, lm, static, perturb, return_probs):
   config = _Hyper(**{**dataclasses.asdict(static), **floats})
   b, p = prompt_BxP.shape
   max_len = max_cache_len(p, config, attributes)
-  dtype = params["wte"].dtype
-  empty = init_cache(gpt2, b, max_len, dtype)
-  logits_BxPxV, hidden_BxPxD, unpert = gpt2_forward(params, gpt2, empty, prompt_BxP)
+  dtype = steering_dtype(params["wte"].dtype)
+  empty = init_cache(lm, b, max_len, dtype)
+  logits_BxPxV, hidden_BxPxD, unpert = lm_forward(params, lm, empty, prompt_BxP)
+  hidden_BxPxD = hidden_BxPxD.astype(dtype)
   carry = _Carry(
     pert=unpert._replace(length=unpert.length - 1),
     unpert=unpert,
     last_B=prompt_BxP[:, -1].astype(jnp.int32),
-    unpert_logits_BxV=logits_BxPxV[:, -1],
+    unpert_logits_BxV=logits_BxPxV[:, -1].astype(dtype),
     hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1),
     last_hidden_BxD=hidden_BxPxD[:, -1],
-    grad_norms_LxB=jnp.zeros((gpt2.n_layer, b), dtype),
+    grad_norms_LxB=jnp.zeros((lm.num_layers, b), dtype),
     norms_started=jnp.asarray(False),
     key=key,
   )
@@ -415,7 +418,7 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
         stepsize = jnp.where(i < config.grad_length, config.stepsize, 0.0).astype(dtype)
         dk, dv, norms, started = perturb_past(
           params,
-          gpt2,
+          lm,
           config,
           attributes,
           pert,
@@ -428,19 +431,19 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
           stepsize,
         )
         pert = pert._replace(k=pert.k + dk, v=pert.v + dv)
-      logits_Bx1xV, _, pert = gpt2_forward(params, gpt2, pert, c.last_B[:, None])
-      p_BxV = fused_probs(logits_Bx1xV[:, -1], c.unpert_logits_BxV, config)
+      logits_Bx1xV, _, pert = lm_forward(params, lm, pert, c.last_B[:, None])
+      p_BxV = fused_probs(logits_Bx1xV[:, -1].astype(dtype), c.unpert_logits_BxV, config)
     else:
       p_BxV = unsteered_probs(c.unpert_logits_BxV, config)
     next_B = _choose(p_BxV, sample_key, config.sample)
-    logits_Bx1xV, hidden_Bx1xD, unpert = gpt2_forward(params, gpt2, c.unpert, next_B[:, None])
+    logits_Bx1xV, hidden_Bx1xD, unpert = lm_forward(params, lm, c.unpert, next_B[:, None])
     new = _Carry(
       pert,
       unpert,
       next_B,
-      logits_Bx1xV[:, -1],
+      logits_Bx1xV[:, -1].astype(dtype),
       c.hidden_sum_BxD + c.last_hidden_BxD,
-      hidden_Bx1xD[:, -1],
+      hidden_Bx1xD[:, -1].astype(dtype),
       norms,
       started,
       key,
@@ -454,7 +457,7 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, gpt2, static, pert
 
 def steered_generate(
   params,
-  gpt2: GPT2Config,
+  lm: LMConfig,
   prompt_BxP,
   attributes: Attributes = Attributes(),  # noqa: B008 (an immutable NamedTuple)
   config: PPLMConfig = PPLMConfig(),
@@ -471,10 +474,12 @@ def steered_generate(
   unsteered baseline of the original (temperature, top-k, same sampling keys).
 
   Args:
-    params: GPT-2 parameters (see `jaxnn.pplm.load_gpt2`); their dtype sets the
-      computation's (float64 needs `jax.enable_x64`).
-    gpt2: the model's `GPT2Config`.
-    prompt_BxP: token ids; at least one token each.
+    params: the language model's parameters (`jaxnn.lm.load_lm`, or
+      `load_gpt2`); their dtype sets the computation's (float64 needs
+      `jax.enable_x64`; with bfloat16 or float16 weights the caches, the
+      perturbation and its gradient are float32).
+    lm: the model's `LMConfig` (or `GPT2Config`).
+    prompt_BxP: token ids in the model's vocabulary; at least one token each.
     attributes: bags of words and/or discriminators (`Attributes`).
     config: the hyperparameters (`PPLMConfig`, the original's defaults).
     key: a `jax.random` key for sampling (default `jax.random.key(0)`).
@@ -490,28 +495,31 @@ def steered_generate(
     the released run_pplm.py (whose window mask covers the first positions).
   """
   params = as_params(params)
+  lm = lm_config(lm)
   prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
   if prompt_BxP.ndim != 2 or prompt_BxP.shape[1] < 1:
     raise JaxnnError(
       f"prompt_BxP must be B x P token ids with P >= 1, got shape {prompt_BxP.shape}"
     )
+  check_token_ids(prompt_BxP, lm.vocab_size, "the prompt tokens")
+  check_attributes(attributes, lm)
   if perturb and attributes.bags is None and not attributes.discriminators:
     raise JaxnnError(
       "nothing to steer toward: give a bag of words and/or a discriminator "
       "(or perturb=False for the unsteered model)"
     )
   needed = max_cache_len(prompt_BxP.shape[1], config, attributes)
-  if needed > gpt2.n_positions:
+  if needed > lm.max_positions:
     raise JaxnnError(
       f"prompt + length + look-ahead needs {needed} positions but the model has "
-      f"{gpt2.n_positions}; generate fewer tokens or shorten the prompt"
+      f"{lm.max_positions}; generate fewer tokens or shorten the prompt"
     )
   key = jax.random.key(0) if key is None else key
-  dtype = params["wte"].dtype
+  dtype = steering_dtype(params["wte"].dtype)
   floats = {f: jnp.asarray(getattr(config, f), dtype) for f in _TRACED_FIELDS}
   static = dataclasses.replace(config, **{f: getattr(PPLMConfig, f) for f in _TRACED_FIELDS})
   args = (params, prompt_BxP, attributes, key, floats)
-  static_args = dict(gpt2=gpt2, static=static, perturb=perturb, return_probs=return_probs)
+  static_args = dict(lm=lm, static=static, perturb=perturb, return_probs=return_probs)
   if timings is None:
     tokens, probs = _generate(*args, **static_args)
   else:

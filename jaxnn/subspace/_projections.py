@@ -53,6 +53,7 @@ from jaxtyping import Array, Float, Int
 from jaxnn._errors import JaxnnError
 from jaxnn.subspace import _fastfood_kernel
 
+#: Names of the random projections `get_projection` builds.
 PROJECTIONS = ("dense", "sparse", "fastfood")
 
 

@@ -24,7 +24,6 @@ References:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -36,6 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from jaxnn._errors import JaxnnError
+from jaxnn.configs import SweepConfig
 from jaxnn.subspace import _multihost, _search
 from jaxnn.subspace._projections import PROJECTIONS, get_projection
 from jaxnn.subspace._sweep_engine import (
@@ -48,61 +48,6 @@ from jaxnn.subspace._sweep_engine import (
 )
 
 BASELINE_KINDS = ("individual", "global")
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-  """A d_int90 sweep, as `jaxnn subspace sweep` takes it."""
-
-  dataset: str = "mnist5k"  # a registered dataset name
-  model: str = "fc"  # fc, lenet, ... (jaxnn.models)
-  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
-  projection: str = "fastfood"  # dense, sparse or fastfood
-  dims: Sequence[int] | None = (100, 200, 400, 800)  # None: automatic search
-  seeds: int = 3  # configs per d use seeds 0..seeds-1 (theta_0, projection, batch order)
-  steps: int = 2000  # Adam steps per config; what d_int90 depends on, so recorded
-  batch_size: int = 128
-  learning_rate: float = 3e-2  # Adam (beta2 0.99) lr of theta_d: what the documented sweeps use
-  baseline_learning_rate: float | None = 1e-3  # the individual baseline's Adam lr; None: the same
-  weight_decay: float = 0.0  # L2 on the full theta_D
-  baseline: str | float = "individual"  # "individual" (trained here) or a global accuracy
-  fraction: float = 0.9  # d_int90 threshold = fraction x baseline
-  data_seed: int = 0  # the validation split
-  validation_size: int | float | None = None  # None: the dataset's default
-  shuffled_pixels: bool = False
-  shuffled_labels: float = 0.0
-  max_train: int | None = None
-  d_min: int = 10  # automatic search: first grid point
-  d_max: int | None = None  # automatic search: last grid point (None: D)
-  resolution: float = 0.05  # automatic search: >= 1 dims, < 1 relative bracket width
-  configs_per_program: int | None = None  # configs per compiled program; None: programs_size()
-  configs_per_vmap: int | None = None  # vmapped at once per device; None: 1 on CPU, else all
-  num_devices: int | None = None  # None: all devices (of all processes)
-  progress: bool = True
-
-  def identity(self) -> dict:
-    """Settings every saved config of a directory must share (not dims, seeds, devices)."""
-    keep = (
-      "dataset",
-      "model",
-      "widths",
-      "projection",
-      "steps",
-      "batch_size",
-      "learning_rate",
-      "baseline_learning_rate",
-      "weight_decay",
-      "data_seed",
-      "validation_size",
-      "shuffled_pixels",
-      "shuffled_labels",
-      "max_train",
-    )
-    return json.loads(json.dumps({k: getattr(self, k) for k in keep}))
-
-  @property
-  def baseline_kind(self) -> str:
-    return "individual" if self.baseline == "individual" else "global"
 
 
 def validate(config: SweepConfig) -> None:
@@ -321,11 +266,12 @@ class Sweep:
     if data is None:
       self.data = load_dataset(
         config.dataset,
-        seed=config.data_seed,
+        seed=config.seed,
         validation_size=config.validation_size,
         shuffled_pixels=config.shuffled_pixels,
         shuffled_labels=config.shuffled_labels,
         max_train=config.max_train,
+        data_dir=config.data_dir,
       )
     else:
       self.data = _as_dataset(data, config.dataset)
@@ -545,7 +491,7 @@ def run_sweep(
     returns it and process 0 alone writes the files.
 
   Example:
-    >>> run_sweep(SweepConfig(model="my_mlp", dims=(10, 50)), "out",
+    >>> run_sweep(SweepConfig(dims=(10, 50)), "out",
     ...           model=lambda key: from_nnx(MyMLP(rngs=nnx.Rngs(key))),
     ...           data={"train": (x, y), "validation": (xv, yv)})  # doctest: +SKIP
   """
@@ -596,7 +542,8 @@ def run_sweep(
   def write():
     write_json_atomic(out / "results.json", results)
     _write_atomic_text(out / "results.csv", records_csv(records))
-    plot_sweep(results, out / "accuracy_vs_d.png")
+    if config.plots:
+      plot_sweep(results, out / "accuracy_vs_d.png")
 
   _multihost.on_leader(write)
   return results

@@ -244,9 +244,14 @@ def subspace_model(
     said: add SAID's per-tensor scales, counted toward d.
 
   Example:
+    >>> from jaxnn.models import create_model
+    >>> from jaxnn.subspace import subspace_model
+    >>> from jaxnn.train import from_nnx, init_train_state, make_optimizer
     >>> model = from_nnx(create_model("fc", (28, 28, 1), 10))
     >>> sub = subspace_model(model, 750, "fastfood", seed=0)
     >>> state = init_train_state(sub.model, make_optimizer("adam", 1e-3))
+    >>> state.params.shape  # the trained parameters: theta_d only
+    (750,)
   """
   projection = _as_projection(projection)
   subspace = make_subspace(lambda key: model, d, projection, said=said)

@@ -12,29 +12,59 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from jaxnn._errors import JaxnnError, NonFiniteLossError
+from jaxnn._errors import CheckpointError, JaxnnError, NonFiniteLossError
+from jaxnn._progress import Progress, note
+from jaxnn.configs import TrainConfig
 from jaxnn.data import Dataset, EpochBatcher, Split, eval_batches, load_dataset
 from jaxnn.models import count_params, init_model
 from jaxnn.train._checkpoint import Checkpointer
-from jaxnn.train._functional import FunctionalModel, from_nnx
+from jaxnn.train._functional import FunctionalModel, as_model, from_nnx
+from jaxnn.train._inputs import as_dataset
 from jaxnn.train._io import MetricsLog, write_json_atomic
 from jaxnn.train._optim import make_optimizer
 from jaxnn.train._parallel import DataParallel, data_parallel
 from jaxnn.train._steps import (
   CLASSIFICATION,
   Objective,
+  TrainState,
   init_train_state,
   make_eval_step,
   make_train_step,
 )
+
+
+def _check_finite_params(carry: Any, step: int, ckpt: Checkpointer) -> None:
+  """Raises `NonFiniteLossError` if a `TrainState`'s parameters in `carry` are not finite.
+
+  The loss at step s is computed before step s's update, so a finite loss does
+  not prove the parameters after it finite; this check keeps a checkpoint of
+  NaN parameters from being saved as a good one.
+  """
+  states = [
+    x
+    for x in jax.tree.leaves(carry, is_leaf=lambda x: isinstance(x, TrainState))
+    if isinstance(x, TrainState)
+  ]
+  for state in states:
+    for leaf in jax.tree.leaves(state.params):
+      if jnp.issubdtype(leaf.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(leaf))):
+        latest = ckpt.latest_step()
+        kept = (
+          f"the last good checkpoint (step {latest}) is kept in {ckpt.workdir}"
+          if latest is not None
+          else "no checkpoint was written"
+        )
+        raise NonFiniteLossError(
+          f"the parameters became NaN or inf at step {step} (the losses before were finite); "
+          f"{kept}. Lower the learning rate or check the data, then rerun."
+        )
 
 
 def run_loop(
@@ -57,6 +87,7 @@ def run_loop(
   carry_sharding=None,
   batch_sharding=None,
   compiler_options: dict | None = None,
+  resume_from_previous: bool = False,
 ) -> Any:
   """Runs `step_fn` for `num_steps` steps, resuming from `workdir` if possible.
 
@@ -76,7 +107,7 @@ def run_loop(
     eval_every: steps between `eval_fn` calls; None: every epoch.
     eval_fn: `eval_fn(carry) -> {name: value}`, logged with the step.
     loss_key: the metric checked for NaN / inf.
-    progress: show a progress bar on a terminal.
+    progress: show a progress bar on a terminal, a line per ~10% otherwise.
     description: the progress bar's label.
     extra_args: arrays passed after the batch on every call,
       `step_fn(carry, x, y, *extra_args)`, replicated (e.g. the full training set
@@ -86,13 +117,22 @@ def run_loop(
     batch_sharding: overrides the batch's sharding (default split along the
       "data" axis).
     compiler_options: XLA options for compiling the step (`jax.jit`'s).
+    resume_from_previous: if the newest checkpoint in `workdir` is corrupt,
+      set it aside (in `workdir/corrupt_checkpoints/`) and resume from the
+      newest intact one; without it such a run stops with a `CheckpointError`.
 
   Returns:
     The final carry.
 
   Raises:
-    NonFiniteLossError: the loss became NaN or inf; the last good checkpoint
-      (saved only after a finite check) is kept.
+    CheckpointError: `workdir` holds a run with other settings, a corrupt
+      newest checkpoint, or more steps than `num_steps`; nothing was written.
+    JaxnnError: `workdir/metrics.jsonl` is not a metrics log.
+    NonFiniteLossError: the loss (or a parameter) became NaN or inf; the last
+      good checkpoint (saved only after a finite check of the losses up to its
+      step and of its parameters, and verified on restore) is kept.
+    StorageError: a checkpoint could not be written (full or read-only disk);
+      the last complete one is intact.
   """
   if num_steps < 1:
     raise JaxnnError(f"nothing to train: {num_steps} steps (raise --epochs)")
@@ -109,12 +149,28 @@ def run_loop(
   carry = place_carry(carry)
   extra_args = dp.replicate(tuple(extra_args))
   if workdir is not None:
+    # Every check first (settings, log, checkpoint length and integrity), then the writes.
     ckpt = Checkpointer(workdir, run_config or {})
     log = MetricsLog(pathlib.Path(workdir) / "metrics.jsonl")
-    if ckpt.latest_step() is not None:
-      start, carry = ckpt.restore(carry)
-      carry = place_carry(carry)
-      log.truncate_after(start)
+    try:
+      log.read()
+      latest = ckpt.latest_step()
+      if latest is not None:
+        ckpt.check_settings(latest)
+        if latest > num_steps:
+          raise CheckpointError(
+            f"{ckpt.workdir} holds a run trained for {latest} steps "
+            f"({latest / epoch_steps:g} epochs), more than the {num_steps} asked for. Nothing "
+            f"was changed: ask for at least {latest} steps to continue it, or use another --out"
+          )
+        start, carry = ckpt.restore_latest(carry, resume_from_previous)
+        note(f"resuming {workdir} from step {start} of {num_steps}")
+        carry = place_carry(carry)
+      ckpt.commit()
+      log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint
+    except BaseException:
+      ckpt.close()
+      raise
   step = jax.jit(
     step_fn,
     in_shardings=(carry_sharding, batch_sharding, batch_sharding)
@@ -150,14 +206,7 @@ def run_loop(
     pending.clear()
     last_good = upto
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    desc=description,
-    disable=None if progress else True,
-    dynamic_ncols=True,
-    leave=False,
-  )
+  bar = Progress(num_steps, initial=start, description=description, enabled=progress)
   try:
     for s in range(start, num_steps):
       x, y = dp.shard_batch(*batcher.at_step(s), sharding=batch_sharding)
@@ -176,6 +225,7 @@ def run_loop(
         if log is not None:
           log.write({"step": done, "epoch": done / epoch_steps, **record})
       if is_ckpt and ckpt is not None:
+        _check_finite_params(carry, done, ckpt)
         ckpt.save(done, carry)
   finally:
     bar.close()
@@ -219,40 +269,19 @@ def make_evaluator(
   return evaluate
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """A supervised run, as `jaxnn train` takes it."""
-
-  dataset: str = "mnist5k"  # a registered dataset name
-  model: str = "fc"  # fc, lenet, lca_lenet, resnet20
-  widths: Sequence[int] = (200, 200)  # hidden widths of the fc model
-  epochs: int = 5
-  batch_size: int = 128
-  optimizer: str = "adam"  # adam (beta2 0.99), momentum, sgd
-  learning_rate: float = 1e-3
-  momentum: float = 0.9  # for optimizer="momentum"
-  weight_decay: float = 0.0  # L2 coefficient on the weights (Keras convention)
-  seed: int = 0  # initialization, validation split and batch order
-  validation_size: int | float | None = None  # None: the dataset's default
-  shuffled_pixels: bool = False
-  shuffled_labels: float = 0.0
-  max_train: int | None = None  # keep only this many training examples
-  num_devices: int | None = None  # None: all that divide the batch
-  log_every: int = 50
-  checkpoint_every: int | None = None  # steps; None: every epoch
-  eval_batch_size: int = 1000
-  progress: bool = True
-
-  def run_identity(self) -> dict:
-    """The fields a resumed run must share (not its length or devices)."""
-    skip = {"epochs", "num_devices", "log_every", "progress", "eval_batch_size", "checkpoint_every"}
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-
-
 def train_and_evaluate(
-  config: TrainConfig, workdir: str | pathlib.Path | None, dataset: Dataset | None = None
+  config: TrainConfig,
+  workdir: str | pathlib.Path | None,
+  dataset: Dataset | Any = None,
+  *,
+  model: Any = None,
 ) -> dict:
   """Trains `config.model` on `config.dataset`; writes metrics, checkpoints, summary.
+
+  `dataset` (a `Dataset`, `(x, y)` arrays or a dict of them, see
+  `as_dataset`) replaces `config.dataset`; `model` (an NNX or Equinox module,
+  `from_linen` / `from_function`'s result, or a factory `model(key)` of one,
+  see `as_model`) replaces `config.model`.
 
   Returns the summary (also written to `workdir/summary.json`): `params`,
   `train_accuracy`, `validation_accuracy`, `test_accuracy`, losses, `steps`,
@@ -271,13 +300,25 @@ def train_and_evaluate(
       shuffled_pixels=config.shuffled_pixels,
       shuffled_labels=config.shuffled_labels,
       max_train=config.max_train,
+      data_dir=config.data_dir,
     )
+  else:
+    dataset = as_dataset(dataset)
   if dataset.num_classes is None:
     raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn train` trains classifiers")
-  model = from_nnx(
-    init_model(
-      config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, widths=config.widths
+  model_name = config.model if model is None else "custom"
+  model = (
+    from_nnx(
+      init_model(
+        config.model,
+        dataset.input_shape,
+        dataset.num_classes,
+        seed=config.seed,
+        widths=config.widths,
+      )
     )
+    if model is None
+    else as_model(model, jax.random.key(config.seed))
   )
   optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum)
   dp = data_parallel(config.batch_size, config.num_devices)
@@ -299,6 +340,7 @@ def train_and_evaluate(
     checkpoint_every=config.checkpoint_every,
     eval_fn=eval_fn if len(dataset.validation) else None,
     progress=config.progress,
+    resume_from_previous=config.resume_from_previous,
   )
   results = {
     name: evaluate(state.params, state.model_state, getattr(dataset, name))
@@ -306,7 +348,7 @@ def train_and_evaluate(
   }
   summary = {
     "dataset": dataset.name,
-    "model": config.model,
+    "model": model_name,
     "params": count_params(model.params),
     **{f"{split}_{k}": v for split, r in results.items() for k, v in r.items()},
     "steps": config.epochs * batcher.steps_per_epoch,

@@ -6,6 +6,7 @@ import optax
 
 from jaxnn._errors import JaxnnError
 
+#: Optimizer names `make_optimizer` accepts.
 OPTIMIZERS = ("adam", "sgd", "momentum")
 
 

@@ -43,7 +43,9 @@ def _mse(outputs, targets):
   return jnp.mean(jnp.square(outputs - targets).reshape(outputs.shape[0], -1), axis=-1)
 
 
+#: Softmax cross-entropy on integer labels, with per-example `accuracy`.
 CLASSIFICATION = Objective(_xent, _accuracy)
+#: Mean squared error over each example's outputs; no metrics besides the loss.
 REGRESSION = Objective(_mse, lambda outputs, targets: {})
 
 
@@ -60,6 +62,13 @@ class TrainState(NamedTuple):
 def init_train_state(
   model: FunctionalModel, optimizer: optax.GradientTransformation, seed: int = 0
 ) -> TrainState:
+  """The state at step 0: the model's parameters and state, a fresh optimizer state.
+
+  Args:
+    model: the model as pure functions (`from_nnx`, `from_function`).
+    optimizer: the optax transformation the steps will apply.
+    seed: seed of the PRNG key carried for dropout and other randomness.
+  """
   return TrainState(
     jnp.zeros((), jnp.int32),
     model.params,

@@ -1,5 +1,6 @@
 """`jaxnn lca` end to end on a tiny run: files, identities, resume, errors."""
 
+import hashlib
 import json
 import shutil
 
@@ -83,3 +84,63 @@ def test_lca_command_bad_input_is_one_line(tmp_path, capsys):
   )
   err = capsys.readouterr().err
   assert code == 2 and "subset" in err
+
+
+def _hashes(directory):
+  return {
+    str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(directory.rglob("*"))
+    if p.is_file()
+  }
+
+
+def test_lca_stream_files_are_checked_and_other_runs_left_unchanged(tmp_path, capsys):
+  """Negative weight decay, a directory holding another run, a truncated, a corrupt and a
+  missing stream file: one line naming the problem, exit 2, nothing changed."""
+
+  def lca(out, *extra):
+    return cli.main(
+      [
+        "lca", "--dataset", "digits", "--widths", "8", "--batch-size", "400", "--epochs", "2",
+        "--devices", "1", "--chunk-size", "500", "--checkpoint-every", "1",
+        "--compile-cache", "none", "--no-plots", "--no-progress", "--out", str(out), *extra,
+      ]
+    )  # fmt: skip
+
+  def refused(out, *extra):
+    before = _hashes(out)
+    code = lca(out, *extra)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _hashes(out) == before
+    return err
+
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "config.json").write_text(json.dumps({"model": "lenet"}))
+  assert "weight decay must be >= 0" in refused(other, "--weight-decay", "-0.1")
+  assert "another configuration" in refused(other, "--stream")
+  assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+  stray = tmp_path / "stray"  # no run yet, a foreign lca_train.npy: nothing else is created
+  stray.mkdir()
+  (stray / "lca_train.npy").write_bytes(b"\x93NUMPY garbage")
+  assert "lca_train.npy is not a readable .npy array" in refused(stray, "--stream")
+  assert sorted(p.name for p in stray.iterdir()) == ["lca_train.npy"]
+
+  out = tmp_path / "run"
+  assert lca(out, "--stream") == 0
+  capsys.readouterr()
+  steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+  shutil.rmtree(out / "checkpoints" / str(steps[-1]))  # resume: earlier rows come from the file
+  train = out / "lca_train.npy"
+  whole = train.read_bytes()
+  train.write_bytes(whole[: len(whole) - 100])
+  assert "lca_train.npy is truncated" in refused(out, "--stream")
+  train.write_bytes(b"not an npy file" + whole[15:])
+  assert "lca_train.npy is not a readable .npy array" in refused(out, "--stream")
+  train.unlink()
+  assert f"lca_train.npy is missing, but the run resumes from step {steps[-2]}" in refused(
+    out, "--stream"
+  )
+  train.write_bytes(whole)
+  assert lca(out, "--stream") == 0

@@ -3,7 +3,9 @@
 Written from the step-by-step description of the algorithm in
 Dathathri et al., "Plug and Play Language Models: a Simple Approach to
 Controlled Text Generation", ICLR 2020 (and the behaviour of its released
-run_pplm.py), on transformers' `GPT2LMHeadModel` with `past_key_values`.
+run_pplm.py), on any transformers causal LM (GPT-2, Llama, ...) with its
+key/value cache: the past is a list of (k, v) per layer, B x G x S x K with
+G the key/value heads, perturbed as the original perturbs GPT-2's.
 It runs the way the original does: batch size 1, the unperturbed
 distribution recomputed at every token by a full forward pass over the whole
 sequence without a cache, bags of words restricted to single-token words.
@@ -21,17 +23,60 @@ SMALL_CONST = 1e-15
 
 
 def _forward(model, past, input_ids=None, inputs_embeds=None):
-  """One GPT-2 call; `past` is a list of (k, v) per layer or None."""
+  """One model call; `past` is a list of (k, v) per layer or None."""
   cache = DynamicCache(ddp_cache_data=[(k, v) for k, v in past]) if past else None
   out = model(
     input_ids=input_ids,
     inputs_embeds=inputs_embeds,
-    past_key_values=cache,
+    cache=cache,
     use_cache=True,
     output_hidden_states=True,
   )
   new_past = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
   return out.logits, new_past, out.hidden_states[-1]
+
+
+def _soft_embeddings(model, probs):
+  """probs @ token embeddings, scaled as the model scales token embeddings (Gemma: sqrt(D))."""
+  embedding = model.get_input_embeddings()
+  scale = getattr(embedding, "embed_scale", None)
+  embeds = torch.matmul(probs, embedding.weight.detach())
+  return embeds if scale is None else embeds * scale.to(embeds.dtype)
+
+
+def all_float64(model):
+  """Makes a float64 Llama-style model compute RoPE's cos/sin and its RMSNorms in float64.
+
+  transformers computes them (and the eager attention's softmax: load the
+  model with attn_implementation="sdpa") in float32 whatever the model's
+  dtype; for a comparison to ~1e-10 both sides compute in float64 (default
+  RoPE: inverse frequencies theta^(-2i/d) over the whole head).
+  """
+  config = model.config
+  head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+  theta = config.rope_parameters["rope_theta"]
+  assert config.rope_parameters.get("rope_type", "default") == "default"
+  inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+  rotary = model.model.rotary_emb
+
+  def forward(x, position_ids):
+    freqs = position_ids.to(torch.float64)[:, :, None] * inv_freq[None, None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+  rotary.forward = forward
+
+  def rms_forward(norm):
+    def forward(x):
+      variance = x.pow(2).mean(-1, keepdim=True)
+      return norm.weight * (x * torch.rsqrt(variance + norm.variance_epsilon))
+
+    return forward
+
+  for module in model.modules():
+    if type(module).__name__.endswith("RMSNorm"):
+      module.forward = rms_forward(module)
+  return model
 
 
 def _window_mask(past, window_length, decay, recent):
@@ -73,7 +118,6 @@ def perturb_past(
   accumulator = [(torch.zeros_like(k), torch.zeros_like(v)) for k, v in past]
   mask = _window_mask(past, window_length, decay, recent_window)
   curr_length = past[0][0].shape[-2]
-  wte = model.get_input_embeddings().weight.detach()
   bow_only = bool(bow_ids) and classifier is None
   for _ in range(num_iterations):
     delta = [
@@ -90,7 +134,7 @@ def perturb_past(
       curr_unpert_past = unpert_past
       curr_probs = probs.unsqueeze(1)
       for _ in range(horizon_length):
-        embeds = torch.matmul(curr_probs, wte)
+        embeds = _soft_embeddings(model, curr_probs)
         _, curr_unpert_past, curr_hidden = _forward(model, curr_unpert_past, inputs_embeds=embeds)
         new_accumulated_hidden = new_accumulated_hidden + curr_hidden.sum(dim=1)
       prediction = classifier(new_accumulated_hidden / (curr_length + 1 + horizon_length))
@@ -162,7 +206,8 @@ def generate(
   """Generates `length` tokens after `context` (a list of token ids), batch 1.
 
   Args:
-    model: a transformers `GPT2LMHeadModel` (eval mode, any dtype).
+    model: a transformers causal LM (eval mode, any dtype), e.g.
+      `GPT2LMHeadModel` or `LlamaForCausalLM`.
     bow_ids: one list of single-token ids per bag of words.
     classifier: a `torch.nn.Linear(hidden, classes)` on mean hidden states.
 

@@ -10,10 +10,10 @@ import transformers
 from flax import nnx
 
 from jaxnn import JaxnnError
+from jaxnn.lm import _generate as _model_generate
 from jaxnn.pplm import (
   GPT2,
   GPT2Config,
-  _model_generate,
   generate,
   gpt2_forward,
   init_cache,
@@ -206,13 +206,13 @@ def test_greedy_generation_matches_transformers(tiny_gpt2_dir, tiny_gpt2, tiny_t
 def test_generation_compiles_once_not_per_token(tiny_gpt2, tiny_tokenizer, monkeypatch):
   params, config = tiny_gpt2
   calls = []
-  real_forward = _model_generate.gpt2_forward
+  real_forward = _model_generate.lm_forward
 
   def counting_forward(*args, **kwargs):
     calls.append(1)
     return real_forward(*args, **kwargs)
 
-  monkeypatch.setattr(_model_generate, "gpt2_forward", counting_forward)
+  monkeypatch.setattr(_model_generate, "lm_forward", counting_forward)
   prompt = _tokens(tiny_tokenizer, n=3)[:1]
   a = generate(params, config, prompt, 37, greedy=False, top_k=5, key=jax.random.key(0))
   traced = len(calls)

@@ -13,7 +13,8 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from jaxnn import JaxnnError
-from jaxnn.pplm import _loading, load_gpt2, load_tokenizer, save_gpt2
+from jaxnn.lm import _loading
+from jaxnn.pplm import load_gpt2, load_tokenizer, save_gpt2
 
 TEXTS = [
   "Hello world!",

@@ -52,8 +52,11 @@ def test_train_command_writes_summary_metrics_checkpoints(tmp_path, capsys):
   [
     (["train", "--dataset", "nope", "--out", "x"], "unknown dataset 'nope'"),
     (["train", "--dataset", "mnist", "--out", "x"], "needs TensorFlow"),
-    (["train", "--model", "vgg", "--dataset", "digits", "--out", "x"], "unknown model"),
-    (["train", "--lr", "-1", "--out", "x"], "expected a positive number"),
+    (
+      ["train", "--model", "vgg", "--dataset", "digits", "--out", "x"],
+      "unknown model 'vgg'; choose from fc",
+    ),
+    (["train", "--lr", "-1", "--out", "x"], "--lr: must be positive"),
     (["train", "--dataset", "digits", "--batch-size", "99999", "--out", "x"], "batch size"),
   ],
 )
@@ -131,12 +134,28 @@ def test_placeholder_help_lines_match_the_real_subcommands():
   "command", [["train"], ["lca"], ["subspace", "sweep"], ["coordconv", "classify"]]
 )
 def test_devices_option_is_a_count_or_all(command, capsys):
+  from jaxnn import _cli_utils as cu
   from jaxnn.cli import build_parser
 
   parser = build_parser()
-  assert parser.parse_args([*command, "--out", "x"]).devices is None
-  assert parser.parse_args([*command, "--out", "x", "--devices", "all"]).devices is None
-  assert parser.parse_args([*command, "--out", "x", "--devices", "2"]).devices == 2
+
+  def devices(*extra):
+    args = parser.parse_args([*command, "--out", "x", *extra])
+    return cu.resolve(args, args.func.__globals__[_CONFIGS[command[0]]], " ".join(command))[
+      0
+    ].num_devices
+
+  assert devices() is None
+  assert devices("--devices", "all") is None
+  assert devices("--devices", "2") == 2
   with pytest.raises(SystemExit):
     parser.parse_args([*command, "--out", "x", "--devices", "0"])
-  assert "expected a positive integer, got 0" in capsys.readouterr().err
+  assert "expected a positive number of devices, got 0" in capsys.readouterr().err
+
+
+_CONFIGS = {
+  "train": "TrainConfig",
+  "lca": "LCAConfig",
+  "subspace": "SweepConfig",
+  "coordconv": "TaskConfig",
+}

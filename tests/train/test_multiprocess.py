@@ -30,7 +30,12 @@ def _free_port() -> int:
 
 def test_two_processes_match_one_process(tmp_path):
   workdir, out, port = tmp_path / "run", tmp_path / "params.npz", str(_free_port())
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(HERE)}
+  # The workers import this checkout's jaxnn (the repository root), like the test itself.
+  env = {
+    **os.environ,
+    "JAX_PLATFORMS": "cpu",
+    "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])]),
+  }
   env.pop("XLA_FLAGS", None)
   procs = [
     subprocess.Popen(

@@ -194,7 +194,7 @@ def test_incompatible_and_corrupt_checkpoints_fail_without_touching_files(tmp_pa
     if f.is_file() and f.stat().st_size > 0:
       f.write_bytes(b"\x00garbage")
   before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-  with pytest.raises(CheckpointError, match="cannot be read.*left as it is"):
+  with pytest.raises(CheckpointError, match="cannot be (read|verified).*Nothing was changed"):
     train_and_evaluate(TrainConfig(**FAST, num_devices=2), tmp_path)
   after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
   assert before == after
@@ -235,5 +235,5 @@ def test_bad_hyperparameters():
     train_and_evaluate(TrainConfig(**{**FAST, "epochs": 0}), None)
   with pytest.raises(JaxnnError, match="batch size"):
     train_and_evaluate(TrainConfig(**{**FAST, "batch_size": 5000}), None)
-  with pytest.raises(JaxnnError, match="weight decay"):
+  with pytest.raises(JaxnnError, match="weight.decay"):
     train_and_evaluate(TrainConfig(**{**FAST, "weight_decay": -1.0}), None)

@@ -1,0 +1,25 @@
+"""PPLM bag of words, stepsize 0.5, on the offline LM.
+
+Reproduces: bag-of-words steering toward `military` of jaxnn's offline LM (4 layers, 128 wide),
+  prompt "The potato", 40 tokens, 8 samples, sampling, seed 0, against the same LM
+  unsteered with the same seeds; stepsize 0.5, window 0, gm_scale 0.95.
+Paper: human-rated topic relevance 11.1% unsteered -> 46.9% steered (GPT-2 medium,
+  7 topics); its BoW example uses stepsize 0.03, window 5, gm_scale 0.99.
+Measured here: bag-word rate 0.027 / 0.000; perplexity 120 / 32.0; Dist-1/2/3 0.64 / 0.93 / 0.99.
+Runtime: about 20 s (compilation) plus 3 s of generation on one core of a 2-core CPU.
+Command:
+  jaxnn pplm generate --model "$(python -c 'import jaxnn.pplm as p; print(p.ensure_offline_lm())')" \
+    --prompt "The potato" --bow military --single-token-words --num-samples 8 \
+    --config experiments/pplm_military_s0p5.py --out runs/pplm_military_s0p5
+
+Results of the measured run: experiments/results/pplm_military_s0p5/.
+"""
+
+from jaxnn.pplm import PPLMConfig
+
+
+def get_config():
+  """The config of this experiment."""
+  return PPLMConfig(
+    length=40, stepsize=0.5, window_length=0, gm_scale=0.95, sample=True, kl_scale=0.01
+  )

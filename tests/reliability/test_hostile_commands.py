@@ -1,0 +1,82 @@
+"""The other training commands share the engine's guarantees; the real console command's stderr.
+
+`jaxnn lca`, `jaxnn coordconv` and `jaxnn subspace` write through the same
+engine and CLI handler as `jaxnn train`. The subprocess tests run
+`python -m jaxnn.cli` itself: what a user's terminal shows, including anything
+storage libraries print from their own threads after an error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from hostile import Result, assert_one_line_error, flip_array_bytes, snapshot, train_args
+
+from jaxnn.cli import main
+
+
+def test_lca_read_only_out(tmpfs, jaxnn):
+  mount = tmpfs("size=1m,ro")
+  args = ["lca", "--dataset", "digits", "--widths", "8", "--batch-size", "200", "--epochs", "1"]
+  args += ["--devices", "1", "--chunk-size", "500", "--compile-cache", "none", "--no-progress"]
+  assert_one_line_error(jaxnn([*args, "--out", mount / "lca"]), "Read-only file system")
+  assert not list(mount.iterdir())
+
+
+def test_coordconv_read_only_data_dir(tmpfs, tmp_path, jaxnn):
+  mount = tmpfs("size=1m,ro")
+  args = ["coordconv", "classify", "--epochs", "1", "--train-examples", "64", "--widths", "4"]
+  args += ["--devices", "1", "--no-progress", "--data-dir", mount / "data"]
+  assert_one_line_error(jaxnn([*args, "--out", tmp_path / "cc"]), "Read-only file system")
+  assert not (tmp_path / "cc").exists() and not list(mount.iterdir())
+
+
+def test_subspace_read_only_out(tmpfs, jaxnn):
+  mount = tmpfs("size=1m,ro")
+  args = ["subspace", "sweep", "--dataset", "digits", "--widths", "8", "--dims", "10"]
+  args += ["--seeds", "1", "--steps", "5", "--devices", "1", "--no-progress"]
+  assert_one_line_error(jaxnn([*args, "--out", mount / "sub"]), "Read-only file system")
+  assert not list(mount.iterdir())
+
+
+def _console(args, cwd):
+  """`jaxnn ARGS` in a fresh process: (exit code, stdout, stderr)."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run(
+    [sys.executable, "-m", "jaxnn.cli", *map(str, args)],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_console_corrupt_checkpoint_is_one_line_without_storage_tracebacks(run, tmp_path):
+  """Unreadable array files: Orbax's in-flight reads must not print asyncio tracebacks."""
+
+  flip_array_bytes(run / "checkpoints" / "20")
+  before = snapshot(run)
+  result = Result(*_console(train_args(run), tmp_path))
+  assert_one_line_error(result, "checkpoints/20", "--resume-from-previous")
+  assert snapshot(run) == before
+
+
+def test_console_deleted_manifest_is_one_short_line(run, tmp_path):
+
+  (run / "checkpoints" / "20" / "state" / "manifest.ocdbt").unlink()
+  before = snapshot(run)
+  line = assert_one_line_error(Result(*_console(train_args(run), tmp_path)), "checkpoints/20")
+  assert len(line) < 600
+  assert snapshot(run) == before
+
+
+def test_in_process_main_is_what_the_console_runs():
+  """The in-process tests call `jaxnn.cli.main`: the console script is exactly that."""
+  from importlib.metadata import entry_points
+
+  (script,) = [e for e in entry_points(group="console_scripts") if e.name == "jaxnn"]
+  assert script.load() is main
