@@ -277,6 +277,33 @@ def subspace_kernel_calls(r):
   )
 
 
+def subspace_multiprocess(r):
+  rows = []
+  for x in r["runs"]:
+    same = {y["results_sha1"] for y in r["runs"] if y["steps"] == x["steps"]}
+    rows.append(
+      [
+        x["processes"],
+        x["steps"],
+        f"{x['wall_s']:.0f}",
+        f"{x['programs_s']:.0f}",
+        f"{x['configs_per_s']:.4f}",
+        "yes" if len(same) == 1 else "no",
+      ]
+    )
+  return (
+    "## Sweeps over several processes\n\n"
+    f"`benchmarks/subspace_multiprocess.py`: the sweep `{r['sweep']}` ({r['configs']} configs) "
+    f"split over 1, 2 and 4 processes on {r['cores']} core(s); wall seconds, seconds in the "
+    "compiled programs, configs per second, and whether every process count wrote the same "
+    "results. On one core the processes only share it: this measures the cost of the "
+    "coordination, not a speed-up ([several devices and hosts](distributed.md)).\n\n"
+    + _table(["processes", "steps", "wall s", "programs s", "configs/s", "same results"], rows)
+    + "\n"
+    + _cmd(r["command"].replace("flock /tmp/jaxnn_bench.lock ", "").strip())
+  )
+
+
 def lca_bench(r):
   rows = [
     [
@@ -449,6 +476,7 @@ SECTIONS = [
       ("subspace_core", subspace_core),
       ("subspace_kernel_calls", subspace_kernel_calls),
       ("subspace_vmap", subspace_vmap),
+      ("subspace_multiprocess", subspace_multiprocess),
     ],
   ),
   ("LCA", [("lca_bench", lca_bench)]),

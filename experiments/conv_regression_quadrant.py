@@ -9,7 +9,7 @@ Command:
   jaxnn coordconv regress --config experiments/conv_regression_quadrant.py --out runs/conv_regression_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

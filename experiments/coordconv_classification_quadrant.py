@@ -10,7 +10,7 @@ Command:
   jaxnn coordconv classify --config experiments/coordconv_classification_quadrant.py --out runs/coordconv_classification_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

@@ -11,7 +11,7 @@ Command:
 Seeds 1-4: add --seed S to the command.
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

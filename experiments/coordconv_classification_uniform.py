@@ -8,7 +8,7 @@ Command:
   jaxnn coordconv classify --config experiments/coordconv_classification_uniform.py --out runs/coordconv_classification_uniform
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

@@ -10,7 +10,7 @@ Command:
   jaxnn coordconv regress --config experiments/coordconv_regression_quadrant.py --out runs/coordconv_regression_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

@@ -10,7 +10,7 @@ Command:
   jaxnn coordconv render --config experiments/coordconv_rendering_quadrant.py --out runs/coordconv_rendering_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

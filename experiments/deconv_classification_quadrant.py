@@ -9,7 +9,7 @@ Command:
   jaxnn coordconv classify --config experiments/deconv_classification_quadrant.py --out runs/deconv_classification_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

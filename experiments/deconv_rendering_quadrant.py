@@ -9,7 +9,7 @@ Command:
   jaxnn coordconv render --config experiments/deconv_rendering_quadrant.py --out runs/deconv_rendering_quadrant
 """
 
-from jaxnn.coordconv import TaskConfig
+from jaxnn.configs import TaskConfig
 
 
 def get_config():

@@ -17,7 +17,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_fc_family/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

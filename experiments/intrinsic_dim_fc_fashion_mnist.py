@@ -12,7 +12,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_fc_fashion_mnist/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

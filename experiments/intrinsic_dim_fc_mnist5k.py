@@ -13,7 +13,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_fc_mnist5k/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

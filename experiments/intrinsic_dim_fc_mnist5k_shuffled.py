@@ -11,7 +11,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_fc_mnist5k_shuffled/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

@@ -12,7 +12,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_lenet_fashion_mnist_shuffled/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

@@ -11,7 +11,7 @@ Command:
 Results of the measured run: experiments/results/intrinsic_dim_lenet_mnist5k/.
 """
 
-from jaxnn.subspace import SweepConfig
+from jaxnn.configs import SweepConfig
 
 
 def get_config():

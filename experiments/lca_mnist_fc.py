@@ -14,7 +14,7 @@ Command:
   jaxnn lca --config experiments/lca_mnist_fc.py --out runs/lca_mnist_fc
 """
 
-from jaxnn.lca import LCAConfig
+from jaxnn.configs import LCAConfig
 
 
 def get_config():

@@ -9,7 +9,7 @@ Command:
   jaxnn lca --config experiments/lca_mnist_fc_batch25.py --out runs/lca_mnist_fc_batch25
 """
 
-from jaxnn.lca import LCAConfig
+from jaxnn.configs import LCAConfig
 
 
 def get_config():

@@ -9,17 +9,23 @@ Measured here: bag-word rate 0.000 / 0.000; perplexity 35.8 / 32.0; Dist-1/2/3 0
 Runtime: about 20 s (compilation) plus 3 s of generation on one core of a 2-core CPU.
 Command:
   jaxnn pplm generate --model "$(python -c 'import jaxnn.pplm as p; print(p.ensure_offline_lm())')" \
-    --prompt "The potato" --bow military --single-token-words --num-samples 8 \
     --config experiments/pplm_military_s0p1.py --out runs/pplm_military_s0p1
 
 Results of the measured run: experiments/results/pplm_military_s0p1/.
 """
 
-from jaxnn.pplm import PPLMConfig
+from jaxnn.configs import GenerateConfig, PPLMConfig
 
 
 def get_config():
   """The config of this experiment."""
-  return PPLMConfig(
-    length=40, stepsize=0.1, window_length=5, gm_scale=0.99, sample=True, kl_scale=0.01
+  return GenerateConfig(
+    prompt="The potato",
+    bow="military",
+    single_token_words=True,
+    num_samples=8,
+    seed=0,
+    steering=PPLMConfig(
+      length=40, stepsize=0.1, window_length=5, gm_scale=0.99, sample=True, kl_scale=0.01
+    ),
   )

@@ -96,10 +96,11 @@ def claim_out(
 
   An existing `config.json` of another run (another command, or other
   settings that `identity` says a resumed run must share) is an error, and
-  nothing is written; the same run's is updated (e.g. a longer run). For a
-  `checkpointed` command, a directory whose `config.json` is unreadable or
-  missing beside checkpoints is left to the engine's checks (which name the
-  problem) and the config is written by `write_config` once the run is done.
+  nothing is written; the same run's is updated (e.g. a longer run). A
+  `checkpointed` command's `config.json` is only checked here: the engine
+  writes the settings a resumed run must share when it starts (and checks an
+  unreadable or lost file), and `write_config` writes the full config once the
+  run is done, so a run that fails leaves nothing behind it did not have.
   `config_path` writes the config elsewhere (a command whose output is a file).
   """
   out = pathlib.Path(out).expanduser()
@@ -132,9 +133,8 @@ def claim_out(
         f"{out} holds a run with another configuration ({details}). Nothing was changed: use "
         f"another --out, or `--config {path}` to resume it"
       )
-  elif checkpointed and (out / "checkpoints").exists():
-    return  # config.json lost: the checkpoints' own record decides, then write_config
-  write_config(path, command, config, identity)
+  if not checkpointed:
+    write_config(path, command, config, identity)
 
 
 def write_config(path: str | pathlib.Path, command: str, config, identity: dict | None) -> None:

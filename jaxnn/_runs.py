@@ -103,6 +103,9 @@ def _restore(path: pathlib.Path):
     if step is None:
       return None, None
     try:
+      if (directory / str(step) / "state").is_dir():  # the state beside jaxnn's own record
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        return step, restored["state"]
       return step, manager.restore(step, args=ocp.args.StandardRestore())
     except Exception as e:  # Orbax raises many kinds for unreadable files
       raise CheckpointError(

@@ -31,6 +31,7 @@ COMMANDS = {
   "lca": ("jaxnn._commands.lca", "loss change allocation during training (Lan et al. 2019)"),
   "subspace": ("jaxnn._commands.subspace", "random-subspace training and intrinsic dimension"),
   "pplm": ("jaxnn._commands.pplm", "PPLM: steer GPT-2 with bags of words or discriminators"),
+  "reproduce": ("jaxnn.reproduce._cli", "reproduce the four papers' findings and write a report"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 

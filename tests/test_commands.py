@@ -270,6 +270,11 @@ def test_claim_out_refuses_another_runs_directory(tmp_path):
   longer = dataclasses.replace(config, epochs=9)  # the same run, longer: fine
   cu.claim_out(run, "train", longer, longer.run_identity())
   assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 9
+  longest = dataclasses.replace(config, epochs=12)  # checkpointed: written after the run only
+  cu.claim_out(run, "train", longest, longest.run_identity(), checkpointed=True)
+  assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 9
+  cu.claim_out(tmp_path / "new", "train", config, config.run_identity(), checkpointed=True)
+  assert not (tmp_path / "new").exists()
   other = dataclasses.replace(config, learning_rate=0.5)
   message = "another configuration .learning_rate: saved 0.001, now 0.5"
   with pytest.raises(JaxnnError, match=message):
@@ -333,7 +338,6 @@ def test_train_cli_writes_config_and_resumes_with_a_note(tmp_path, capsys):
     "1",
     "--max-train",
     "256",
-    "--no-progress",
     "--out",
     str(out),
   ]

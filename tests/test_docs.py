@@ -29,7 +29,12 @@ def test_the_api_covers_every_public_subpackage():
   for name in ("jaxnn.subspace", "jaxnn.lca", "jaxnn.pplm"):
     assert name in modules
   page = jaxnn_api.module_page("jaxnn.train")
-  assert ".. autoclass:: TrainConfig" in page and ".. py:data:: CLASSIFICATION" in page
+  assert ".. autofunction:: run_loop" in page and ".. py:data:: CLASSIFICATION" in page
+  # A re-export is documented once, in the public module that defines it, and linked.
+  config_home = jaxnn_api.home_module(__import__("jaxnn.train").train.TrainConfig, modules)
+  if config_home != "jaxnn.train":
+    assert f":py:obj:`{config_home}.TrainConfig`" in page
+    assert ".. autoclass:: TrainConfig" in jaxnn_api.module_page(config_home)
 
 
 def test_the_missing_docstring_check_catches_a_missing_docstring(tmp_path, monkeypatch):

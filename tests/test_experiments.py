@@ -33,27 +33,18 @@ def _load(name):
 
 
 def _config_class(command: str):
-  """The config dataclass the command of a docstring takes."""
-  if command.startswith("jaxnn coordconv"):
-    from jaxnn.coordconv import TaskConfig
+  """The config dataclass the command of a docstring takes (`jaxnn.configs`, no JAX)."""
+  from jaxnn import configs
 
-    return TaskConfig
-  if command.startswith("jaxnn subspace sweep"):
-    from jaxnn.subspace import SweepConfig
-
-    return SweepConfig
-  if command.startswith("jaxnn lca"):
-    from jaxnn.lca import LCAConfig
-
-    return LCAConfig
-  if command.startswith("jaxnn pplm generate"):
-    from jaxnn.pplm import PPLMConfig
-
-    return PPLMConfig
-  if command.startswith("jaxnn train"):
-    from jaxnn.train import TrainConfig
-
-    return TrainConfig
+  for prefix, cls in (
+    ("jaxnn coordconv", configs.TaskConfig),
+    ("jaxnn subspace sweep", configs.SweepConfig),
+    ("jaxnn lca", configs.LCAConfig),
+    ("jaxnn pplm generate", configs.GenerateConfig),
+    ("jaxnn train", configs.TrainConfig),
+  ):
+    if command.startswith(prefix):
+      return cls
   raise AssertionError(f"unknown command in {command!r}")
 
 
@@ -81,8 +72,14 @@ def test_experiment(name):
   command = _command(doc)
   assert f"--config experiments/{name}.py --out runs/{name}" in command, command
   config = module.get_config()
-  assert isinstance(config, _config_class(command)), type(config)
+  cls = _config_class(command)
+  assert isinstance(config, cls), type(config)
   assert dataclasses.replace(config) == config  # the dataclass validates its fields again
+  if hasattr(config, "check"):
+    config.check()  # what the command checks before it starts
+  from jaxnn._config import load_config
+
+  assert load_config(EXPERIMENTS / f"{name}.py", cls) == config  # as `--config` reads it
   if command.startswith("jaxnn coordconv"):
     verb = command.split()[2]
     assert {"classify": "classification", "regress": "regression", "render": "rendering"}[
@@ -128,7 +125,10 @@ def _check_results(name, config, doc):
         assert {c["d"] for c in results["configs"]} <= set(config.dims), path
     if "bags" in results:  # a PPLM generation
       for key, value in results["config"].items():
-        assert value == getattr(config, key), f"{path}: {key}"
+        assert value == getattr(config.steering, key), f"{path}: {key}"
+      assert results["prompt"] == config.prompt and results["seed"] == config.seed, path
+      assert results["num_samples"] == config.num_samples, path
+      assert results["multi_token_words"] == (not config.single_token_words), path
       rate = results["mean"]["samples"]["bag_word_rate"]
       assert f"{rate:.3f}" in measured, f"{name}: bag-word rate {rate:.3f}"
 

@@ -25,10 +25,15 @@ def register(subparsers) -> None:
 
 def _sweep(args) -> int:
   config, out = cu.resolve(args, SweepConfig, "subspace sweep")
+  from jaxnn.train import initialize_distributed
+
+  initialize_distributed()  # a no-op unless the environment describes a multi-process job
+  from jaxnn.subspace._multihost import on_leader
   from jaxnn.subspace._sweep import run_sweep, validate
 
   validate(config)
-  cu.claim_out(out, "subspace sweep", config, config.identity())
+  # Process 0 alone claims --out; an error there stops every process.
+  on_leader(lambda: cu.claim_out(out, "subspace sweep", config, config.identity()))
 
   results = run_sweep(config, out)
   keys = (

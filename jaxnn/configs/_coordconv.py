@@ -60,6 +60,7 @@ class TaskConfig:
   )
   weight_decay: float = setting(0.0, "L2 on the kernels (Keras convention)", nonnegative=True)
   seed: int = setting(0, "random seed: initialization and batch order (splits never move)")
+  mirror: bool = setting(False, "mirror the canvas on both axes (the quadrant split: top left)")
   mul: int = setting(1, "width multiplier of the baselines and the renderer", positive=True)
   kernel_size: int = setting(3, "deconv kernel (baseline) / renderer conv kernel", positive=True)
   with_r: bool = setting(False, "add the radius channel")
@@ -129,6 +130,8 @@ class TaskConfig:
       skip.add("lr_schedule")
     if self.widths is None:  # likewise for runs saved before widths existed
       skip.add("widths")
+    if not self.mirror:  # and before mirroring existed
+      skip.add("mirror")
     identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
     if self.widths is not None:
       identity["widths"] = list(self.widths)

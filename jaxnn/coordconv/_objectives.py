@@ -25,8 +25,31 @@ def _pixel_xy(index_B: jax.Array) -> tuple[jax.Array, jax.Array]:
   return (index_B % CANVAS).astype(jnp.float32), (index_B // CANVAS).astype(jnp.float32)
 
 
+def softmax_cross_entropy(logits_BxP: jax.Array, label_B: jax.Array) -> jax.Array:
+  """-log softmax(logits)[label], with its value and gradient exact in float32.
+
+  The usual `logsumexp(z) - z[label]` computes `log(1 + S)`, S the mass of the
+  classes other than the largest; once the label is the largest logit by ~17
+  (S < 2^-24), `1 + S` rounds to 1: the loss is exactly 0 and the label
+  logit's gradient `softmax[label] - 1` is exactly 0 while the other logits'
+  gradients (about exp(-margin)) survive, so the gradient no longer sums to 0
+  over the classes and points the wrong way (docs/coordconv.md). Here, with
+  the label on top, the loss is `log1p(sum_{i != label} exp(z_i - z_label))`,
+  whose gradient on the label logit is the direct sum `-S / (1 + S)`.
+  Elsewhere it equals the usual formula.
+  """
+  z_BxP = logits_BxP.astype(jnp.float32)
+  top_B = jnp.argmax(z_BxP, axis=-1)
+  z_top_B = jnp.take_along_axis(z_BxP, top_B[:, None], axis=-1)[:, 0]
+  is_top_BxP = jnp.arange(z_BxP.shape[-1])[None] == top_B[:, None]
+  rest_B = jnp.sum(jnp.where(is_top_BxP, 0.0, jnp.exp(z_BxP - z_top_B[:, None])), axis=-1)
+  log_rest_B = jnp.log1p(rest_B)
+  z_label_B = jnp.take_along_axis(z_BxP, label_B[:, None], axis=-1)[:, 0]
+  return jnp.where(top_B == label_B, log_rest_B, z_top_B - z_label_B + log_rest_B)
+
+
 def _pixel_softmax_loss(logits_BxP, label_B):
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxP.astype(jnp.float32), label_B)
+  return softmax_cross_entropy(logits_BxP, label_B)
 
 
 def _pixel_softmax_metrics(logits_BxP, label_B):

@@ -38,6 +38,7 @@ from jaxnn.coordconv._models import (
 )
 from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
 
+CANVAS = 64
 OBJECTIVES = {
   "classification": PIXEL_SOFTMAX,
   "regression": COORDINATE_MSE,
@@ -92,6 +93,23 @@ def _region_identity(data) -> dict:
   return {"held_out_sha1": digest} if digest else {}
 
 
+def _mirrored(split, task: str):
+  """`split` with the canvas mirrored on both axes: position (x, y) -> (63 - x, 63 - y).
+
+  The inputs and targets of every task move together, so a split that holds out
+  the bottom-right quadrant holds out the top-left one instead (729 test positions).
+  """
+  last = CANVAS - 1
+  x, y = split.x, split.y
+  if task == "classification":  # raw (x, y) -> pixel index y * 64 + x
+    x, y = last - x, (CANVAS * CANVAS - 1) - y
+  elif task == "regression":  # one-hot image -> (x, y) / 64
+    x, y = x[:, ::-1, ::-1], (last / CANVAS - y).astype(y.dtype)
+  else:  # rendering: raw (x, y) -> the square image
+    x, y = last - x, y[:, ::-1, ::-1]
+  return type(split)(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
 class _StopTraining(Exception):
   pass
 
@@ -142,6 +160,10 @@ def run_task(
   config = config.resolved()
   plots = config.plots if plots is None else plots
   data = task_data(config, held_out)
+  if config.mirror:
+    data = dataclasses.replace(
+      data, train=_mirrored(data.train, config.task), test=_mirrored(data.test, config.task)
+    )
   if config.train_examples is not None and config.train_examples < len(data.train):
     keep = np.sort(
       np.random.default_rng(config.seed).choice(

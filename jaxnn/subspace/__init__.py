@@ -9,8 +9,10 @@
 - The toy problem of the paper (`train_toy`, `toy_intrinsic_dim`), whose
   intrinsic dimension is exactly 10.
 - d_int90 sweeps (`SweepConfig`, `run_sweep`): configs trained together
-  (vmapped, sharded over devices), resumable; the automatic search
-  (`search_intrinsic_dim`), `intrinsic_dim`, `mean_by_dim`, `plot_sweep`.
+  (vmapped, sharded over the devices of one or several processes), resumable,
+  of a built-in model and dataset or of your own (`run_sweep(..., model=,
+  data=)`); the automatic search (`search_intrinsic_dim`), `intrinsic_dim`,
+  `mean_by_dim`, `plot_sweep`. Several processes: docs/distributed.md.
 
 References:
   Li, Farkhoor, Liu, Yosinski. "Measuring the Intrinsic Dimension of Objective

@@ -204,6 +204,10 @@ def make_stack_step(
 
   def step(stack: ConfigStack, x, y, *x_train):
     train, metrics = run(stack.train, stack.frozen, x, y, *x_train)
+    if dp is not None and jax.process_count() > 1:
+      # Every process reads every config's loss (the NaN guard, the logs): gather the few
+      # scalars, which a process could not read from another process's devices.
+      metrics = jax.lax.with_sharding_constraint(metrics, dp.replicated)
     return ConfigStack(train, stack.frozen), metrics
 
   return step
@@ -242,7 +246,11 @@ def make_stack_evaluator(
   batch_size: int = 1000,
   chunk: int | None = None,
 ):
-  """`evaluate(stack, split) -> {name: (C,) mean over the split}` for every config at once."""
+  """`evaluate(stack, split) -> {name: (C,) mean over the split}` for every config at once.
+
+  The stack may be split over the devices of several processes; every process
+  gets all C values.
+  """
 
   def sums(train, frozen, x, y, mask):
     def one(args):
@@ -255,7 +263,7 @@ def make_stack_evaluator(
   step = jax.jit(
     lambda stack, x, y, mask: run(stack.train, stack.frozen, x, y, mask),
     in_shardings=(dp.batch,) + (dp.replicated,) * 3,
-    out_shardings=dp.batch,
+    out_shardings=dp.replicated,  # every process gets every config's metrics
   )
 
   def evaluate(stack: ConfigStack, split: Split) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from jaxnn.train._inputs import as_dataset
 from jaxnn.train._io import MetricsLog, to_jsonable, write_json_atomic
 from jaxnn.train._loop import TrainConfig, make_evaluator, run_loop, train_and_evaluate
 from jaxnn.train._optim import OPTIMIZERS, make_optimizer
-from jaxnn.train._parallel import DataParallel, data_parallel
+from jaxnn.train._parallel import DataParallel, data_parallel, initialize_distributed
 from jaxnn.train._steps import (
   CLASSIFICATION,
   REGRESSION,
@@ -53,6 +53,7 @@ __all__ = [
   "from_linen",
   "from_nnx",
   "init_train_state",
+  "initialize_distributed",
   "kernel_l2",
   "make_eval_step",
   "make_evaluator",

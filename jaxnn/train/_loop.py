@@ -165,7 +165,8 @@ def run_loop(
             f"was changed: ask for at least {latest} steps to continue it, or use another --out"
           )
         start, carry = ckpt.restore_latest(carry, resume_from_previous)
-        note(f"resuming {workdir} from step {start} of {num_steps}")
+        if progress:
+          note(f"resuming {workdir} from step {start} of {num_steps}")
         carry = place_carry(carry)
       ckpt.commit()
       log.truncate_after(start)  # also drops lines of a run killed before its first checkpoint

@@ -3,8 +3,9 @@
 The batch is split along a "data" mesh axis, parameters are replicated; a loss
 that averages over the global batch makes XLA average the gradients across
 devices (what `pmap` + `pmean` used to do). On several hosts, call
-`jax.distributed.initialize()` first: every process then feeds its own slice of
-each global batch (`shard_batch`) and the same code runs unchanged.
+`jax.distributed.initialize()` first (`initialize_distributed` does when the
+environment describes a multi-process job): every process then feeds its own
+slice of each global batch (`shard_batch`) and the same code runs unchanged.
 """
 
 from __future__ import annotations
@@ -82,3 +83,82 @@ def data_parallel(batch_size: int | None = None, num_devices: int | None = None)
     )
   devices = np.array(jax.devices()[:num_devices])
   return DataParallel(jax.sharding.Mesh(devices, ("data",)))
+
+
+# Environment variables that `initialize_distributed` reads besides JAX's own
+# JAX_COORDINATOR_ADDRESS (which `jax.distributed.initialize` reads itself).
+DISTRIBUTED_ENV = ("JAXNN_DISTRIBUTED", "JAXNN_NUM_PROCESSES", "JAXNN_PROCESS_ID")
+# What JAX's SLURM detection reads; SLURM_STEP_NUM_TASKS tells an `srun` step of several
+# tasks from a batch script that runs the command once.
+_SLURM_ENV: tuple[str, ...] = (
+  "SLURM_JOB_ID",
+  "SLURM_STEP_NODELIST",
+  "SLURM_NTASKS",
+  "SLURM_PROCID",
+)
+_SLURM_ENV += ("SLURM_LOCALID", "SLURM_STEP_NUM_TASKS")
+
+
+def initialize_distributed(environ: dict | None = None) -> bool:
+  """Joins a multi-process (multi-host) JAX job if the environment describes one.
+
+  Every process of the job runs the same command; this calls
+  `jax.distributed.initialize` (before any JAX computation) when:
+
+  - JAX_COORDINATOR_ADDRESS (host:port of process 0) is set, with
+    JAXNN_NUM_PROCESSES and JAXNN_PROCESS_ID (localhost, Kubernetes, any
+    launcher that can set per-process variables);
+  - or it runs as one of several tasks of a SLURM job step (`srun` with
+    several tasks), which JAX detects by itself (one process per GPU);
+  - or JAXNN_DISTRIBUTED=1: JAX's own detection (Cloud TPU pod slices, GKE,
+    SLURM, Open MPI).
+
+  JAXNN_DISTRIBUTED=0 turns it off. Without any of these (a single machine,
+  Colab) it does nothing and JAX uses the local devices.
+
+  Returns:
+    Whether this process joined a distributed job.
+
+  Raises:
+    JaxnnError: incomplete or invalid settings, or the job could not be joined.
+  """
+  import os
+
+  env = os.environ if environ is None else environ
+  switch = env.get("JAXNN_DISTRIBUTED", "auto").strip().lower()
+  if switch not in ("auto", "0", "1"):
+    raise JaxnnError(f"JAXNN_DISTRIBUTED must be 0, 1 or unset, got {switch!r}")
+  if switch == "0":
+    return False
+  address = env.get("JAX_COORDINATOR_ADDRESS")
+  kwargs: dict[str, Any] = {}
+  if address:
+    try:
+      kwargs = {
+        "coordinator_address": address,
+        "num_processes": int(env["JAXNN_NUM_PROCESSES"]),
+        "process_id": int(env["JAXNN_PROCESS_ID"]),
+      }
+    except (KeyError, ValueError):
+      raise JaxnnError(
+        "JAX_COORDINATOR_ADDRESS is set: also set JAXNN_NUM_PROCESSES (the number of "
+        "processes) and JAXNN_PROCESS_ID (0 .. JAXNN_NUM_PROCESSES - 1) to integers"
+      ) from None
+    if not 0 <= kwargs["process_id"] < kwargs["num_processes"]:
+      raise JaxnnError(
+        f"need 0 <= JAXNN_PROCESS_ID < JAXNN_NUM_PROCESSES, got {kwargs['process_id']} "
+        f"and {kwargs['num_processes']}"
+      )
+  elif switch == "auto":
+    slurm = all(k in env for k in _SLURM_ENV) and env["SLURM_STEP_NUM_TASKS"] not in ("", "1")
+    if not slurm:
+      return False
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (RuntimeError, ValueError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise JaxnnError(
+      f"could not join the distributed job ({first[:300]}); every process must run the same "
+      "command with the same JAX_COORDINATOR_ADDRESS, reachable from all hosts"
+    ) from None
+  return True

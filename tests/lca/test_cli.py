@@ -118,7 +118,7 @@ def test_lca_stream_files_are_checked_and_other_runs_left_unchanged(tmp_path, ca
   other = tmp_path / "other"
   other.mkdir()
   (other / "config.json").write_text(json.dumps({"model": "lenet"}))
-  assert "weight decay must be >= 0" in refused(other, "--weight-decay", "-0.1")
+  assert "--weight-decay: must be non-negative" in refused(other, "--weight-decay", "-0.1")
   assert "another configuration" in refused(other, "--stream")
   assert sorted(p.name for p in other.iterdir()) == ["config.json"]
   stray = tmp_path / "stray"  # no run yet, a foreign lca_train.npy: nothing else is created
