@@ -34,10 +34,9 @@ nb_merge_streams = True
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-# Not pages: the README's old fragments, build outputs, report plots and data.
+# Not pages: build outputs, report plots and data.
 exclude_patterns = [
   "_build",
-  "readme",
   "**/.ipynb_checkpoints",
   "report/**/*.json",
   "report/*.html",

@@ -131,7 +131,7 @@ def test_help_shows_every_default_once_and_readably(command):
 
 
 def test_sweep_default_lr_is_the_documented_one():
-  # docs/readme/subspace_sweep.md: theta_d at Adam 3e-2, the individual baseline at 1e-3.
+  # docs/intrinsic_dimension.md: theta_d at Adam 3e-2, the individual baseline at 1e-3.
   assert SweepConfig().learning_rate == 3e-2 and SweepConfig().baseline_learning_rate == 1e-3
   assert "(default: 0.03)" in _subparser(("subspace", "sweep")).format_help()
 

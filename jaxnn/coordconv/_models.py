@@ -64,7 +64,7 @@ class CoordConvClassifier(nnx.Module):
   Narrower `widths` are the same network at a fraction of the cost: (8, 8)
   has 121 parameters, about 70x fewer multiply-adds per pixel, and reaches
   100% test accuracy on the quadrant split within one epoch (measured, see
-  docs/readme/coordconv.md), where the paper's widths need about 11.
+  docs/coordconv.md), where the paper's widths need about 11.
   """
 
   def __init__(

@@ -5,7 +5,7 @@ out)` trains with jaxnn's engine (`make_train_step` + `run_loop`, checkpoints
 and resume included), evaluates train and test every `eval_every` epochs, and
 writes `out/summary.json`, `out/metrics.jsonl` and PNG plots.
 
-Expected on CPU (see docs/readme/coordconv.md for the measured runs):
+Expected on CPU (see docs/coordconv.md for the measured runs):
 CoordConv classification reaches 100% test accuracy on both splits within a
 few epochs; the deconv baseline stays near 0% on the quadrant split.
 
