@@ -36,7 +36,11 @@ def test_readme_python_example_runs(index, tmp_path):
     pytest.skip("needs the internet")
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   result = subprocess.run(
-    [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+    [sys.executable, "-c", code],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
