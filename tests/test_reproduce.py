@@ -20,6 +20,7 @@ def quick_run(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_section_and_figure(quick_run):
   summary = json.loads((quick_run / "summary.json").read_text())
   assert summary["preset"] == "quick" and list(summary["stages"]) == list(STAGES)
@@ -52,6 +53,7 @@ def test_quick_run_writes_every_section_and_figure(quick_run):
     assert f"jaxnn reproduce --full --only {stage}" in report
 
 
+@pytest.mark.slow
 def test_html_report_is_self_contained(quick_run):
   html = (quick_run / "report.html").read_text()
   images = re.findall(r'<img [^>]*src="([^"]+)"', html)
@@ -62,6 +64,7 @@ def test_html_report_is_self_contained(quick_run):
   assert "<table>" in html and "<h2>" in html
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_stage_and_gives_the_same_summary(quick_run, capsys):
   before = (quick_run / "summary.json").read_bytes()
   markers = {s: (quick_run / s / "DONE").stat().st_mtime_ns for s in STAGES}
