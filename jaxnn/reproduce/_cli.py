@@ -20,7 +20,7 @@ def register(subparsers) -> None:
   """Adds the `reproduce` subcommand."""
   p = subparsers.add_parser(
     "reproduce",
-    help="reproduce the four papers' findings offline and write a report",
+    help="reproduce the four papers' findings and write a report",
     description="Reproduces CoordConv, intrinsic dimension, LCA and PPLM findings and writes "
     "OUT/report.md, OUT/report.html and OUT/summary.json. Rerunning the same command reuses "
     "the finished stages.",

@@ -224,7 +224,7 @@ def test_plain_nnx_module_and_a_functional_model():
 
 def test_bad_model_data_and_weight_decay_are_refused():
   config = LCAConfig(dataset="digits", progress=False)
-  with pytest.raises(JaxnnError, match="weight decay must be >= 0"):
+  with pytest.raises(JaxnnError, match="weight.decay must be (>= 0|non-negative)"):
     run_lca(dataclasses.replace(config, weight_decay=-0.1))
   x = np.zeros((20, 8), np.float32)
   with pytest.raises(JaxnnError, match="integer class labels"):

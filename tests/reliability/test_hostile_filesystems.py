@@ -112,5 +112,5 @@ def test_out_below_a_file(tmp_path, jaxnn):
 
 def test_out_is_a_file(tmp_path, jaxnn):
   (tmp_path / "file").write_text("mine")
-  assert_one_line_error(jaxnn(train_args(tmp_path / "file")), "File exists")
+  assert_one_line_error(jaxnn(train_args(tmp_path / "file")), "is a file; give a directory")
   assert (tmp_path / "file").read_text() == "mine"

@@ -143,7 +143,7 @@ def test_global_baseline_and_bad_input(tmp_path, capsys):
     )
     == 2
   )
-  assert "other settings" in capsys.readouterr().err
+  assert "another configuration" in capsys.readouterr().err
   assert (out / "results.json").read_text() == before
   (out / "configs" / "program_9-9_broken.json").write_text("{not json")
   assert (
