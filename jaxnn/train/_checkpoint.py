@@ -94,7 +94,8 @@ def _drop_late_storage_callbacks() -> None:
   while tensorstore still reads the others; each of those reads then reports
   `RuntimeError: Event loop is closed` through `sys.unraisablehook`, a
   traceback per array, after the error itself was handled. Those (only those)
-  are dropped; every other unraisable error is reported as before.
+  are dropped, as are asyncio's log lines for those reads' unretrieved errors;
+  every other unraisable error is reported as before.
   """
   previous = sys.unraisablehook
   if getattr(previous, "_jaxnn_drops_closed_loop", False):
@@ -108,6 +109,20 @@ def _drop_late_storage_callbacks() -> None:
 
   hook._jaxnn_drops_closed_loop = True  # type: ignore[attr-defined]  # a marker on the function
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_drop_orphaned_reads)
+
+
+def _drop_orphaned_reads(record: logging.LogRecord) -> bool:
+  """Drops asyncio's report of an abandoned Orbax read (`Task exception was never retrieved`).
+
+  The same failed restore leaves the other reads' tasks unawaited; when they are
+  garbage collected, asyncio logs each one's traceback. Only tasks of Orbax's
+  `async_deserialize` are dropped: the error itself was already reported.
+  """
+  message = record.getMessage()
+  return not (
+    message.startswith("Task exception was never retrieved") and "async_deserialize" in message
+  )
 
 
 def _short(e: BaseException) -> str:

@@ -9,6 +9,7 @@ unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -230,3 +231,34 @@ def test_nan_parameters_are_never_saved_as_the_last_good_checkpoint(tmp_path):
   _, restored = checkpointer.restore(state)
   checkpointer.close()
   assert np.all(np.isfinite(np.asarray(restored.params["w"])))
+
+
+def test_abandoned_orbax_reads_are_not_logged_but_other_asyncio_errors_are(caplog):
+  """After a failed restore, the reads Orbax abandoned print nothing when collected."""
+  import asyncio
+  import gc
+
+  from jaxnn.train._checkpoint import _drop_late_storage_callbacks
+
+  _drop_late_storage_callbacks()
+
+  async def async_deserialize():  # named like Orbax's read
+    raise ValueError("NOT_FOUND: an array of a damaged checkpoint")
+
+  async def other_work():
+    raise ValueError("a failure nobody else reports")
+
+  def abandon(coroutine):
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coroutine)
+    loop.run_until_complete(asyncio.sleep(0))  # the task runs and fails; its error is never read
+    loop.close()
+    del task
+    gc.collect()
+
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    abandon(async_deserialize())
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+    abandon(other_work())
+  [record] = [r for r in caplog.records if r.name == "asyncio"]
+  assert "other_work" in record.getMessage()
