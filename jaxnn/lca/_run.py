@@ -36,6 +36,8 @@ from jaxnn.models import count_params
 from jaxnn.train import (
   Checkpointer,
   FunctionalModel,
+  as_dataset,
+  as_model,
   data_parallel,
   from_nnx,
   init_train_state,
@@ -83,24 +85,10 @@ def init_lca_model(config: LCAConfig, input_shape, num_classes: int) -> nnx.Modu
   )
 
 
-def _pair(value: Any, what: str) -> Split:
-  try:
-    x, y = value
-  except (TypeError, ValueError):
-    raise JaxnnError(f"{what} must be a pair of arrays (x, y)") from None
-  x, y = np.asarray(x), np.asarray(y)
-  if x.ndim < 2 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
-    raise JaxnnError(
-      f"{what}: LCA needs inputs (examples, ...) and integer class labels (examples,), got "
-      f"x {x.shape} and y {y.shape} ({y.dtype})"
-    )
-  if len(y) and y.min() < 0:
-    raise JaxnnError(f"{what}: class labels must be >= 0, got {y.min()}")
-  return Split(x.astype(np.float32), y.astype(np.int32))
-
-
 def _as_dataset(data: Any) -> Dataset:
-  """A `Dataset` from one, a pair `(x_train, y_train)` or a dict of pairs."""
+  """`jaxnn.train.as_dataset` of a `Dataset`, a pair `(x_train, y_train)` or a dict of
+  pairs, checked for what LCA trains (inputs (examples, ...), integer class labels) and
+  cast to float32 inputs and int32 labels."""
   if isinstance(data, Dataset):
     return data
   if not isinstance(data, (tuple, list, dict)):
@@ -108,31 +96,17 @@ def _as_dataset(data: Any) -> Dataset:
       "run_lca's dataset must be a jaxnn.data.Dataset, a pair (x_train, y_train) or a dict "
       f"{{'train': (x, y), 'validation': (x, y), 'test': (x, y)}}, got a {type(data).__name__}"
     )
-  parts = dict(data) if isinstance(data, dict) else {"train": data}
-  if "train" not in parts or set(parts) - {"train", "validation", "test"}:
-    raise JaxnnError(
-      f"data as a dict has keys train, validation, test (train required), got {sorted(parts)}"
-    )
-  train = _pair(parts["train"], "train data")
-  empty = Split(train.x[:0], train.y[:0])
-  splits = {
-    k: _pair(parts[k], f"{k} data") if k in parts else empty for k in ("validation", "test")
-  }
-  for k, split in splits.items():
-    if split.x.shape[1:] != train.x.shape[1:]:
+  dataset = as_dataset(data)
+  splits = {"train": dataset.train, "validation": dataset.validation, "test": dataset.test}
+  for name, split in splits.items():
+    x, y = split.x, split.y
+    if x.ndim < 2 or y.shape != x.shape[:1] or not np.issubdtype(y.dtype, np.integer):
       raise JaxnnError(
-        f"{k} inputs have shape {split.x.shape[1:]} per example, train {train.x.shape[1:]}"
+        f"{name} data: LCA needs inputs (examples, ...) and integer class labels (examples,), "
+        f"got x {x.shape} and y {y.shape} ({y.dtype})"
       )
-  num_classes = int(max(np.max(s.y, initial=0) for s in (train, *splits.values()))) + 1
-  sizes = {"train": len(train), **{k: len(s) for k, s in splits.items()}}
-  return Dataset(
-    "arrays",
-    train,
-    splits["validation"],
-    splits["test"],
-    num_classes,
-    {"source": "arrays", "sizes": sizes},
-  )
+  cast = {k: Split(s.x.astype(np.float32), s.y.astype(np.int32)) for k, s in splits.items()}
+  return dataclasses.replace(dataset, **cast)
 
 
 ModelArg = nnx.Module | FunctionalModel | Callable[[jax.Array], Any]
@@ -141,7 +115,12 @@ ModelArg = nnx.Module | FunctionalModel | Callable[[jax.Array], Any]
 def _as_model(
   model: ModelArg | None, config: LCAConfig, dataset: Dataset
 ) -> tuple[FunctionalModel, tuple[str, ...] | None, str]:
-  """`(functional model, its layers in definition order or None, a name for the summary)`."""
+  """`(functional model, its layers in definition order or None, a name for the summary)`.
+
+  `jaxnn.train.as_model` of the model (a factory is called with
+  `jax.random.key(config.seed)`); an NNX module's layers are reported in the
+  order it defines them.
+  """
   if model is None:
     if dataset.num_classes is None:
       raise JaxnnError(f"{dataset.name} has no class labels; `jaxnn lca` trains classifiers")
@@ -149,15 +128,17 @@ def _as_model(
     return from_nnx(module), definition_order(module), config.model
   if callable(model) and not isinstance(model, (nnx.Module, FunctionalModel)):
     model = model(jax.random.key(config.seed))
-  if isinstance(model, FunctionalModel):
-    return model, None, "custom"
   if isinstance(model, nnx.Module):
     return from_nnx(model), definition_order(model), type(model).__name__
-  raise JaxnnError(
-    "run_lca's model must be a Flax NNX module, a jaxnn.train.FunctionalModel (e.g. "
-    "from_function(apply, params)), or a factory model(key) of one; got a "
-    f"{type(model).__name__}"
-  )
+  try:
+    functional = as_model(model)
+  except JaxnnError:
+    raise JaxnnError(
+      "run_lca's model must be a Flax NNX or Equinox module, a jaxnn.train.FunctionalModel "
+      "(e.g. from_function(apply, params)), or a factory model(key) of one; got a "
+      f"{type(model).__name__}"
+    ) from None
+  return functional, None, "custom" if isinstance(model, FunctionalModel) else type(model).__name__
 
 
 def run_lca(
