@@ -140,7 +140,7 @@ def train_offline_lm(
   Returns the training record (also written to out_dir/training.json):
   corpus sizes, steps, losses and the held-out perplexity.
   """
-  from tqdm.auto import tqdm
+  from jaxnn._progress import Progress
 
   t0 = time.perf_counter()
   cfg = dict(TRAINING, steps=steps or TRAINING["steps"])
@@ -168,15 +168,17 @@ def train_offline_lm(
   rng = np.random.default_rng(cfg["seed"])
   width = cfg["seq_len"] + 1
   losses = []
-  bar = tqdm(range(steps), desc="offline LM", disable=not progress, mininterval=10)
-  for _ in bar:
+  bar = Progress(steps, description="offline LM", enabled=progress)
+  for _ in range(steps):
     starts = rng.integers(0, len(train_stream) - width, cfg["batch_size"])
     batch = np.stack([train_stream[s : s + width] for s in starts])
     params, opt_state, loss = step(params, opt_state, batch)
     losses.append(float(loss))
     if not math.isfinite(losses[-1]):
       raise JaxnnError(f"the offline LM's loss became {losses[-1]}; lower the learning rate")
-    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.set_postfix({"loss": f"{np.mean(losses[-20:]):.3f}"})
+    bar.update()
+  bar.close()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   # Shipped in float16 (half the size); load_gpt2 reads it back as float32.

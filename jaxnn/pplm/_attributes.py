@@ -216,15 +216,19 @@ def encode_mean_hidden(
   batch_size: int = 32,
   progress: bool = False,
 ):
-  """Mean final hidden state of each text (end-of-text token prepended), N x D numpy."""
-  from tqdm.auto import tqdm
+  """Mean final hidden state of each text (end-of-text token prepended), N x D numpy.
+
+  With `progress`, a bar on a terminal or a line per ~10% (`jaxnn._progress`).
+  """
+  from jaxnn._progress import Progress
 
   params = as_params(params)
   width = min(max_tokens + 1, lm_config(lm).max_positions)
   mean_hidden = _mean_hidden_fn(lm, width)
   out = []
   starts = range(0, len(texts), batch_size)
-  for start in tqdm(starts, desc="mean hidden states", disable=not progress):
+  bar = Progress(len(starts), description="mean hidden states", enabled=progress, unit="batches")
+  for start in starts:
     chunk = texts[start : start + batch_size]
     tokens = np.zeros((batch_size, width), np.int32)
     mask = np.zeros((batch_size, width), bool)
@@ -233,6 +237,8 @@ def encode_mean_hidden(
       ids = [start_token(tokenizer)] + tokenizer.encode(text)[: width - 1]
       tokens[i, : len(ids)], mask[i, : len(ids)] = ids, True
     out.append(np.asarray(mean_hidden(params, tokens, mask))[: len(chunk)])
+    bar.update()
+  bar.close()
   return np.concatenate(out) if out else np.zeros((0, lm_config(lm).hidden_size), np.float32)
 
 
@@ -278,8 +284,7 @@ def train_discriminator(
     (DiscriminatorHead, history): history has one dict per epoch with the
     train loss and the held-out accuracy.
   """
-  from tqdm.auto import tqdm
-
+  from jaxnn._progress import Progress
   from jaxnn.data import EpochBatcher
   from jaxnn.data._dataset import Split
   from jaxnn.train import from_function, init_train_state, make_optimizer, make_train_step
@@ -307,7 +312,8 @@ def train_discriminator(
   state = init_train_state(model, optimizer, seed)
   batcher = EpochBatcher(Split(x_NxD[train], y_N[train]), min(batch_size, len(train)), seed)
   history = []
-  for epoch in tqdm(range(epochs), desc="discriminator", disable=not progress):
+  bar = Progress(epochs, description="discriminator", enabled=progress, unit="epochs")
+  for epoch in range(epochs):
     losses = []
     for index in range(batcher.steps_per_epoch):
       state, metrics = step(state, *batcher.batch(epoch, index))
@@ -317,6 +323,9 @@ def train_discriminator(
       logits = x_NxD[val] @ np.asarray(state.params["kernel"]) + np.asarray(state.params["bias"])
       record["validation_accuracy"] = float(np.mean(logits.argmax(-1) == y_N[val]))
     history.append(record)
+    bar.set_postfix({"loss": f"{record['train_loss']:.4f}"})
+    bar.update()
+  bar.close()
   head = DiscriminatorHead(state.params["kernel"], state.params["bias"], classes)
   return head, history
 
