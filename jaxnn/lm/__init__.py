@@ -4,7 +4,8 @@ GPT-2, Llama 1/2/3.x, Mistral, Qwen2/2.5, Qwen3, Gemma 1/2, Phi-3 and
 GPT-NeoX/Pythia, read from their config.json (`LMConfig`) and safetensors
 (`load_lm`, `load_tokenizer`), run as a pure function over a fixed-size
 key/value cache (`lm_forward`, `KVCache`, `init_cache`), a thin NNX module
-(`LanguageModel`), plain generation compiled once (`generate`), and a small
+(`LanguageModel`), plain generation compiled once (`generate`, prompts of
+different lengths left-padded into one batch by `left_pad`), and a small
 GPT-2 trained offline for machines without the hub (`ensure_offline_lm`).
 Shared by the methods (PPLM steers these models through their cache); it
 imports none of them.
@@ -17,7 +18,7 @@ References:
 """
 
 from jaxnn.lm._config import SUPPORTED_MODEL_TYPES, GPT2Config, LMConfig, lm_config
-from jaxnn.lm._generate import check_token_ids, generate, next_token, top_k_logits
+from jaxnn.lm._generate import check_token_ids, generate, left_pad, next_token, top_k_logits
 from jaxnn.lm._loading import (
   KNOWN_MODELS,
   load_config,
@@ -68,6 +69,7 @@ __all__ = [
   "init_cache",
   "init_params",
   "inverse_frequencies",
+  "left_pad",
   "lm_config",
   "lm_forward",
   "lm_forward_layers",

@@ -33,6 +33,11 @@ The cache has a fixed size `max_len`; `lm_forward` writes the T new
 positions at `cache.length` with `dynamic_update_slice` and masks the rest,
 so a loop that feeds one token at a time compiles once per (batch, max_len, T).
 It holds the G shared key/value heads (grouped-query attention), after RoPE.
+
+Prompts of different lengths share one cache by left padding: `cache.pad`
+says how many slots of each row precede its first token. A row's positions
+(learned or RoPE) count from 0 at its first token and its padding slots are
+masked as keys, so each row computes what it would alone (to float rounding).
 """
 
 from __future__ import annotations
@@ -65,11 +70,15 @@ class KVCache(NamedTuple):
   are masked, so what is added there is ignored. `length` is an int32
   scalar; `lm_forward` returns it as int32 whatever integer type it was given
   (e.g. int64 under `jax_enable_x64`), so a loop carrying the cache keeps one type.
+  `pad` (None: no padding) holds, per row, the number of left-padding slots
+  before the row's first token: those slots are masked as keys, and the
+  row's positions count from 0 at slot `pad[b]` (`init_cache(..., pad_B=...)`).
   """
 
   k: Float[Array, "L B G S K"]
   v: Float[Array, "L B G S K"]
   length: Int[Array, ""]
+  pad: Int[Array, "B"] | None = None
 
   @property
   def max_len(self) -> int:
@@ -77,8 +86,14 @@ class KVCache(NamedTuple):
     return self.k.shape[3]
 
 
-def init_cache(config: AnyConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
-  """An empty cache for `batch` sequences of at most `max_len` tokens."""
+def init_cache(
+  config: AnyConfig, batch: int, max_len: int, dtype=jnp.float32, *, pad_B=None
+) -> KVCache:
+  """An empty cache for `batch` sequences of at most `max_len` tokens.
+
+  `pad_B` (optional): the left-padding slots of each row (see `KVCache.pad`
+  and `jaxnn.lm.left_pad`); the padded prompt is then fed as usual.
+  """
   c = lm_config(config)
   if batch < 1:
     raise JaxnnError(f"batch must be positive, got {batch}")
@@ -88,7 +103,12 @@ def init_cache(config: AnyConfig, batch: int, max_len: int, dtype=jnp.float32) -
       f"got {max_len}; generate fewer tokens or use a shorter prompt"
     )
   shape = (c.num_layers, batch, c.num_kv_heads, max_len, c.head_dim)
-  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+  if pad_B is not None:
+    pad_B = jnp.asarray(pad_B, jnp.int32)
+    if pad_B.shape != (batch,):
+      raise JaxnnError(f"pad_B must have one entry per row ({batch}), got shape {pad_B.shape}")
+  zeros = jnp.zeros(shape, dtype)
+  return KVCache(zeros, zeros, jnp.zeros((), jnp.int32), pad_B)
 
 
 def _wide(dtype):
@@ -160,26 +180,36 @@ def inverse_frequencies(config: AnyConfig) -> np.ndarray:
 
 
 def _rope_tables(c: LMConfig, positions_T, dtype):
-  """cos and sin (T x rotary) at `positions_T`: angles in float32 (float64 for float64)."""
+  """cos and sin (T x rotary, or B x T x rotary for per-row positions B x T) at the
+  positions: angles in float32 (float64 for float64)."""
   wide = _wide(dtype)
   inv_R = jnp.asarray(inverse_frequencies(c), wide)
-  angles_TxR = positions_T.astype(wide)[:, None] * inv_R[None]
+  angles_TxR = positions_T.astype(wide)[..., None] * _lead(inv_R, positions_T.ndim + 1)
   angles_TxR = jnp.concatenate([angles_TxR, angles_TxR], axis=-1)
   return jnp.cos(angles_TxR).astype(dtype), jnp.sin(angles_TxR).astype(dtype)
 
 
 def _rotate(x_BxTxNxK, cos_TxR, sin_TxR):
-  """RoPE on the leading rotary dims of each head (rotate-half convention)."""
+  """RoPE on the leading rotary dims of each head (rotate-half convention).
+
+  The tables are T x R, or B x T x R (per-row positions of a left-padded batch).
+  """
   r = cos_TxR.shape[-1]
   rot, rest = x_BxTxNxK[..., :r], x_BxTxNxK[..., r:]
   half = r // 2
   rotated = jnp.concatenate([-rot[..., half:], rot[..., :half]], axis=-1)
-  out = rot * cos_TxR[None, :, None] + rotated * sin_TxR[None, :, None]
+  if cos_TxR.ndim == 2:
+    cos_TxR, sin_TxR = cos_TxR[None], sin_TxR[None]
+  out = rot * cos_TxR[:, :, None] + rotated * sin_TxR[:, :, None]
   return jnp.concatenate([out, rest], axis=-1) if rest.shape[-1] else out
 
 
-def _attention(c: LMConfig, layer_index, h_BxTxD, p, k_BxGxSxK, v_BxGxSxK, length, rope):
+def _attention(
+  c: LMConfig, layer_index, h_BxTxD, p, k_BxGxSxK, v_BxGxSxK, length, rope, pad_B=None
+):
   """Self-attention of T new positions against the cache (written at `length`).
+
+  Keys in the first `pad_B[b]` slots of row b (its left padding) are masked.
 
   Returns the attention output (B x T x D), the layer's keys and values with
   the T positions written, and the T new keys and values alone.
@@ -214,7 +244,11 @@ def _attention(c: LMConfig, layer_index, h_BxTxD, p, k_BxGxSxK, v_BxGxSxK, lengt
   window = c.window(layer_index)
   if window:
     visible_TxS = visible_TxS & (key_pos_1xS > query_pos_Tx1 - window)
-  scores = jnp.where(visible_TxS, scores, jnp.finfo(scores.dtype).min)
+  if pad_B is None:
+    scores = jnp.where(visible_TxS, scores, jnp.finfo(scores.dtype).min)
+  else:
+    visible_BxTxS = visible_TxS[None] & (key_pos_1xS[None] >= pad_B[:, None, None])
+    scores = jnp.where(visible_BxTxS[:, None, None], scores, jnp.finfo(scores.dtype).min)
   weights = jax.nn.softmax(scores.astype(_wide(scores.dtype)), axis=-1).astype(v_BxGxSxK.dtype)
   out_BxGxRxTxK = jnp.einsum("bgrts,bgsk->bgrtk", weights, v_BxGxSxK)
   out_BxTxHK = out_BxGxRxTxK.transpose(0, 3, 1, 2, 4).reshape(b, t, nh * kd)
@@ -232,10 +266,11 @@ def _mlp(c: LMConfig, h_BxTxD, p):
   return _dense(up_BxTxW, p["c_proj"])
 
 
-def _block(c: LMConfig, i, x_BxTxD, layer, k_BxGxSxK, v_BxGxSxK, length, rope):
+def _block(c: LMConfig, i, x_BxTxD, layer, k_BxGxSxK, v_BxGxSxK, length, rope, pad_B=None):
   """One transformer block: the new residual stream, the layer's cache, the new keys/values."""
+  h_BxTxD = _norm(c, x_BxTxD, layer["ln_1"])
   attn, k_BxGxSxK, v_BxGxSxK, new_k, new_v = _attention(
-    c, i, _norm(c, x_BxTxD, layer["ln_1"]), layer["attn"], k_BxGxSxK, v_BxGxSxK, length, rope
+    c, i, h_BxTxD, layer["attn"], k_BxGxSxK, v_BxGxSxK, length, rope, pad_B
   )
   if c.sandwich_norms:
     attn = _norm(c, attn, layer["post_attn_norm"])
@@ -284,8 +319,11 @@ def soft_embeddings(params: Params, config: AnyConfig, probs_BxV, *, tokens_BxT=
   return x
 
 
-def _embed(params, c: LMConfig, max_len, length, tokens_BxT, embeds_BxTxD):
-  """Checks the inputs; returns the embeddings (+ positions), `length` as int32, RoPE tables."""
+def _embed(params, c: LMConfig, max_len, length, tokens_BxT, embeds_BxTxD, pad_B=None):
+  """Checks the inputs; returns the embeddings (+ positions), `length` as int32, RoPE tables.
+
+  With `pad_B`, row b's slot s sits at position s - pad_B[b] (0 on its padding).
+  """
   if (tokens_BxT is None) == (embeds_BxTxD is None):
     raise JaxnnError("lm_forward takes exactly one of tokens_BxT and embeds_BxTxD")
   if len(params["h"]) != c.num_layers:
@@ -303,7 +341,13 @@ def _embed(params, c: LMConfig, max_len, length, tokens_BxT, embeds_BxTxD):
     raise JaxnnError(f"{t} new positions do not fit a cache of max_len {max_len}")
   length = jnp.asarray(length, jnp.int32)
   rope = None
-  if c.positions == "learned":
+  if pad_B is not None:
+    pos_BxT = jnp.maximum(length + jnp.arange(t)[None] - pad_B[:, None], 0)
+    if c.positions == "learned":
+      x_BxTxD = x_BxTxD + params["wpe"][pos_BxT]
+    else:
+      rope = _rope_tables(c, pos_BxT, dtype)
+  elif c.positions == "learned":
     pos_TxD = jax.lax.dynamic_slice_in_dim(params["wpe"], length, t, axis=0)
     x_BxTxD = x_BxTxD + pos_TxD[None]
   else:
@@ -333,7 +377,8 @@ def lm_forward(
 
   The new positions are written at `cache.length`, attend causally (within
   the sliding window on sliding layers) to every cache position before them,
-  and sit at positions `length .. length + T - 1`. The caller keeps
+  and sit at positions `length .. length + T - 1` (less `cache.pad` in a
+  left-padded batch, whose padding slots are masked). The caller keeps
   `length + T <= cache.max_len` (under jit this cannot be checked:
   `dynamic_update_slice` would clamp).
 
@@ -353,12 +398,15 @@ def lm_forward(
   """
   c = lm_config(config)
   params = as_params(params)
-  x_BxTxD, length, rope = _embed(params, c, cache.max_len, cache.length, tokens_BxT, embeds_BxTxD)
+  pad_B = cache.pad
+  x_BxTxD, length, rope = _embed(
+    params, c, cache.max_len, cache.length, tokens_BxT, embeds_BxTxD, pad_B
+  )
   t = x_BxTxD.shape[1]
   new_k, new_v = [], []
   for i, layer in enumerate(params["h"]):
     x_BxTxD, _, _, k_BxGxTxK, v_BxGxTxK = _block(
-      c, i, x_BxTxD, layer, cache.k[i], cache.v[i], length, rope
+      c, i, x_BxTxD, layer, cache.k[i], cache.v[i], length, rope, pad_B
     )
     new_k.append(k_BxGxTxK)
     new_v.append(v_BxGxTxK)
@@ -367,7 +415,7 @@ def lm_forward(
   k = jax.lax.dynamic_update_slice(cache.k, jnp.stack(new_k).astype(cache.k.dtype), start)
   v = jax.lax.dynamic_update_slice(cache.v, jnp.stack(new_v).astype(cache.v.dtype), start)
   logits_BxTxV, hidden_BxTxD = _head(params, c, x_BxTxD)
-  return logits_BxTxV, hidden_BxTxD, KVCache(k, v, length + t)
+  return logits_BxTxV, hidden_BxTxD, KVCache(k, v, length + t, pad_B)
 
 
 def lm_forward_layers(
@@ -379,6 +427,7 @@ def lm_forward_layers(
   tokens_BxT: Int[Array, "B T"] | None = None,
   *,
   embeds_BxTxD: Float[Array, "B T D"] | None = None,
+  pad_B: Int[Array, "B"] | None = None,
 ) -> tuple[Float[Array, "B T V"], Float[Array, "B T D"], list, list]:
   """`lm_forward` against a cache held as one keys array and one values array per layer.
 
@@ -393,6 +442,7 @@ def lm_forward_layers(
     params, config, tokens_BxT, embeds_BxTxD: as for `lm_forward`.
     k_layers, v_layers: L arrays B x G x S x K each (e.g. `cache.k[i]`).
     length: the number of filled positions; the T new ones are written there.
+    pad_B: the left padding of each row (`KVCache.pad`), or None.
 
   Returns:
     logits_BxTxV, hidden_BxTxD, and the per-layer keys and values with the T
@@ -405,11 +455,13 @@ def lm_forward_layers(
       f"lm_forward_layers needs {c.num_layers} key and value arrays (one per "
       f"layer), got {len(k_layers)} and {len(v_layers)}"
     )
-  x_BxTxD, length, rope = _embed(params, c, k_layers[0].shape[2], length, tokens_BxT, embeds_BxTxD)
+  x_BxTxD, length, rope = _embed(
+    params, c, k_layers[0].shape[2], length, tokens_BxT, embeds_BxTxD, pad_B
+  )
   k_out, v_out = [], []
   for i, (layer, k_BxGxSxK, v_BxGxSxK) in enumerate(zip(params["h"], k_layers, v_layers)):
     x_BxTxD, k_BxGxSxK, v_BxGxSxK, _, _ = _block(
-      c, i, x_BxTxD, layer, k_BxGxSxK, v_BxGxSxK, length, rope
+      c, i, x_BxTxD, layer, k_BxGxSxK, v_BxGxSxK, length, rope, pad_B
     )
     k_out.append(k_BxGxSxK)
     v_out.append(v_BxGxSxK)

@@ -19,6 +19,13 @@ float ones are traced). It steers every family of `jaxnn.lm`: with
 grouped-query attention the perturbation acts on the G shared key/value
 heads the cache holds. With bfloat16 or float16 weights the caches, the
 perturbation, its gradient and the distributions are float32.
+
+Prompts of different lengths are steered together, left-padded (`KVCache.pad`):
+each row's padding is masked in attention, excluded from the window over the
+past, from the discriminator's mean of hidden states and from the gradient,
+so each row is steered as its prompt would be alone. `diagnostics=True` also
+returns, per token, the unperturbed distribution and each gradient step's
+attribute loss, KL and per-layer gradient norms (`PPLMDiagnostics`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from jaxnn.lm import (
   lm_forward,
   lm_forward_layers,
 )
-from jaxnn.lm._generate import kth_largest
+from jaxnn.lm._generate import kth_largest, prepare_prompts
 from jaxnn.lm._model import soft_embeddings
 
 SMALL_CONST = 1e-15
@@ -101,6 +108,33 @@ class _Hyper(NamedTuple):
   kl_scale: Array
 
 
+class PPLMDiagnostics(NamedTuple):
+  """What each steered token's perturbation saw (`steered_generate(..., diagnostics=True)`).
+
+  N is the number of generated tokens, I `num_iterations` (the gradient steps
+  per token), L the model's layers. Iteration i's values are taken at the
+  perturbation before its step (iteration 0: dH = 0, the unperturbed past
+  carried from earlier tokens). Empty (I = 0) for the unsteered baseline. A
+  row without a past token yet (a one-token prompt's first step) is not
+  perturbed: its gradient norms are 0.
+
+  Attributes:
+    unpert_probs_BxNxV: the unperturbed model's next-token distribution at
+      each step (softmax of its logits, before temperature and top-k).
+    attribute_loss_BxNxI: the attribute loss (-log p(bag) summed over the
+      bags, plus the discriminators' cross-entropies).
+    kl_BxNxI: KL(p~ || p_unpert) (the loss adds `kl_scale` times it).
+    grad_norms_BxNxIxL: per layer, the norm of the (windowed) gradient of
+      the loss with respect to that layer's keys and values together, the
+      norm PPLM's step is normalized by.
+  """
+
+  unpert_probs_BxNxV: Float[Array, "B N V"]
+  attribute_loss_BxNxI: Float[Array, "B N I"]
+  kl_BxNxI: Float[Array, "B N I"]
+  grad_norms_BxNxIxL: Float[Array, "B N I L"]
+
+
 class _Carry(NamedTuple):
   pert: KVCache  # perturbed past: every token but the last
   unpert: KVCache  # unperturbed cache: every token
@@ -109,35 +143,45 @@ class _Carry(NamedTuple):
   hidden_sum_BxD: Float[Array, "B D"]  # unperturbed hidden states, all tokens but the last
   last_hidden_BxD: Float[Array, "B D"]  # unperturbed hidden state of the last token
   grad_norms_LxB: Float[Array, "L B"]  # running gradient norms (bags of words only)
-  norms_started: Array  # whether grad_norms_LxB holds a first value yet
+  norms_started_B: Array  # whether a row's grad_norms_LxB holds a first value yet
   key: Array
 
 
-def _window_mask_S(config: PPLMConfig, curr_length, max_len):
-  """The original's mask over past positions (ones at the FIRST window by default)."""
+def _window_mask_S(config: PPLMConfig, curr_length, max_len, pad_B=None):
+  """The original's mask over past positions (ones at the FIRST window by default).
+
+  S, or B x S with left padding `pad_B`: row b's past starts at slot pad_B[b]
+  (its first window too), and its padding slots are 0.
+  """
   pos_S = jnp.arange(max_len)
-  valid_S = pos_S < curr_length
+  first, past = 0, curr_length
+  if pad_B is not None:  # B x S from here on
+    pos_S, first = pos_S[None], pad_B[:, None]
+    past = curr_length - first
+  valid_S = (pos_S < curr_length) & (pos_S >= first)
   w = config.window_length
   if w == 0:
     return valid_S.astype(jnp.float32)
-  start = 0 if config.window_position == "first" else curr_length - w
+  start = first if config.window_position == "first" else curr_length - w
   rank_S = pos_S - start
   in_window_S = (rank_S >= 0) & (rank_S < w)
-  weight_S = (rank_S + 1) / w if config.decay else jnp.ones(max_len)
+  weight_S = (rank_S + 1) / w if config.decay else jnp.ones(rank_S.shape)
   windowed_S = jnp.where(in_window_S, weight_S, 0.0)
-  return jnp.where(curr_length > w, windowed_S, 1.0) * valid_S
+  return jnp.where(past > w, windowed_S, 1.0) * valid_S
 
 
 def _word_log_probs_BxM(params, lm: LMConfig, probs_BxV, after_last, bags: BagsOfWords):
   """log p(s1 .. sn) of every multi-token word under the (perturbed) model."""
   b = probs_BxV.shape[0]
-  k_layers, v_layers, length = after_last
+  k_layers, v_layers, length, pad_B = after_last
 
   @jax.checkpoint
   def one_word(word):
     tokens_W, n = word
     inputs_BxT = jnp.broadcast_to(tokens_W[:-1], (b, tokens_W.shape[0] - 1))
-    logits_BxTxV, _, _, _ = lm_forward_layers(params, lm, k_layers, v_layers, length, inputs_BxT)
+    logits_BxTxV, _, _, _ = lm_forward_layers(
+      params, lm, k_layers, v_layers, length, inputs_BxT, pad_B=pad_B
+    )
     logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(probs_BxV.dtype), axis=-1)
     follow_BxT = logp_BxTxV[:, jnp.arange(tokens_W.shape[0] - 1), tokens_W[1:]]
     used_T = jnp.arange(1, tokens_W.shape[0]) < n
@@ -164,12 +208,13 @@ def bag_probabilities(
     [cache_after_last.k[i] for i in range(lm_config(lm).num_layers)],
     [cache_after_last.v[i] for i in range(lm_config(lm).num_layers)],
     cache_after_last.length,
+    cache_after_last.pad,
   )
   return _bag_probabilities(params, lm, probs_BxV, after_last, bags)
 
 
 def _bag_probabilities(params, lm, probs_BxV, after_last, bags: BagsOfWords):
-  """`bag_probabilities` with the cache as (k_layers, v_layers, length).
+  """`bag_probabilities` with the cache as (k_layers, v_layers, length, pad_B).
 
   The per-layer form of `lm_forward_layers`, so that the steering gradient
   through the multi-token words stays per layer too.
@@ -205,10 +250,17 @@ def _attribute_loss_B(
     v_layers = [unpert.v[i] for i in range(lm.num_layers)]
     for step in range(config.horizon_length):
       _, h_Bx1xD, k_layers, v_layers = lm_forward_layers(
-        params, lm, k_layers, v_layers, unpert.length + step, embeds_BxTxD=embeds_Bx1xD
+        params,
+        lm,
+        k_layers,
+        v_layers,
+        unpert.length + step,
+        embeds_BxTxD=embeds_Bx1xD,
+        pad_B=unpert.pad,
       )
       acc_BxD = acc_BxD + h_Bx1xD[:, 0].astype(acc_BxD.dtype)
-    mean_BxD = acc_BxD / (curr_length + 1 + config.horizon_length)
+    past = curr_length if unpert.pad is None else (curr_length - unpert.pad)[:, None]
+    mean_BxD = acc_BxD / (past + 1 + config.horizon_length)
     for head in attributes.discriminators:
       kernel_DxC, bias_C = (
         head.kernel_DxC.astype(mean_BxD.dtype),
@@ -239,8 +291,12 @@ def perturb_past(
   grad_norms_LxB,
   norms_started,
   stepsize,
+  *,
+  diagnostics: bool = False,
 ):
   """The accumulated perturbation (dk, dv) of the past for one token (PPLM step 2).
+
+  A left-padded batch (`pert.pad`) perturbs each row's own past only.
 
   Args:
     pert: the past keys/values (all tokens but the last), perturbed at earlier steps.
@@ -249,15 +305,22 @@ def perturb_past(
     unpert_logits_BxV: unperturbed logits after the last token (the KL target).
     hidden_sum_BxD: sum of the unperturbed hidden states of all tokens but the last.
     grad_norms_LxB, norms_started: the running maxima of the per-layer gradient
-      norms, used when steering with bags of words only.
+      norms, used when steering with bags of words only, and per row (B) whether
+      they hold a first value.
     stepsize: this token's step size (0 past grad_length).
+    diagnostics: also return each iteration's attribute loss, KL and gradient
+      norms (I x B, I x B, I x L x B).
 
   Returns:
-    dk, dv (shaped like the cache), the new gradient norms and started flag.
+    dk, dv (shaped like the cache), the new gradient norms and started flags,
+    and with `diagnostics` the tuple (loss_IxB, kl_IxB, norms_IxLxB).
   """
   bow_only = attributes.bags is not None and not attributes.discriminators
-  mask_S = _window_mask_S(config, pert.length, pert.max_len).astype(pert.k.dtype)
-  mask_1x1xSx1 = mask_S[None, None, :, None]
+  mask = _window_mask_S(config, pert.length, pert.max_len, pert.pad).astype(pert.k.dtype)
+  if mask.ndim == 1:
+    mask_1x1xSx1 = mask[None, None, :, None]
+  else:  # B x S: each row's own past
+    mask_1x1xSx1 = mask[:, None, :, None]
   layers = range(lm.num_layers)
 
   # The perturbation is held as one array per layer, so that its gradient is
@@ -271,6 +334,7 @@ def perturb_past(
       [pert.v[i] + dv[i] for i in layers],
       pert.length,
       last_B[:, None],
+      pad_B=pert.pad,
     )
     probs_BxV = jax.nn.softmax(logits_Bx1xV[:, -1].astype(pert.k.dtype), axis=-1)
     loss_B = _attribute_loss_B(
@@ -280,17 +344,17 @@ def perturb_past(
       attributes,
       probs_BxV,
       hidden_Bx1xD[:, 0],
-      (k_after, v_after, pert.length + 1),
+      (k_after, v_after, pert.length + 1, pert.pad),
       unpert,
       hidden_sum_BxD,
       pert.length,
     )
-    loss_B = loss_B + config.kl_scale * _kl_B(probs_BxV, unpert_logits_BxV)
-    return loss_B.sum()
+    kl_B = _kl_B(probs_BxV, unpert_logits_BxV)
+    return (loss_B + config.kl_scale * kl_B).sum(), (loss_B, kl_B)
 
-  def iteration(_, state):
+  def iteration(state, _):
     dk, dv, norms_LxB, started = state
-    gk, gv = jax.grad(loss_fn)((dk, dv))
+    (gk, gv), (attribute_B, kl_B) = jax.grad(loss_fn, has_aux=True)((dk, dv))
     gk = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gk]
     gv = [g_BxHxSxK * mask_1x1xSx1 for g_BxHxSxK in gv]
     new_LxB = jnp.sqrt(
@@ -305,19 +369,21 @@ def perturb_past(
     scale_LxBx1x1x1 = (stepsize / norms_LxB**config.gamma)[:, :, None, None, None]
     dk = tuple(dk[i] - scale_LxBx1x1x1[i] * gk[i] for i in layers)
     dv = tuple(dv[i] - scale_LxBx1x1x1[i] * gv[i] for i in layers)
-    return dk, dv, norms_LxB, jnp.asarray(True)
+    seen = (attribute_B, kl_B, new_LxB) if diagnostics else None
+    return (dk, dv, norms_LxB, jnp.ones_like(started)), seen
 
   zeros = tuple(jnp.zeros_like(pert.k[0]) for _ in layers)
-  dk, dv, norms_LxB, started = jax.lax.fori_loop(
-    0, config.num_iterations, iteration, (zeros, zeros, grad_norms_LxB, norms_started)
+  (dk, dv, norms_LxB, started), seen = jax.lax.scan(
+    iteration, (zeros, zeros, grad_norms_LxB, norms_started), length=config.num_iterations
   )
-  has_past = pert.length > 0
-  return (
+  has_past_B = pert.length > (0 if pert.pad is None else pert.pad)
+  out = (
     jnp.stack(dk),
     jnp.stack(dv),
-    jnp.where(has_past, norms_LxB, grad_norms_LxB),
-    jnp.where(has_past, started, norms_started),
+    jnp.where(has_past_B, norms_LxB, grad_norms_LxB),
+    jnp.where(has_past_B, started, norms_started),
   )
+  return (*out, seen) if diagnostics else out
 
 
 def fused_probs(pert_logits_BxV, unpert_logits_BxV, config: PPLMConfig):
@@ -388,35 +454,60 @@ def max_cache_len(prompt_len: int, config: PPLMConfig, attributes: Attributes) -
   return prompt_len + config.length + lookahead
 
 
-@functools.partial(jax.jit, static_argnames=("lm", "static", "perturb", "return_probs"))
-def _generate(params, prompt_BxP, attributes, key, floats, *, lm, static, perturb, return_probs):
+@functools.partial(
+  jax.jit, static_argnames=("lm", "static", "perturb", "return_probs", "diagnostics")
+)
+def _generate(
+  params,
+  prompt_BxP,
+  pad_B,
+  attributes,
+  key,
+  floats,
+  *,
+  lm,
+  static,
+  perturb,
+  return_probs,
+  diagnostics,
+):
   config = _Hyper(**{**dataclasses.asdict(static), **floats})
   b, p = prompt_BxP.shape
   max_len = max_cache_len(p, config, attributes)
   dtype = steering_dtype(params["wte"].dtype)
-  empty = init_cache(lm, b, max_len, dtype)
+  empty = init_cache(lm, b, max_len, dtype, pad_B=pad_B)
   logits_BxPxV, hidden_BxPxD, unpert = lm_forward(params, lm, empty, prompt_BxP)
   hidden_BxPxD = hidden_BxPxD.astype(dtype)
+  past_BxPxD = hidden_BxPxD[:, :-1]
+  if pad_B is not None:  # the padding's hidden states are not part of the mean
+    real_BxPx1 = (jnp.arange(p - 1)[None] >= pad_B[:, None])[:, :, None]
+    past_BxPxD = jnp.where(real_BxPx1, past_BxPxD, 0.0)
   carry = _Carry(
     pert=unpert._replace(length=unpert.length - 1),
     unpert=unpert,
     last_B=prompt_BxP[:, -1].astype(jnp.int32),
     unpert_logits_BxV=logits_BxPxV[:, -1].astype(dtype),
-    hidden_sum_BxD=hidden_BxPxD[:, :-1].sum(1),
+    hidden_sum_BxD=past_BxPxD.sum(1),
     last_hidden_BxD=hidden_BxPxD[:, -1],
     grad_norms_LxB=jnp.zeros((lm.num_layers, b), dtype),
-    norms_started=jnp.asarray(False),
+    norms_started_B=jnp.zeros((b,), bool),
     key=key,
+  )
+  no_iterations = (
+    jnp.zeros((0, b), dtype),
+    jnp.zeros((0, b), dtype),
+    jnp.zeros((0, lm.num_layers, b), dtype),
   )
 
   def step(c: _Carry, i):
     key, sample_key = jax.random.split(c.key)
     pert = c.pert
-    norms, started = c.grad_norms_LxB, c.norms_started
+    norms, started = c.grad_norms_LxB, c.norms_started_B
+    seen = no_iterations
     if perturb:
       if config.num_iterations:
         stepsize = jnp.where(i < config.grad_length, config.stepsize, 0.0).astype(dtype)
-        dk, dv, norms, started = perturb_past(
+        dk, dv, norms, started, *more = perturb_past(
           params,
           lm,
           config,
@@ -429,7 +520,9 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, lm, static, pertur
           norms,
           started,
           stepsize,
+          diagnostics=diagnostics,
         )
+        seen = more[0] if diagnostics else seen
         pert = pert._replace(k=pert.k + dk, v=pert.v + dv)
       logits_Bx1xV, _, pert = lm_forward(params, lm, pert, c.last_B[:, None])
       p_BxV = fused_probs(logits_Bx1xV[:, -1].astype(dtype), c.unpert_logits_BxV, config)
@@ -448,11 +541,22 @@ def _generate(params, prompt_BxP, attributes, key, floats, *, lm, static, pertur
       started,
       key,
     )
-    return new, (next_B, p_BxV if return_probs else None)
+    diag = None
+    if diagnostics:
+      diag = (jax.nn.softmax(c.unpert_logits_BxV, axis=-1), *seen)
+    return new, (next_B, p_BxV if return_probs else None, diag)
 
-  _, (tokens_LxB, probs_LxBxV) = jax.lax.scan(step, carry, jnp.arange(config.length))
+  _, (tokens_LxB, probs_LxBxV, diag) = jax.lax.scan(step, carry, jnp.arange(config.length))
   probs = None if probs_LxBxV is None else probs_LxBxV.transpose(1, 0, 2)
-  return tokens_LxB.T, probs
+  if diagnostics:
+    unpert_NxBxV, loss_NxIxB, kl_NxIxB, norms_NxIxLxB = diag
+    diag = PPLMDiagnostics(
+      unpert_NxBxV.transpose(1, 0, 2),
+      loss_NxIxB.transpose(2, 0, 1),
+      kl_NxIxB.transpose(2, 0, 1),
+      norms_NxIxLxB.transpose(3, 0, 1, 2),
+    )
+  return tokens_LxB.T, probs, diag
 
 
 def steered_generate(
@@ -462,15 +566,19 @@ def steered_generate(
   attributes: Attributes = Attributes(),  # noqa: B008 (an immutable NamedTuple)
   config: PPLMConfig = PPLMConfig(),
   *,
+  prompt_mask_BxP=None,
   key=None,
   perturb: bool = True,
   return_probs: bool = False,
+  diagnostics: bool = False,
   timings: dict | None = None,
 ):
   """Generates `config.length` tokens for each of B prompts, steered by PPLM.
 
-  B samples (prompts of the same token length, e.g. one prompt repeated) are
-  steered together in one jit-compiled loop. `perturb=False` gives the
+  B samples (e.g. one prompt repeated, or different prompts) are steered
+  together in one jit-compiled loop. Prompts of different lengths are
+  left-padded: each row is steered as its prompt alone would be (the same
+  tokens; the probabilities to float rounding). `perturb=False` gives the
   unsteered baseline of the original (temperature, top-k, same sampling keys).
 
   Args:
@@ -479,16 +587,24 @@ def steered_generate(
       `jax.enable_x64`; with bfloat16 or float16 weights the caches, the
       perturbation and its gradient are float32).
     lm: the model's `LMConfig` (or `GPT2Config`).
-    prompt_BxP: token ids in the model's vocabulary; at least one token each.
+    prompt_BxP: token ids in the model's vocabulary, at least one token each:
+      a B x P array, or a list of B token lists of different lengths
+      (left-padded here, `jaxnn.lm.left_pad`).
     attributes: bags of words and/or discriminators (`Attributes`).
     config: the hyperparameters (`PPLMConfig`, the original's defaults).
+    prompt_mask_BxP: with a padded array, True (1) on each prompt's own tokens
+      and False (0) on its left padding (`left_pad`'s mask).
     key: a `jax.random` key for sampling (default `jax.random.key(0)`).
     return_probs: also return the B x length x V distributions drawn from.
+    diagnostics: also return a `PPLMDiagnostics` (unperturbed distributions,
+      each gradient step's losses and gradient norms). Off, the compiled loop
+      computes none of it.
     timings: a dict that gets compile_seconds, run_seconds and tokens_per_second
       (generated tokens of all B samples per second of the compiled loop).
 
   Returns:
-    tokens_BxL (int32), and probs_BxLxV when `return_probs`.
+    tokens_BxL (int32), then probs_BxLxV when `return_probs`, then the
+    `PPLMDiagnostics` when `diagnostics` (a tuple when either is asked).
 
   References:
     Dathathri et al., Plug and Play Language Models, ICLR 2020, section 3 and
@@ -496,12 +612,7 @@ def steered_generate(
   """
   params = as_params(params)
   lm = lm_config(lm)
-  prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
-  if prompt_BxP.ndim != 2 or prompt_BxP.shape[1] < 1:
-    raise JaxnnError(
-      f"prompt_BxP must be B x P token ids with P >= 1, got shape {prompt_BxP.shape}"
-    )
-  check_token_ids(prompt_BxP, lm.vocab_size, "the prompt tokens")
+  prompt_BxP, pad_B = prepare_prompts(prompt_BxP, prompt_mask_BxP, lm.vocab_size)
   check_attributes(attributes, lm)
   if perturb and attributes.bags is None and not attributes.discriminators:
     raise JaxnnError(
@@ -518,19 +629,22 @@ def steered_generate(
   dtype = steering_dtype(params["wte"].dtype)
   floats = {f: jnp.asarray(getattr(config, f), dtype) for f in _TRACED_FIELDS}
   static = dataclasses.replace(config, **{f: getattr(PPLMConfig, f) for f in _TRACED_FIELDS})
-  args = (params, prompt_BxP, attributes, key, floats)
-  static_args = dict(lm=lm, static=static, perturb=perturb, return_probs=return_probs)
+  args = (params, prompt_BxP, pad_B, attributes, key, floats)
+  static_args = dict(
+    lm=lm, static=static, perturb=perturb, return_probs=return_probs, diagnostics=diagnostics
+  )
   if timings is None:
-    tokens, probs = _generate(*args, **static_args)
+    tokens, probs, diag = _generate(*args, **static_args)
   else:
     start = time.perf_counter()
     compiled = _generate.lower(*args, **static_args).compile()
     compiled_at = time.perf_counter()
-    tokens, probs = jax.block_until_ready(compiled(*args))
+    tokens, probs, diag = jax.block_until_ready(compiled(*args))
     run_seconds = time.perf_counter() - compiled_at
     timings.update(
       compile_seconds=compiled_at - start,
       run_seconds=run_seconds,
       tokens_per_second=tokens.size / run_seconds,
     )
-  return (tokens, probs) if return_probs else tokens
+  extra = (probs,) * return_probs + (diag,) * diagnostics
+  return (tokens, *extra) if extra else tokens

@@ -5,7 +5,9 @@ transformers' `LlamaForCausalLM` in float64 with its own cache (batch 1, the
 unperturbed distribution recomputed over the whole sequence at every token);
 jaxnn steers the same tiny checkpoint, loaded by `jaxnn.lm.load_lm`, with its
 batched fixed-size caches. The perturbation acts on the 2 shared key/value
-heads of each layer (4 query heads).
+heads of each layer (4 query heads). Cases with prompts of different
+lengths steer them as one left-padded batch (RoPE positions counted from each
+row's first token); the reference steers each prompt alone.
 """
 
 import dataclasses
@@ -75,13 +77,13 @@ CASES = {
     dict(window_length=3, decay=True, grad_length=5, stepsize=0.05),
     True,
     False,
-    [[1, 17, 93, 5, 50], [1, 25, 3, 64, 9]],
+    [[1, 17, 93, 5, 50], [1, 25, 3], [1]],  # left-padded: RoPE positions from each first token
   ),
   "discriminator_horizon2": (
     dict(horizon_length=2, gamma=1.0, num_iterations=4, stepsize=0.04),
     False,
     True,
-    [[1, 33, 8, 70]],
+    [[1, 33, 8, 70], [1, 9]],
   ),
   "both_recent_window": (
     dict(window_length=3, window_position="recent", stepsize=0.05, kl_scale=0.05),
@@ -108,13 +110,11 @@ def test_llama_gqa_parity_with_torch_reference_float64(name, tiny_llama_dir, tor
       bags=bag_of_words([BAG], None, VOCAB) if use_bag else None,
       discriminators=(disc,) if use_disc else (),
     )
-    tokens, probs = steered_generate(
-      params, lm, jnp.asarray(prompts), attributes, config, return_probs=True
-    )
+    tokens, probs = steered_generate(params, lm, prompts, attributes, config, return_probs=True)
     _, still = steered_generate(
       params,
       lm,
-      jnp.asarray(prompts),
+      prompts,
       attributes,
       dataclasses.replace(config, stepsize=0.0),
       return_probs=True,
