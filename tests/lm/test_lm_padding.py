@@ -24,16 +24,11 @@ def test_padded_batch_equals_each_prompt_alone(family, family_dir):
   with jax.enable_x64(True):
     params, config = load_lm(family_dir(family), dtype=jnp.float64)
     batch = np.asarray(generate(params, config, PROMPTS, N))
-    # The padded batch's logits: the prompts, then the generated tokens one at a time.
-    tokens, mask = left_pad(PROMPTS)
+    # The padded batch's logits: the prompts and their continuations, left-padded.
+    tokens, mask = left_pad([p + batch[b, :-1].tolist() for b, p in enumerate(PROMPTS)])
     pad = (~mask).sum(1)
-    cache = init_cache(config, len(PROMPTS), tokens.shape[1] + N, jnp.float64, pad_B=pad)
-    logits, _, cache = forward(params, config, cache, tokens)
-    steps = [logits]
-    for j in range(N - 1):
-      logits, _, cache = forward(params, config, cache, batch[:, j : j + 1])
-      steps.append(logits)
-    padded = np.concatenate(steps, axis=1)
+    cache = init_cache(config, len(PROMPTS), tokens.shape[1], jnp.float64, pad_B=pad)
+    padded, _, _ = forward(params, config, cache, tokens)
     for b, prompt in enumerate(PROMPTS):
       # Alone: the prompt and its greedy continuation in one pass of its own length.
       alone = np.asarray([prompt + batch[b, :-1].tolist()], np.int32)
