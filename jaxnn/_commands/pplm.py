@@ -17,8 +17,9 @@ def register(subparsers) -> None:
   g = sub.add_parser(
     "generate",
     help="steered and unsteered samples with their evaluation",
-    description="Generates NUM_SAMPLES steered samples (one jit-compiled batch) and the "
-    "unsteered baseline with the same prompt and seeds; writes OUT/config.json, "
+    description="Generates NUM_SAMPLES steered samples of the prompt (or of each line of "
+    "--prompts-file; one jit-compiled batch, prompts of different lengths left-padded) and the "
+    "unsteered baseline with the same prompts and seeds; writes OUT/config.json, "
     "OUT/samples.txt, OUT/baseline.txt and OUT/summary.json (bag-word rate or class "
     "probability, perplexity, Dist-1/2/3, tokens per second). Hyperparameter defaults are "
     "the original run_pplm.py's.",
@@ -67,6 +68,23 @@ def _split_names(text):
   return [name.strip() for name in text.replace(";", ",").split(",") if name.strip()]
 
 
+def _read_prompts(path):
+  """The non-empty lines of a prompts file."""
+  from jaxnn import JaxnnError
+
+  file = pathlib.Path(path).expanduser()
+  try:
+    lines = file.read_text(encoding="utf-8").splitlines()
+  except FileNotFoundError:
+    raise JaxnnError(f"no prompts file at {file} (one prompt a line)") from None
+  except (UnicodeDecodeError, IsADirectoryError):
+    raise JaxnnError(f"{file} is not a UTF-8 text file of prompts, one a line") from None
+  prompts = [line.strip() for line in lines if line.strip()]
+  if not prompts:
+    raise JaxnnError(f"{file} holds no prompt; write one prompt a line")
+  return prompts
+
+
 def _generate(args) -> int:
   if args.list_bags:
     from jaxnn.pplm._attributes import read_words, wordlist_names
@@ -76,6 +94,7 @@ def _generate(args) -> int:
     return 0
   config, out = cu.resolve(args, GenerateConfig, "pplm generate")
   config.check()
+  prompts = _read_prompts(config.prompts_file) if config.prompts_file else config.prompt
   cu.claim_out(out, "pplm generate", config)  # before the model loads and generates
   from jaxnn.pplm import run_pplm
 
@@ -90,7 +109,7 @@ def _generate(args) -> int:
     params,
     gpt2,
     tokenizer,
-    config.prompt,
+    prompts,
     config.steering,
     bags=_split_names(config.bow or ""),
     discriminator=config.discriminator,
@@ -111,7 +130,8 @@ def _generate(args) -> int:
       if k in summary["mean"][name]
     ]
     print(f"{name:9s} " + "  ".join(f"{k}={summary['mean'][name][k]:.3f}" for k in keys))
-  print(f"tokens/s (steered, batch {config.num_samples}): {summary['tokens_per_second']:.1f}")
+  batch = config.num_samples * (1 if isinstance(prompts, str) else len(prompts))
+  print(f"tokens/s (steered, batch {batch}): {summary['tokens_per_second']:.1f}")
   print(f"wrote {pathlib.Path(out) / 'summary.json'}, config.json, samples.txt and baseline.txt")
   return 0
 

@@ -52,6 +52,12 @@ class GenerateConfig:
     None, MODEL_HELP, none="gpt2-medium when it can be had, else jaxnn's offline LM"
   )
   prompt: str = setting("The lake", "conditioning text (cond_text)")
+  prompts_file: str | None = setting(
+    None,
+    "a text file of prompts, one a line, steered together as one batch instead of --prompt",
+    none="none",
+    metavar="FILE",
+  )
   bow: str | None = setting(
     None,
     "bags of words: shipped names (see --list-bags) or word-list files, separated by , or ;",
@@ -63,7 +69,9 @@ class GenerateConfig:
   class_label: str | None = setting(
     None, "target class of the discriminator (index or name)", none="none"
   )
-  num_samples: int = setting(1, "samples steered together as one batch", positive=True)
+  num_samples: int = setting(
+    1, "samples of each prompt, all steered together as one batch", positive=True
+  )
   seed: int = setting(0, "random seed of the sampling")
   single_token_words: bool = setting(
     False, "drop multi-token words from the bags, as the original does"

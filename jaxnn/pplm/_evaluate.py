@@ -154,10 +154,11 @@ def rank_samples(
   return max(candidates, key=lambda i: attribute_scores[i])
 
 
-def _entries(texts, continuations, bag_words, class_p, ppl):
+def _entries(texts, continuations, bag_words, class_p, ppl, prompts):
   entries = []
   for i, (text, cont) in enumerate(zip(texts, continuations)):
     entry = {
+      "prompt": prompts[i],
       "text": text,
       "continuation": cont,
       "perplexity": ppl[i],
@@ -182,7 +183,7 @@ def run_pplm(
   params,
   lm: LMConfig,
   tokenizer,
-  prompt: str,
+  prompt: str | Sequence[str],
   config,
   *,
   bags=(),
@@ -200,25 +201,28 @@ def run_pplm(
   """Steered samples and the unsteered baseline (same prompt and seeds), evaluated.
 
   The prompt is prefixed with the end-of-text token, as in the original.
-  Both runs generate `num_samples` sequences as one batch.
+  Both runs generate `num_samples` sequences per prompt as one batch (prompts
+  of different token lengths left-padded, each steered as it would be alone).
 
   Args:
     params, lm, tokenizer: the model (`jaxnn.lm.load_lm`, `load_tokenizer`).
-    prompt: the conditioning text.
+    prompt: the conditioning text, or several (each steered `num_samples` times).
     config: a `PPLMConfig`.
     bags: shipped bag names, word-list files or word lists.
     discriminator: a `DiscriminatorHead` or the path of a saved one.
     class_label: its target class (index or name).
     multi_token: count multi-token bag words (False: drop them, as the original).
     rank: also report the best sample (BR / BCR) by attribute score among
-      those with mean Dist-n >= min_dist.
+      those with mean Dist-n >= min_dist (with several prompts, one per prompt).
     scorer: (params, config, tokenizer, name) of the LM that scores perplexity
       (default: the generating model).
     out_dir: when given, writes samples.txt, baseline.txt and summary.json.
 
   Returns:
-    The summary: lists `samples` and `baseline` of dicts (text, continuation,
-    perplexity, dist_1/2/3, bag_word_rate and/or class_probability), their
+    The summary: lists `samples` and `baseline` of dicts (prompt, text,
+    continuation, perplexity, dist_1/2/3, bag_word_rate and/or
+    class_probability; prompt-major: prompt i's samples are
+    i * num_samples .. (i + 1) * num_samples - 1), their
     `mean`, `model`, `tokens_per_second` and the configuration.
   """
   import dataclasses
@@ -255,8 +259,11 @@ def run_pplm(
     else None,
     discriminators=(head.toward(class_label),) if head is not None else (),
   )
-  prompt_ids = [start_token(tokenizer)] + tokenizer.encode(prompt)
-  prompt_BxP = np.tile(np.asarray([prompt_ids], np.int32), (num_samples, 1))
+  prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+  if not prompts:
+    raise JaxnnError("give at least one prompt")
+  prompt_ids = [[start_token(tokenizer)] + tokenizer.encode(p) for p in prompts]
+  prompt_BxP = [ids for ids in prompt_ids for _ in range(num_samples)]
   key = jax.random.key(seed)
   steered_timing: dict[str, float] = {}
   baseline_timing: dict[str, float] = {}
@@ -268,12 +275,12 @@ def run_pplm(
       params, lm, prompt_BxP, attributes, config, key=key, perturb=False, timings=baseline_timing
     )
   )
-  prompt_text = tokenizer.decode(prompt_ids[1:])
+  prompt_texts = [tokenizer.decode(ids[1:]) for ids in prompt_ids for _ in range(num_samples)]
   s_params, s_config, s_tokenizer, s_name = scorer or (params, lm, tokenizer, model_name)
   summary: dict[str, Any] = {
     "model": model_name,
     "perplexity_model": s_name,
-    "prompt": prompt,
+    "prompt": prompt if isinstance(prompt, str) else prompts,
     "config": dataclasses.asdict(config),
     "bags": [str(b) for b in bags],
     "num_samples": num_samples,
@@ -284,15 +291,16 @@ def run_pplm(
     summary["class_label"] = head.classes[int(head.toward(class_label).class_label)]
   for name, tokens in (("samples", steered), ("baseline", baseline)):
     continuations = [tokenizer.decode(t.tolist()) for t in tokens]
-    texts = [prompt_text + c for c in continuations]
-    ppl = perplexity(s_params, s_config, s_tokenizer, texts, [prompt_text] * len(texts))
+    texts = [p + c for p, c in zip(prompt_texts, continuations)]
+    ppl = perplexity(s_params, s_config, s_tokenizer, texts, prompt_texts)
     class_p = None
     if head is not None:
       features = encode_mean_hidden(
         params, lm, tokenizer, texts, max_tokens=min(lm_config(lm).max_positions - 1, 1000)
       )
       class_p = class_probabilities(features, head)[:, int(head.toward(class_label).class_label)]
-    summary[name] = _entries(texts, continuations, bag_words, class_p, ppl)
+    row_prompts = [p for p in prompts for _ in range(num_samples)]
+    summary[name] = _entries(texts, continuations, bag_words, class_p, ppl, row_prompts)
   summary["mean"] = {name: _mean(summary[name]) for name in ("samples", "baseline")}
   summary["tokens_per_second"] = steered_timing["tokens_per_second"]
   summary["baseline_tokens_per_second"] = baseline_timing["tokens_per_second"]
@@ -301,9 +309,17 @@ def run_pplm(
     scores = [
       e.get("bag_word_rate", 0.0) + e.get("class_probability", 0.0) for e in summary["samples"]
     ]
-    summary["ranked_best"] = rank_samples(
-      scores, [e["continuation"] for e in summary["samples"]], min_dist=min_dist
-    )
+    continuations = [e["continuation"] for e in summary["samples"]]
+    best = [
+      start
+      + rank_samples(
+        scores[start : start + num_samples],
+        continuations[start : start + num_samples],
+        min_dist=min_dist,
+      )
+      for start in range(0, len(scores), num_samples)
+    ]
+    summary["ranked_best"] = best[0] if isinstance(prompt, str) else best
   if out_dir is not None:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -114,9 +114,9 @@ class PPLMDiagnostics(NamedTuple):
   N is the number of generated tokens, I `num_iterations` (the gradient steps
   per token), L the model's layers. Iteration i's values are taken at the
   perturbation before its step (iteration 0: dH = 0 on the past as the
-  earlier tokens' steps left it; at the first token, the unperturbed model). Empty (I = 0) for the unsteered baseline. A
-  row without a past token yet (a one-token prompt's first step) is not
-  perturbed: its gradient norms are 0.
+  earlier tokens' steps left it; at the first token, the unperturbed model).
+  Empty (I = 0) for the unsteered baseline. A row without a past token yet
+  (a one-token prompt's first step) is not perturbed: its gradient norms are 0.
 
   Attributes:
     unpert_probs_BxNxV: the unperturbed model's next-token distribution at

@@ -101,6 +101,8 @@ def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp
   words = tmp_path / "words.txt"
   words.write_text("the\nof\nlist\nmodule\n")
   out = tmp_path / "run"
+  prompts = tmp_path / "prompts.txt"  # two prompts of different lengths: one padded batch
+  prompts.write_text("The list\n\nA module of the standard library\n")
   assert (
     main(
       [
@@ -108,8 +110,8 @@ def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp
         "generate",
         "--model",
         str(tiny_gpt2_dir),
-        "--prompt",
-        "The list",
+        "--prompts-file",
+        str(prompts),
         "--bow",
         str(words),
         "--discriminator",
@@ -130,11 +132,14 @@ def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp
   )
   summary = json.loads((out / "summary.json").read_text())
   assert summary["model"] == str(tiny_gpt2_dir) and summary["class_label"] == "calm"
-  assert summary["tokens_per_second"] > 0 and summary["ranked_best"] in (0, 1)
+  assert summary["tokens_per_second"] > 0 and summary["ranked_best"][0] in (0, 1)
+  assert summary["ranked_best"][1] in (2, 3)
+  assert summary["prompt"] == ["The list", "A module of the standard library"]
   for name in ("samples", "baseline"):
-    assert len(summary[name]) == 2
-    for entry in summary[name]:
-      assert entry["text"].startswith("The list")
+    assert len(summary[name]) == 4
+    for i, entry in enumerate(summary[name]):
+      assert entry["prompt"] == summary["prompt"][i // 2]
+      assert entry["text"].startswith(entry["prompt"])
       for key in ("bag_word_rate", "class_probability", "perplexity", "dist_1", "dist_2", "dist_3"):
         assert np.isfinite(entry[key]), key
   assert "== samples 1 ==" in (out / "samples.txt").read_text()
@@ -142,3 +147,11 @@ def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp
   capsys.readouterr()
   assert main(["pplm", "generate", "--model", str(tiny_gpt2_dir), "--out", str(out)]) == 2
   assert "--bow" in capsys.readouterr().err
+  for text, message in ((None, "no prompts file"), ("\n \n", "holds no prompt")):
+    if text is not None:
+      prompts.write_text(text)
+    missing = prompts if text is not None else tmp_path / "missing.txt"
+    argv = ["pplm", "generate", "--prompts-file", str(missing), "--bow", "space"]
+    assert main([*argv, "--out", str(tmp_path / "not_written")]) == 2
+    assert message in capsys.readouterr().err
+  assert not (tmp_path / "not_written").exists()
