@@ -105,8 +105,10 @@ def _as_dataset(data: Any) -> Dataset:
         f"{name} data: LCA needs inputs (examples, ...) and integer class labels (examples,), "
         f"got x {x.shape} and y {y.shape} ({y.dtype})"
       )
-  cast = {k: Split(s.x.astype(np.float32), s.y.astype(np.int32)) for k, s in splits.items()}
-  return dataclasses.replace(dataset, **cast)
+  train, validation, test = (
+    Split(s.x.astype(np.float32), s.y.astype(np.int32)) for s in splits.values()
+  )
+  return dataclasses.replace(dataset, train=train, validation=validation, test=test)
 
 
 ModelArg = nnx.Module | FunctionalModel | Callable[[jax.Array], Any]
