@@ -42,7 +42,7 @@ _HF_ACTIVATIONS = {
   "relu": "relu",
 }
 #: RoPE variants (Hugging Face's rope_type); "default" is plain RoPE.
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
 # rope_type -> the keys of its scaling that LMConfig.rope_scaling must hold.
 _ROPE_REQUIRED = {
   "default": (),
@@ -51,6 +51,7 @@ _ROPE_REQUIRED = {
   "yarn": ("factor", "original_max_position_embeddings"),
   "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
   "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+  "proportional": (),
 }
 
 
@@ -155,6 +156,10 @@ class LMConfig:
       raise JaxnnError(f"RoPE scaling {rope_type!r} needs {', '.join(missing)} in rope_scaling")
     for key, value in scaling.items():
       if key == "rope_type" or key == "truncate":
+        continue
+      if key == "partial_rotary_factor":
+        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+          raise JaxnnError(f"rope_scaling 'partial_rotary_factor' must be in [0, 1], got {value!r}")
         continue
       listed = key in ("short_factor", "long_factor")
       values = value if listed else (value,)
@@ -363,6 +368,12 @@ def _rope(d, model_type):
   if rope_type == "longrope":
     for key in ("short_factor", "long_factor"):
       pairs.append((key, _factor_list(merged, key, where)))
+  if rope_type == "proportional":
+    # Every dim of the head rotates, the partial factor's share with frequencies and the rest
+    # with frequency 0 (Gemma 4's RoPE); divided by factor (1 by default).
+    pairs.append(("factor", _field(merged, "factor", float, 1.0, where=where)))
+    pairs.append(("partial_rotary_factor", partial))
+    partial = 1.0
   return theta, partial, tuple(sorted(pairs))
 
 

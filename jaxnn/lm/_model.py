@@ -151,7 +151,10 @@ def inverse_frequencies(config: AnyConfig, seq_len=None):
     of the scaling; `max_positions` when absent);
   - "longrope": each frequency divided by its `short_factor`, or by its
     `long_factor` once the sequence length passes
-    `original_max_position_embeddings`.
+    `original_max_position_embeddings`;
+  - "proportional" (Gemma 4's): the default table over the first
+    `partial_rotary_factor` share of the frequencies, 0 (no rotation) for the
+    rest, all divided by `factor` (1 if absent).
 
   YaRN's and LongRoPE's attention factor scales cos and sin instead
   (`LMConfig.rope_attention_factor`).
@@ -199,6 +202,9 @@ def inverse_frequencies(config: AnyConfig, seq_len=None):
       high += 0.001  # as transformers
     ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
     inv = inv / scaling["factor"] * ramp + inv * (1.0 - ramp)
+  elif kind == "proportional":
+    rotating = int(scaling.get("partial_rotary_factor", 1.0) * dim // 2)
+    inv = np.where(np.arange(dim // 2) < rotating, inv, 0.0) / scaling.get("factor", 1.0)
   elif kind == "longrope":
     short = inv / np.asarray(scaling["short_factor"], np.float64)
     long = inv / np.asarray(scaling["long_factor"], np.float64)

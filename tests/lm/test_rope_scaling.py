@@ -1,4 +1,4 @@
-"""RoPE scaling variants ("yarn", "dynamic", "longrope") against transformers.
+"""RoPE scaling variants ("yarn", "dynamic", "longrope", "proportional") against transformers.
 
 Each variant runs in a tiny random model saved by transformers'
 `save_pretrained` (tests/lm/families.py with the variant's rope_scaling) and
@@ -78,6 +78,14 @@ MODELS = {
       ),
     ),
   ),
+  "llama_proportional": (  # Gemma 4's: half the frequencies rotate, the rest stay
+    "llama3",
+    dict(
+      head_dim=16,
+      max_position_embeddings=64,
+      rope_scaling=dict(rope_type="proportional", partial_rotary_factor=0.5, factor=2.0),
+    ),
+  ),
 }
 
 
@@ -143,13 +151,18 @@ def test_config_json_is_read(name, saved):
   scaling = dict(config.rope_scaling)
   assert scaling["rope_type"] == MODELS[name][1]["rope_scaling"]["rope_type"]
   hash(config)  # a static jit argument
+  if scaling["rope_type"] == "proportional":
+    assert config.rotary == config.head_dim == 16  # all of the head rotates, half at frequency 0
+    assert (inverse_frequencies(config) == 0).sum() == 4
+    return
   assert scaling["original_max_position_embeddings"] == ORIGINAL
   if scaling["rope_type"] == "dynamic":  # made to run factor times past max_position_embeddings
     assert config.max_positions == 2 * ORIGINAL
 
 
-# YaRN's table does not depend on the length: one prefix past the original context suffices.
-CASES = [(n, p) for n in MODELS for p in ((20,) if "yarn" in n else (6, 20))]
+# Only dynamic's and longrope's tables depend on the length: one prefix past the original
+# context suffices for the others.
+CASES = [(n, p) for n in MODELS for p in ((6, 20) if "dynamic" in n or "longrope" in n else (20,))]
 
 
 @pytest.mark.parametrize("name, prefix", CASES)
@@ -280,6 +293,15 @@ REAL = {
         short_factor=np.linspace(1.0, 2.0, 48).tolist(),
         long_factor=np.geomspace(1.0, 60.0, 48).tolist(),
       ),
+    ),
+  ),
+  "proportional": (
+    "LlamaConfig",
+    dict(
+      hidden_size=2048,
+      num_attention_heads=8,
+      rope_theta=1e6,
+      rope_scaling=dict(rope_type="proportional", partial_rotary_factor=0.25, factor=8.0),
     ),
   ),
 }
