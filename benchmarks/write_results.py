@@ -102,12 +102,13 @@ def coordconv_layer(r):
 
 
 def coordconv_time_to_perfect(r):
-  rows, budgets = [], []
+  rows = []
+  rule = lambda run: f"{run['factor']:g}x that wall time (at least {run['min_budget_s']:g} s)"
+  if len({rule(run) for run in r["runs"]}) == 1:
+    budgets = [rule(r["runs"][0])]
+  else:
+    budgets = [f"{rule(run)} on the {run['split']} split" for run in r["runs"]]
   for run in r["runs"]:
-    budgets.append(
-      f"{run['factor']:g}x that wall time (at least {run['min_budget_s']:g} s) on the "
-      f"{run['split']} split"
-    )
     for x in run["rows"]:
       reached = f"yes, epoch {x['epochs_to_100']:g}" if x["reached_100"] else "**no**"
       seconds = f"{x['seconds_to_100']:.1f}" if x["reached_100"] else "-"
@@ -348,9 +349,9 @@ def lca_bench(r):
       d = x["disk"]
       out += (
         f"\nDisk at {x['iterations']:,} iterations: three-stage {d['three_stage_MiB']:,.0f} MiB, "
-        f"jaxnn's outputs {d['jaxnn_outputs_MiB']:.1f} MiB (**{d['ratio_outputs']:.0f}x less**), "
+        f"jaxnn's outputs {d['jaxnn_outputs_MiB']:.1f} MiB (**{d['ratio_outputs']:,.0f}x less**), "
         f"{d['jaxnn_with_checkpoints_MiB']:.1f} MiB with the Orbax checkpoints "
-        f"({d['ratio_with_checkpoints']:.0f}x less).\n"
+        f"({d['ratio_with_checkpoints']:,.0f}x less).\n"
       )
     if "overhead" in x:
       o = x["overhead"]
