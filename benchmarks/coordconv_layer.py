@@ -7,7 +7,10 @@ at most 1.1x). Rounds alternate between the two sides; medians are reported.
 
 Run pinned to one core and one XLA thread:
   taskset -c 0 env XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
-      python benchmarks/coordconv_layer.py
+      JAX_PLATFORMS=cpu python benchmarks/coordconv_layer.py \
+      --out benchmarks/results/coordconv_layer.json
+
+`--out` writes the result as JSON, with the command that produced it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import statistics
 import time
 
+import _results  # noqa: I001 (first: it notes the caller's XLA settings)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +46,9 @@ def main() -> None:
   parser.add_argument("--kernel", type=int, default=3)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--out", default=None, help="write the result as JSON here")
   args = parser.parse_args()
+  rows = []
   print(
     f"jax {jax.__version__}, devices {jax.devices()}, batch {args.batch}, "
     f"{args.size}x{args.size}, kernel {args.kernel}, {args.out_channels} output channels"
@@ -77,6 +83,28 @@ def main() -> None:
           times[side].append(_timed(fns[side], *inputs[side], repeats=args.repeats))
       plain_ms, coord_ms = (1e3 * statistics.median(times[s]) for s in ("plain", "coord"))
       print(f"| {c} | {name} | {plain_ms:.2f} | {coord_ms:.2f} | {coord_ms / plain_ms:.3f} |")
+      rows.append(
+        {
+          "input_channels": c,
+          "pass_": name,
+          "plain_conv_ms": plain_ms,
+          "coordconv_ms": coord_ms,
+          "ratio": coord_ms / plain_ms,
+        }
+      )
+  if args.out:
+    _results.write(
+      args.out,
+      {
+        "setup": f"nnx.Conv {args.kernel}x{args.kernel}, {args.out_channels} output channels, "
+        f"{args.size}x{args.size}, batch {args.batch}; plain conv on c + 2 channels vs "
+        "CoordConv on c channels",
+        "unit": f"median ms over {args.rounds} alternating rounds of {args.repeats} calls",
+        "jax": jax.__version__,
+        "devices": str(jax.devices()),
+        "rows": rows,
+      },
+    )
 
 
 if __name__ == "__main__":

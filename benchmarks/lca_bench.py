@@ -24,7 +24,11 @@
 
 Both sides get the same threads: run pinned to one core, under the shared lock,
 
-  flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/lca_bench.py --epochs 30
+  flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/lca_bench.py --epochs 30 \
+    --out benchmarks/results/lca_bench.json
+
+`--out` writes the result as JSON: one run per `--epochs` (a run replaces the file's run
+with the same epochs), each with the command that produced it.
 
 (XLA's CPU client and PyTorch are both set to a single thread below).
 """
@@ -42,6 +46,7 @@ import sys
 import tempfile
 import time
 
+import _results  # noqa: I001 (before _threads: it notes the caller's XLA settings)
 from _threads import pin_xla_threads
 
 pin_xla_threads(1)
@@ -311,6 +316,7 @@ def main():
   parser.add_argument(
     "--workdir", default=None, help="scratch directory (default: a temporary one)"
   )
+  parser.add_argument("--out", default=None, help="write the result as JSON here")
   parser.add_argument("--rerun-child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--compile-cache", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -327,13 +333,25 @@ def main():
   print(f"load average at start: {os.getloadavg()}")
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="lca_bench_"))
   try:  # The scratch directory (and the compilation cache in it) lives until the end.
-    report(args, dataset, config, workdir)
+    run = report(args, dataset, config, workdir)
+    if args.out:
+      _results.write(
+        args.out,
+        {
+          "setup": "MNIST-FC 784-100-50-10 on mnist5k, SGD lr 0.01 momentum 0.9, batch 250, LCA "
+          "on the training and validation sets; both sides pinned to the same core, one thread",
+          "unit": "CPU seconds (user + system) per side; disk in MiB",
+          "runs": [run],
+        },
+        runs_key=("epochs",),
+      )
   finally:
     if args.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> None:
+def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> dict:
+  """Runs the comparisons, prints them and returns the run's numbers for `--out`."""
   p = pipelines(dataset, config, workdir)
   mb = lambda b: b / 2**20
   print(
@@ -370,8 +388,40 @@ def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> None:
       f"{q['max_rel_diff_layer_totals']:.2e}); fraction helped "
       f"{q['fraction_helped_jaxnn']:.4f} vs {q['fraction_helped_three_stage']:.4f}"
     )
+  cold, warm = p["cold"], p["warm"]
+  run = {
+    "epochs": args.epochs,
+    "iterations": p["steps"],
+    "three_stage_cpu_s": p["three_stage_cpu_s"],
+    "three_stage_wall_s": p["three_stage_wall_s"],
+    "jaxnn_cold_cpu_s": cold["cpu_s"],
+    "jaxnn_cold_wall_s": cold["wall_s"],
+    "jaxnn_warm_cpu_s": warm["cpu_s"],
+    "jaxnn_warm_wall_s": warm["wall_s"],
+    "speedup_cold_cpu": p["three_stage_cpu_s"] / cold["cpu_s"],
+    "speedup_warm_cpu": p["three_stage_cpu_s"] / warm["cpu_s"],
+    "disk": {
+      "three_stage_MiB": mb(disk),
+      "jaxnn_outputs_MiB": mb(cold["disk_bytes_outputs"]),
+      "jaxnn_with_checkpoints_MiB": mb(cold["disk_bytes_with_checkpoints"]),
+      "ratio_outputs": disk / cold["disk_bytes_outputs"],
+      "ratio_with_checkpoints": disk / cold["disk_bytes_with_checkpoints"],
+    },
+    "parity_max_rel_diff_layer_totals": {
+      name: q["max_rel_diff_layer_totals"] for name, q in p["parity"].items()
+    },
+  }
   if args.overhead_steps:
     o = overhead(dataset, config, args.overhead_steps, args.repeats)
+    run["overhead"] = {
+      "steps": o["steps"],
+      "repeats": args.repeats,
+      "lca_step_s": o["lca_s"],
+      "gradient_floor_s": o["floor_s"],
+      "ratio": o["ratio"],
+      "lca_step_with_stem_s": o["lca_stem_s"],
+      "ratio_with_stem": o["stem_ratio"],
+    }
     print(
       f"\n2. overhead over {o['steps']} steps, CPU seconds (median of {args.repeats}; mean "
       f"Simpson splits {o['mean_splits']:.2f}):"
@@ -392,6 +442,7 @@ def report(args, dataset, config: LCAConfig, workdir: pathlib.Path) -> None:
       f"1000x784 @ 784x200 matmul at {o['matmul_gflops']:.0f} GFLOP/s"
     )
   print(f"load average at the end: {os.getloadavg()}")
+  return run
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ evicts the kernel's perm, G and scratch from the caches, as the model's
 forward and backward do between the calls in a training step). Median CPU ms
 per call over `--rounds` rounds of `--calls` calls.
 
-Run: `flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/subspace_kernel_calls.py`
+Run (`--out` writes the result as JSON, with the command that produced it):
+
+  flock /tmp/jaxnn_bench.lock taskset -c 0 python benchmarks/subspace_kernel_calls.py \
+    --out benchmarks/results/subspace_kernel_calls.json
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import statistics
 import time
 
+import _results  # noqa: I001 (before _threads: it notes the caller's XLA settings)
 from _threads import pin_xla_threads
 
 SHAPES = ((200,), (784, 200), (200,), (200, 200), (10,), (200, 10))
@@ -28,6 +32,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--calls", type=int, default=30)
   parser.add_argument("--sweep-mb", type=float, default=16.0)
+  parser.add_argument("--out", default=None, help="write the result as JSON here")
   args = parser.parse_args()
   pin_xla_threads(1)
   import jax
@@ -60,6 +65,12 @@ def main():
 
   for call in calls.values():
     jax.block_until_ready(call())
+  result = {
+    "setup": f"the two Fastfood kernel calls of the MNIST FC step (D = {D:,}, d = {args.d}), "
+    "one thread",
+    "unit": f"median CPU ms per call over {args.rounds} rounds of {args.calls} calls",
+    "sweep_mb": args.sweep_mb,
+  }
   for name, call in calls.items():
     for swept in (False, True):
       rounds = []
@@ -74,6 +85,9 @@ def main():
         rounds.append(cpu / args.calls * 1e3)
       label = f"after a {args.sweep_mb:g} MB sweep" if swept else "hot"
       print(f"{name:8s} {label:22s} {statistics.median(rounds):.3f} ms")
+      result[f"{name}_{'swept' if swept else 'hot'}_ms"] = statistics.median(rounds)
+  if args.out:
+    _results.write(args.out, result)
 
 
 if __name__ == "__main__":

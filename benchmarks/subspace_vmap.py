@@ -27,9 +27,14 @@ same batch (forward convolutions, their weight and input gradients, the
 pooling's forward and backward), each next to its FLOP count, to show where a
 LeNet step's time goes.
 
+`--out` writes the result as JSON: one run per dataset and model (a run replaces the
+file's run of the same dataset and model), each with the command that produced it.
+
 Usage (pin the threads; the machine is shared, so ratios are noisy):
-  taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 20
-  taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 20 --datasets digits --widths 32
+  taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 20 --datasets mnist5k \
+    --out benchmarks/results/subspace_vmap.json
+  taskset -c 0,1 python benchmarks/subspace_vmap.py --steps 50 --datasets digits --widths 32 \
+    --out benchmarks/results/subspace_vmap.json
   taskset -c 0 python benchmarks/subspace_vmap.py --threads 1 --datasets mnist5k --model lenet \
     --projection sparse --dims 300,600 --seeds 0,1 --chunks 1 --breakdown
 """
@@ -41,6 +46,7 @@ import json
 import sys
 import time
 
+import _results  # noqa: I001 (before _threads: it notes the caller's XLA settings)
 from _threads import pin_xla_threads
 
 pin_xla_threads(int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2)
@@ -232,6 +238,7 @@ def main():
   parser.add_argument("--datasets", default="digits,mnist5k", help="comma-separated")
   parser.add_argument("--widths", default="200,200", help="hidden widths of the FC model")
   parser.add_argument("--chunks", default="1,16", help="configs vmapped at once (plus the default)")
+  parser.add_argument("--out", default=None, help="write the result as JSON here")
   args = parser.parse_args()
   widths = tuple(int(w) for w in args.widths.split(","))
   chunks = [int(c) for c in args.chunks.split(",")]
@@ -240,8 +247,11 @@ def main():
   print(
     f"jax {jax.__version__}, {jax.device_count()} device(s), threads {args.threads}", flush=True
   )
+  extra = {"threads": args.threads, "jax": jax.__version__}
   if args.breakdown:
-    print(json.dumps({"lenet_ops_batch_128": lenet_breakdown(args.repeats)}), flush=True)
+    extra["lenet_ops_batch_128"] = lenet_breakdown(args.repeats)
+    print(json.dumps({"lenet_ops_batch_128": extra["lenet_ops_batch_128"]}), flush=True)
+  runs = []
   for dataset in args.datasets.split(","):
     row = bench(
       dataset, args.model, args.projection, args.steps, args.repeats, chunks, widths, dims, seeds
@@ -249,6 +259,19 @@ def main():
     print(
       json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
       flush=True,
+    )
+    runs.append({**row, **extra})
+  if args.out:
+    _results.write(
+      args.out,
+      {
+        "setup": f"{len(dims) * len(seeds)} configs = dims {{{', '.join(map(str, dims))}}} x "
+        f"seeds {{{', '.join(map(str, seeds))}}}, {args.projection}, batch 128, Adam; best of "
+        "interleaved repeats",
+        "unit": "config-steps per second",
+        "runs": runs,
+      },
+      runs_key=("dataset", "model"),
     )
 
 

@@ -5,8 +5,12 @@ batch 128, cross-entropy) on the same random batches, in one process, timed in
 alternating rounds so that machine noise hits both; the figure is the ratio of
 medians. Run pinned to the same cores for both, e.g.
 
-  taskset -c 0 python benchmarks/train_step.py --threads 1
-  taskset -c 0,1 python benchmarks/train_step.py --threads 2
+  taskset -c 0 python benchmarks/train_step.py --threads 1 --out benchmarks/results/train_step.json
+  taskset -c 0,1 python benchmarks/train_step.py --threads 2 \
+    --out benchmarks/results/train_step.json
+
+`--out` writes the result as JSON; the file keeps one run per thread count (a run replaces
+the file's run with the same `--threads`), each with the command that produced it.
 
 The data-parallel part compares the same jitted step on a 1-device mesh and on
 a 2-device mesh (fake CPU devices sharing the same cores, so the ratio is the
@@ -20,6 +24,7 @@ import statistics
 import sys
 import time
 
+import _results  # noqa: I001 (before _threads: it notes the caller's XLA settings)
 from _threads import pin_xla_threads
 
 
@@ -28,6 +33,7 @@ def main():
   parser.add_argument("--threads", type=int, default=1)
   parser.add_argument("--steps", type=int, default=50, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--out", default=None, help="write the result as JSON here")
   args = parser.parse_args()
   pin_xla_threads(args.threads)
 
@@ -112,6 +118,30 @@ def main():
   print(f"  speed-up jaxnn vs pytorch: {pt / j1:.2f}x (goal >= 1)")
   print(f"  data-parallel overhead, 2 devices vs 1 on the same cores: {j2 / j1:.2f}x")
   sys.stdout.flush()
+  if args.out:
+    _results.write(
+      args.out,
+      {
+        "model": "MLP 784-200-200-10, Adam lr 1e-3 b2 0.99, batch 128, random batches",
+        "unit": "median ms per step",
+        "runs": [
+          {
+            "threads": args.threads,
+            "steps_per_round": args.steps,
+            "rounds": args.rounds,
+            "jax": jax.__version__,
+            "torch": torch.__version__,
+            "jaxnn_ms": j1,
+            "jaxnn_2dev_data_parallel_ms": j2,
+            "torch_ms": pt,
+            "speedup_vs_torch": pt / j1,
+            "data_parallel_2dev_vs_1dev": j2 / j1,
+            "rounds_ms": times,
+          }
+        ],
+      },
+      runs_key=("threads",),
+    )
 
 
 if __name__ == "__main__":

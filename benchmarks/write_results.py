@@ -45,15 +45,6 @@ def _table(header: list[str], rows: list[list]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _transcribed(r: dict) -> str:
-  if "transcribed" in r.get("source", ""):
-    return (
-      "\nThis script prints its figures instead of writing a file; its JSON holds those "
-      "printed by the commands above.\n"
-    )
-  return ""
-
-
 def train_step(r):
   rows = [
     [
@@ -67,15 +58,25 @@ def train_step(r):
   ]
   return (
     "## Training step: jaxnn vs PyTorch\n\n"
-    f"`benchmarks/train_step.py`: {r['model']}, the same random batches on both sides; "
-    f"{r['unit']}. The last column is the time of a step data-parallel over 2 CPU devices "
-    "that share the same cores, over 1 device: the whole cost of partitioning and "
-    "all-reducing a 2 ms step (not a speed-up: the two devices compete for the same cores).\n\n"
+    f"`benchmarks/train_step.py`: {r['model']} (the same on both sides); {r['unit']}. The "
+    "last column is the time of a step data-parallel over 2 CPU devices that share the same "
+    "cores, over 1 device: the whole cost of partitioning and all-reducing a step this small "
+    "(not a speed-up: the two devices compete for the same cores).\n\n"
     + _table(["threads", "jaxnn ms", "PyTorch ms", "jaxnn speed-up", "2 devices / 1 device"], rows)
     + "\n"
     + "".join(_cmd(r_["command"]) for r_ in r["runs"])
-    + _transcribed(r)
   )
+
+
+def _coordconv_layer_summary(rows: list[dict]) -> str:
+  worst = max(x["ratio"] for x in rows)
+  if worst <= 1.0:
+    return (
+      "CoordConv is never slower than the plain convolution with the same input channels: "
+      "the coordinate channels' share of the convolution is computed once per call and added "
+      "over the batch."
+    )
+  return f"CoordConv takes at most {worst:.2f}x the plain convolution's time."
 
 
 def coordconv_layer(r):
@@ -91,23 +92,27 @@ def coordconv_layer(r):
   ]
   return (
     "## CoordConv layer vs a plain convolution\n\n"
-    f"`benchmarks/coordconv_layer.py`: {r['setup']}; {r['unit']}. CoordConv is never slower "
-    "than the plain convolution with the same input channels: the coordinate channels' share "
-    "of the convolution is computed once per call and added over the batch.\n\n"
+    f"`benchmarks/coordconv_layer.py`: {r['setup']}; {r['unit']}. "
+    + _coordconv_layer_summary(r["rows"])
+    + "\n\n"
     + _table(["c", "pass", "plain conv, c + 2 channels", "CoordConv, c channels", "ratio"], rows)
     + "\n"
     + _cmd(r["command"])
-    + _transcribed(r)
   )
 
 
 def coordconv_time_to_perfect(r):
   rows = []
+  rule = lambda run: f"{run['factor']:g}x that wall time (at least {run['min_budget_s']:g} s)"
+  if len({rule(run) for run in r["runs"]}) == 1:
+    budgets = [rule(r["runs"][0])]
+  else:
+    budgets = [f"{rule(run)} on the {run['split']} split" for run in r["runs"]]
   for run in r["runs"]:
     for x in run["rows"]:
-      reached = f"yes, epoch {x['epoch']}" if x["reached_100"] else "**no**"
+      reached = f"yes, epoch {x['epochs_to_100']:g}" if x["reached_100"] else "**no**"
       seconds = f"{x['seconds_to_100']:.1f}" if x["reached_100"] else "-"
-      budget = f"{x['wall_budget_s']}" if "wall_budget_s" in x else "-"
+      budget = f"{x['budget_s']:.0f}" if x["budget_s"] is not None else "-"
       rows.append(
         [
           run["split"],
@@ -117,14 +122,15 @@ def coordconv_time_to_perfect(r):
           seconds,
           f"{100 * x['best_test_accuracy']:.1f}%",
           budget,
-          x["epochs_run"],
+          f"{x['epochs_run']:g}",
         ]
       )
   return (
     "## Time to 100% test accuracy: CoordConv vs the deconvolution baseline\n\n"
     "`benchmarks/coordconv_time_to_perfect.py`: CoordConv trains until its test accuracy "
-    "first reaches 100%; the deconvolution baseline then trains for 4x that wall time "
-    "(at least 60 s) and reports its best test accuracy. Wall seconds from the start of "
+    "first reaches 100%; the deconvolution baseline then trains for "
+    + "; ".join(budgets)
+    + ", and reports its best test accuracy. Wall seconds from the start of "
     "`run_task`, compilation included, batch 16, Adam.\n\n"
     + _table(
       [
@@ -141,7 +147,6 @@ def coordconv_time_to_perfect(r):
     )
     + "\n"
     + "".join(_cmd(run["command"]) for run in r["runs"])
-    + _transcribed(r)
   )
 
 
@@ -228,52 +233,54 @@ def subspace_core(r):
 def subspace_vmap(r):
   cols = [
     ("one_after_another", "one after another"),
-    ("together_chunk1_lax_map", "together, lax.map (default on CPU)"),
-    ("together_chunk16_vmap", "together, vmap of 16"),
+    ("together_chunk1", "together, lax.map"),
+    ("together_chunk16", "together, vmap of 16"),
     ("together_host_batches", "together, batches from the host"),
     ("exact_d_programs", "one program per d"),
   ]
+  cols = [(k, label) for k, label in cols if any(f"{k}_config_steps_per_s" in x for x in r["runs"])]
   rows = []
   for run in r["runs"]:
-    base = run["one_after_another"]
-    rows.append(
-      [f"{run['model']} (D = {run['D']:,})"]
-      + [f"{run[k]:,.1f} ({run[k] / base:.2f}x)" for k, _ in cols]
-    )
+    base = run["one_after_another_config_steps_per_s"]
+    cells = []
+    for k, _ in cols:
+      v = run.get(f"{k}_config_steps_per_s")
+      cells.append("-" if v is None else f"{v:,.1f} ({v / base:.2f}x)")
+    rows.append([f"{run['dataset']} {run['model']} (D = {run['D']:,})"] + cells)
   return (
     "## Sweeps: many configs in one program\n\n"
-    f"`benchmarks/subspace_vmap.py`: {r['setup']}; {r['unit']} (higher is better).\n\n"
+    f"`benchmarks/subspace_vmap.py`: {r['setup']}; {r['unit']} (higher is better), in "
+    "brackets the ratio to one after another.\n\n"
     + _table(["model"] + [label for _, label in cols], rows)
     + "\n"
     + "".join(_cmd(run["command"]) for run in r["runs"])
-    + _transcribed(r)
   )
 
 
 def subspace_kernel_calls(r):
+  mb = f"{r['sweep_mb']:g} MB"
   return (
     "## The Fastfood kernel calls alone\n\n"
     f"`benchmarks/subspace_kernel_calls.py`: {r['setup']}; {r['unit']}, hot and after a "
-    "16 MB sweep of memory that evicts the kernel's data from the caches (as the model's "
+    f"{mb} sweep of memory that evicts the kernel's data from the caches (as the model's "
     "own passes do inside a training step).\n\n"
     + _table(
-      ["call", "hot", "after a 16 MB sweep"],
+      ["call", "hot", f"after a {mb} sweep"],
       [
         [
           "forward (theta_d to the 6 leaves)",
-          r["forward_hot_ms"],
-          r["forward_after_16MB_sweep_ms"],
+          f"{r['forward_hot_ms']:.3f}",
+          f"{r['forward_swept_ms']:.3f}",
         ],
         [
           "backward (the 6 leaves to theta_d)",
-          r["backward_hot_ms"],
-          r["backward_after_16MB_sweep_ms"],
+          f"{r['backward_hot_ms']:.3f}",
+          f"{r['backward_swept_ms']:.3f}",
         ],
       ],
     )
     + "\n"
     + _cmd(r["command"])
-    + _transcribed(r)
   )
 
 
@@ -338,26 +345,25 @@ def lca_bench(r):
     + "".join(_cmd(x["command"]) for x in r["runs"])
   )
   for x in r["runs"]:
-    if "note" in x:
-      out += f"\nThe {x['iterations']:,}-iteration run was {x['note']}.\n"
     if "disk" in x:
       d = x["disk"]
       out += (
-        f"\nDisk at {x['iterations']} iterations: three-stage {d['three_stage_MiB']:,} MiB, "
-        f"jaxnn's outputs {d['jaxnn_outputs_MiB']} MiB (**{d['ratio_outputs']}x less**), "
-        f"{d['jaxnn_with_checkpoints_MiB']} MiB with the Orbax checkpoints "
-        f"({d['ratio_with_checkpoints']}x less).\n"
+        f"\nDisk at {x['iterations']:,} iterations: three-stage {d['three_stage_MiB']:,.0f} MiB, "
+        f"jaxnn's outputs {d['jaxnn_outputs_MiB']:.1f} MiB (**{d['ratio_outputs']:,.0f}x less**), "
+        f"{d['jaxnn_with_checkpoints_MiB']:.1f} MiB with the Orbax checkpoints "
+        f"({d['ratio_with_checkpoints']:,.0f}x less).\n"
       )
     if "overhead" in x:
       o = x["overhead"]
       out += (
         f"\nCost of the accumulation ({x['iterations']}-iteration command): {o['steps']} training "
         "steps with LCA against a floor that does the same steps and the same full-set "
-        f"gradient evaluations and keeps nothing: {o['lca_step_s']} s vs "
-        f"{o['gradient_floor_s']} s, **{o['ratio']:.2f}x**; with the exact first-layer reuse "
-        f"for FC models {o['lca_step_with_stem_s']} s, {o['ratio_with_stem']:.2f}x the floor.\n"
+        f"gradient evaluations and keeps nothing, CPU seconds, median of {o['repeats']}: "
+        f"{o['lca_step_s']:.3f} s vs {o['gradient_floor_s']:.3f} s, **{o['ratio']:.2f}x**; "
+        f"with the exact first-layer reuse for FC models {o['lca_step_with_stem_s']:.3f} s, "
+        f"{o['ratio_with_stem']:.2f}x the floor.\n"
       )
-  return out + _transcribed(r)
+  return out
 
 
 def pplm_speed(r):

@@ -41,7 +41,18 @@ _HF_ACTIVATIONS = {
   "gelu_fast": "gelu_tanh",
   "relu": "relu",
 }
-ROPE_TYPES = ("default", "linear", "llama3")
+#: RoPE variants (Hugging Face's rope_type); "default" is plain RoPE.
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
+# rope_type -> the keys of its scaling that LMConfig.rope_scaling must hold.
+_ROPE_REQUIRED = {
+  "default": (),
+  "linear": ("factor",),
+  "dynamic": ("factor",),
+  "yarn": ("factor", "original_max_position_embeddings"),
+  "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
+  "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+  "proportional": (),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +80,7 @@ class LMConfig:
   positions: str = "rope"  # "rope" (rotary) or "learned" (GPT-2's position table)
   rope_theta: float = 10000.0  # RoPE base
   rotary_dim: int = 0  # leading dims of each head that rotate (0: all of head_dim)
-  rope_scaling: tuple = ()  # sorted (key, value) pairs: rope_type linear or llama3 and its factors
+  rope_scaling: tuple = ()  # sorted (key, value) pairs: rope_type and its parameters
   tie_embeddings: bool = True  # the output head is the token embedding
   qkv_bias: bool = False  # biases on the query/key/value projections
   out_bias: bool = False  # bias on the attention output projection
@@ -116,11 +127,7 @@ class LMConfig:
         )
       if not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
         raise JaxnnError(f"rope_theta must be a finite number > 1, got {self.rope_theta}")
-      rope_type = dict(self.rope_scaling).get("rope_type", "default")
-      if rope_type not in ROPE_TYPES:
-        raise JaxnnError(
-          f"RoPE scaling {rope_type!r} is not supported; jaxnn supports {', '.join(ROPE_TYPES)}"
-        )
+      self._check_rope_scaling()
     for field in ("norm_eps", "sliding_window", "attn_softcap", "final_softcap", "attn_scale"):
       value = getattr(self, field)
       if not (math.isfinite(value) and value >= 0):
@@ -129,6 +136,73 @@ class LMConfig:
       raise JaxnnError(
         f"sliding_layers has {len(self.sliding_layers)} entries for {self.num_layers} layers"
       )
+
+  def _check_rope_scaling(self):
+    """One-line errors for a rope_scaling that inverse_frequencies could not evaluate."""
+    try:
+      scaling = dict(self.rope_scaling)
+      hash(self.rope_scaling)
+    except (TypeError, ValueError):
+      raise JaxnnError(
+        "LMConfig.rope_scaling must be (key, value) pairs of hashable values (lists as tuples)"
+      ) from None
+    rope_type = scaling.get("rope_type", "default")
+    if rope_type not in ROPE_TYPES:
+      raise JaxnnError(
+        f"RoPE scaling {rope_type!r} is not supported; jaxnn supports {', '.join(ROPE_TYPES)}"
+      )
+    missing = [key for key in _ROPE_REQUIRED[rope_type] if key not in scaling]
+    if missing:
+      raise JaxnnError(f"RoPE scaling {rope_type!r} needs {', '.join(missing)} in rope_scaling")
+    for key, value in scaling.items():
+      if key == "rope_type" or key == "truncate":
+        continue
+      if key == "partial_rotary_factor":
+        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+          raise JaxnnError(f"rope_scaling 'partial_rotary_factor' must be in [0, 1], got {value!r}")
+        continue
+      listed = key in ("short_factor", "long_factor")
+      values = value if listed else (value,)
+      if not isinstance(values, tuple) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        for v in values
+      ):
+        what = "a tuple of positive finite numbers" if listed else "a positive finite number"
+        raise JaxnnError(f"rope_scaling {key!r} must be {what}, got {value!r}")
+    for key in ("short_factor", "long_factor"):
+      if key in scaling and len(scaling[key]) != self.rotary // 2:
+        raise JaxnnError(
+          f"rope_scaling {key!r} has {len(scaling[key])} entries; the model has "
+          f"{self.rotary // 2} rotary frequencies (rotary dims / 2)"
+        )
+    if rope_type == "dynamic" and self.rotary < 4:
+      raise JaxnnError(f"dynamic RoPE needs at least 4 rotary dims, got {self.rotary}")
+
+  @property
+  def rope_attention_factor(self) -> float:
+    """The factor on RoPE's cos and sin: YaRN's and LongRoPE's attention factor, else 1.
+
+    As transformers: the config's `attention_factor` when given; otherwise
+    YaRN's 0.1 ln(factor) + 1 (or its ratio for `mscale` and
+    `mscale_all_dim`), LongRoPE's sqrt(1 + ln(factor) / ln(original
+    positions)) with factor = max_positions / original positions unless set.
+    """
+    scaling = dict(self.rope_scaling)
+    rope_type = scaling.get("rope_type", "default")
+    if rope_type not in ("yarn", "longrope"):
+      return 1.0
+    if "attention_factor" in scaling:
+      return float(scaling["attention_factor"])
+    original = scaling["original_max_position_embeddings"]
+    factor = scaling.get("factor", self.max_positions / original)
+    if rope_type == "yarn":
+      mscale, mscale_all_dim = scaling.get("mscale"), scaling.get("mscale_all_dim")
+      if mscale and mscale_all_dim:
+        return _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all_dim)
+      return _yarn_mscale(factor)
+    if factor <= 1.0:
+      return 1.0
+    return math.sqrt(1 + math.log(factor) / math.log(original))
 
   @property
   def rotary(self) -> int:
@@ -201,6 +275,21 @@ def _field(d, key, kind, default=dataclasses.MISSING, *, where="config.json"):
   return kind(value)
 
 
+def _yarn_mscale(factor, mscale=1.0):
+  """YaRN's attention scale 0.1 mscale ln(factor) + 1 (1 for factor <= 1)."""
+  return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _factor_list(scaling, key, where):
+  """A list of positive numbers from the rope scaling, as a tuple of floats."""
+  value = scaling.get(key)
+  if not isinstance(value, list) or not all(
+    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+  ):
+    raise JaxnnError(f"{where}: {key!r} must be a list of numbers, got {value!r}")
+  return tuple(float(v) for v in value)
+
+
 def _rope(d, model_type):
   """(theta, partial rotary factor, scaling pairs) from rope_theta or rope_parameters."""
   params = d.get("rope_parameters")
@@ -226,24 +315,80 @@ def _rope(d, model_type):
     _field(d, "partial_rotary_factor", float, partial_default),
   )
   rope_type = merged.get("rope_type", merged.get("type", "default"))
+  if model_type == "phi3" and rope_type in ("su", "yarn"):
+    rope_type = "longrope"  # as transformers: Phi-3's early configs named LongRoPE so
   if rope_type not in ROPE_TYPES:
     raise JaxnnError(
       f"config.json asks for RoPE scaling {rope_type!r}, which jaxnn does not support; "
       f"supported: {', '.join(ROPE_TYPES)}"
     )
+  if model_type == "phi3" and rope_type not in ("default", "longrope"):
+    raise JaxnnError(
+      f"config.json asks for RoPE scaling {rope_type!r} on Phi-3, which takes only "
+      f"'default' or 'longrope' (as transformers)"
+    )
+  where = "config.json rope scaling"
   pairs: list[tuple[str, Any]] = [("rope_type", rope_type)]
-  if rope_type in ("linear", "llama3"):
-    pairs.append(("factor", _field(merged, "factor", float, where="config.json rope scaling")))
+  if rope_type == "dynamic":  # its base grows past max_position_embeddings
+    pairs.append(("original_max_position_embeddings", _field(d, "max_position_embeddings", int)))
+  if rope_type in ("llama3", "yarn", "longrope"):
+    # As transformers: a top-level original_max_position_embeddings wins (Phi-3 keeps it
+    # there, 4096 when absent), then the scaling's, then max_position_embeddings.
+    original = _field(
+      merged, "original_max_position_embeddings", int, _field(d, "max_position_embeddings", int)
+    )
+    if model_type == "phi3":
+      original = 4096
+    original = _field(d, "original_max_position_embeddings", int, original)
+    if original < 1:
+      raise JaxnnError(f"{where}: 'original_max_position_embeddings' must be > 0, got {original}")
+    pairs.append(("original_max_position_embeddings", original))
+  if rope_type in ("linear", "dynamic", "llama3"):
+    pairs.append(("factor", _field(merged, "factor", float, where=where)))
   if rope_type == "llama3":
     for key in ("low_freq_factor", "high_freq_factor"):
-      pairs.append((key, _field(merged, key, float, where="config.json rope scaling")))
-    pairs.append(
-      (
-        "original_max_position_embeddings",
-        _field(merged, "original_max_position_embeddings", int, where="config.json rope scaling"),
-      )
-    )
+      pairs.append((key, _field(merged, key, float, where=where)))
+  if rope_type in ("yarn", "longrope"):
+    factor = _field(merged, "factor", float, None, where=where)
+    if factor is None:  # as transformers: the ratio of the context lengths
+      factor = _field(d, "max_position_embeddings", int) / original
+    pairs.append(("factor", factor))
+    attention_factor = _field(merged, "attention_factor", float, None, where=where)
+    if attention_factor is not None:
+      pairs.append(("attention_factor", attention_factor))
+  if rope_type == "yarn":
+    for key, default in (("beta_fast", 32.0), ("beta_slow", 1.0)):
+      # transformers: `get(key) or default`, so 0 means the default too.
+      pairs.append((key, _field(merged, key, float, None, where=where) or default))
+    for key in ("mscale", "mscale_all_dim"):
+      value = _field(merged, key, float, None, where=where)
+      if value:
+        pairs.append((key, value))
+    pairs.append(("truncate", _field(merged, "truncate", bool, True, where=where)))
+  if rope_type == "longrope":
+    for key in ("short_factor", "long_factor"):
+      pairs.append((key, _factor_list(merged, key, where)))
+  if rope_type == "proportional":
+    # Every dim of the head rotates, the partial factor's share with frequencies and the rest
+    # with frequency 0 (Gemma 4's RoPE); divided by factor (1 by default).
+    pairs.append(("factor", _field(merged, "factor", float, 1.0, where=where)))
+    pairs.append(("partial_rotary_factor", partial))
+    partial = 1.0
   return theta, partial, tuple(sorted(pairs))
+
+
+def _max_positions(d, scaling):
+  """The longest sequence: max_position_embeddings, or factor times it for dynamic RoPE.
+
+  Dynamic NTK scaling is made to run past max_position_embeddings (where it
+  starts to grow the base); transformers sets no bound, jaxnn accepts the
+  factor times longer context that the scaling is meant for.
+  """
+  positions = _field(d, "max_position_embeddings", int)
+  scaling = dict(scaling)
+  if scaling["rope_type"] == "dynamic" and scaling["factor"] > 1:
+    return int(positions * scaling["factor"])
+  return positions
 
 
 def _layer_types(d, num_layers, sliding_window):
@@ -297,7 +442,7 @@ def _from_hf(d, model_type) -> LMConfig:
     num_kv_heads=kv_heads,
     head_dim=head_dim,
     intermediate_size=_field(d, "intermediate_size", int),
-    max_positions=_field(d, "max_position_embeddings", int),
+    max_positions=_max_positions(d, scaling),
     activation=_HF_ACTIVATIONS[act_name],
     rope_theta=theta,
     rotary_dim=int(head_dim * partial) if partial != 1.0 else 0,

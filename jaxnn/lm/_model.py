@@ -3,7 +3,7 @@
 GPT-2 (Radford et al. 2019), Llama (Touvron et al. 2023), Mistral, Qwen2/3,
 Gemma 1/2, Phi-3 and GPT-NeoX/Pythia are the same network with different
 switches (`LMConfig`): learned positions or RoPE (Su et al. 2021, with
-linear and Llama-3 frequency scaling, partial rotary dims), LayerNorm or
+linear, Llama-3, YaRN, dynamic-NTK or LongRoPE scaling, partial rotary dims), LayerNorm or
 RMSNorm, plain or gated MLPs (SwiGLU, GeGLU), grouped-query attention
 (Ainslie et al. 2023), sliding-window layers, Gemma 2's soft-capping and
 sandwich norms, GPT-NeoX's parallel residual, tied or untied heads.
@@ -153,18 +153,50 @@ def _act(name, x):
   return jax.nn.relu(x)
 
 
-def inverse_frequencies(config: AnyConfig) -> np.ndarray:
-  """RoPE's inverse frequencies (rotary / 2 of them, float64), with the config's scaling.
+def inverse_frequencies(config: AnyConfig, seq_len=None):
+  """RoPE's inverse frequencies (rotary / 2 of them), with the config's scaling.
 
-  As Hugging Face's `ROPE_INIT_FUNCTIONS` for "default", "linear" and
-  "llama3" (Llama 3.1's smooth interpolation between scaled low and
-  unscaled high frequencies), evaluated in float64.
+  As Hugging Face's `ROPE_INIT_FUNCTIONS`, evaluated in float64:
+
+  - "default": theta^(-2i / rotary); "linear": those divided by `factor`;
+  - "llama3": Llama 3.1's smooth interpolation between scaled low and
+    unscaled high frequencies;
+  - "yarn": YaRN's ramp, over the dims between the `beta_fast` and
+    `beta_slow` rotation counts in `original_max_position_embeddings`
+    positions, from unscaled (fast) to divided by `factor` (slow); the ends
+    floored/ceiled unless `truncate` is false;
+  - "dynamic" (NTK-aware): the base grows to theta (factor s / n - factor +
+    1)^(rotary / (rotary - 2)) once the sequence length s passes n, the
+    config.json's max_position_embeddings (`original_max_position_embeddings`
+    of the scaling; `max_positions` when absent);
+  - "longrope": each frequency divided by its `short_factor`, or by its
+    `long_factor` once the sequence length passes
+    `original_max_position_embeddings`;
+  - "proportional" (Gemma 4's): the default table over the first
+    `partial_rotary_factor` share of the frequencies, 0 (no rotation) for the
+    rest, all divided by `factor` (1 if absent).
+
+  YaRN's and LongRoPE's attention factor scales cos and sin instead
+  (`LMConfig.rope_attention_factor`).
+
+  Args:
+    config: the model's `LMConfig` (or `GPT2Config`).
+    seq_len: the length the positions of this pass reach (its largest
+      position + 1), by which "dynamic" and "longrope" choose their
+      frequencies, as transformers' rotary embedding does on each forward
+      call; None gives the table transformers builds when loading (dynamic:
+      unscaled; longrope: the short factors). Other types ignore it.
+
+  Returns:
+    A float64 NumPy array, or a JAX array (of the default float dtype) when
+    "dynamic" or "longrope" are given a JAX `seq_len` (traced under jit).
   """
   c = lm_config(config)
   dim = c.rotary
   inv = 1.0 / (c.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
   scaling = dict(c.rope_scaling)
   kind = scaling.get("rope_type", "default")
+  concrete = seq_len is None or isinstance(seq_len, (int, np.integer))
   if kind == "linear":
     inv = inv / scaling["factor"]
   elif kind == "llama3":
@@ -176,6 +208,39 @@ def inverse_frequencies(config: AnyConfig) -> np.ndarray:
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
     medium = ~(wavelen < old / high) & ~(wavelen > old / low)
     inv = np.where(medium, smoothed, scaled)
+  elif kind == "yarn":
+    old = scaling["original_max_position_embeddings"]
+
+    def dim_of(rotations):  # the (fractional) dim that turns `rotations` times in `old` positions
+      return dim * math.log(old / (rotations * 2 * math.pi)) / (2 * math.log(c.rope_theta))
+
+    low, high = dim_of(scaling.get("beta_fast", 32.0)), dim_of(scaling.get("beta_slow", 1.0))
+    if scaling.get("truncate", True):
+      low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+      high += 0.001  # as transformers
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+    inv = inv / scaling["factor"] * ramp + inv * (1.0 - ramp)
+  elif kind == "proportional":
+    rotating = int(scaling.get("partial_rotary_factor", 1.0) * dim // 2)
+    inv = np.where(np.arange(dim // 2) < rotating, inv, 0.0) / scaling.get("factor", 1.0)
+  elif kind == "longrope":
+    short = inv / np.asarray(scaling["short_factor"], np.float64)
+    long = inv / np.asarray(scaling["long_factor"], np.float64)
+    old = scaling["original_max_position_embeddings"]
+    if seq_len is None:
+      return short
+    if concrete:
+      return long if seq_len > old else short
+    return jnp.where(jnp.asarray(seq_len) > old, long, short)
+  elif kind == "dynamic" and seq_len is not None:
+    xp = np if concrete else jnp
+    old = scaling.get("original_max_position_embeddings", c.max_positions)
+    grown = xp.maximum(xp.asarray(seq_len, dtype=float), float(old))
+    factor = scaling["factor"]
+    base = c.rope_theta * (factor * grown / old - (factor - 1)) ** (dim / (dim - 2))
+    return 1.0 / base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
   return inv
 
 
@@ -183,10 +248,12 @@ def _rope_tables(c: LMConfig, positions_T, dtype):
   """cos and sin (T x rotary, or B x T x rotary for per-row positions B x T) at the
   positions: angles in float32 (float64 for float64)."""
   wide = _wide(dtype)
-  inv_R = jnp.asarray(inverse_frequencies(c), wide)
+  # Sequence-length-dependent scalings (dynamic, LongRoPE) see the longest row's length.
+  inv_R = jnp.asarray(inverse_frequencies(c, jnp.max(positions_T) + 1), wide)
   angles_TxR = positions_T.astype(wide)[..., None] * _lead(inv_R, positions_T.ndim + 1)
   angles_TxR = jnp.concatenate([angles_TxR, angles_TxR], axis=-1)
-  return jnp.cos(angles_TxR).astype(dtype), jnp.sin(angles_TxR).astype(dtype)
+  f = c.rope_attention_factor  # YaRN's / LongRoPE's attention factor (1 for the others)
+  return (jnp.cos(angles_TxR) * f).astype(dtype), (jnp.sin(angles_TxR) * f).astype(dtype)
 
 
 def _rotate(x_BxTxNxK, cos_TxR, sin_TxR):

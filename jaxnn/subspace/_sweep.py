@@ -102,7 +102,8 @@ def programs_size(model: str, platform: str, num_devices: int = 1) -> int:
   that trains a program's configs one after another (239 vs 46 ms per step at
   1 thread, mnist5k, batch 128) and 1.4x slower per config with two configs
   unrolled into one program (66 vs 46 ms); a program of one config has no loop.
-  FC models gain from 16 configs per program (benchmarks/subspace_vmap.py).
+  FC models gain from 16 configs per program, most for small ones
+  (benchmarks/subspace_vmap.py).
   """
   return num_devices if platform == "cpu" and model != "fc" else 16
 

@@ -65,7 +65,7 @@ def test_corrupt_index_and_config_are_one_line_errors(family_dir, tmp_path):
     ({"rms_norm_eps": [1e-6]}, "'rms_norm_eps' must be float"),
     ({"num_key_value_heads": 3}, "multiple of num_key_value_heads|must be a multiple"),
     ({"model_type": "mamba"}, "supported: gpt2, llama, mistral"),
-    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "yarn"),
+    ({"rope_parameters": {"rope_type": "wavelet"}}, "'wavelet'.*supported: default"),
     ({"rope_parameters": {"rope_theta": "big"}}, "rope_theta.*must be float"),
     ({"tie_word_embeddings": "no"}, "must be bool"),
   ]:
