@@ -284,6 +284,7 @@ def run_lca(
     log_every=config.log_every,
     checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
     progress=config.progress,
+    resume_from_previous=config.resume_from_previous,
     description="lca",
     extra_args=(lca_set,),
     compiler_options=options,
