@@ -55,7 +55,16 @@ TINY_RUNS = {
     *["lca", "--dataset", "digits", "--widths", "8", "--batch-size", "200", "--epochs", "2"],
     *["--checkpoint-every", "4", "--chunk-size", "500", "--compile-cache", "none"],
   ],
-  "coordconv": ["coordconv", "classify", "--epochs", "2", "--train-examples", "64", "--widths", "4"],
+  "coordconv": [
+    "coordconv",
+    "classify",
+    "--epochs",
+    "2",
+    "--train-examples",
+    "64",
+    "--widths",
+    "4",
+  ],
 }
 
 
