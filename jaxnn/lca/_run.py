@@ -254,14 +254,15 @@ def run_lca(
     # are checked before a stream file is created: a refused directory is left unchanged.
     # In a multi-process job process 0 alone checks and writes the files (every process holds
     # the whole replicated LCA row); the others' callback does nothing, so all run one program.
-    on_leader(lambda: check_stream_files(workdir, num_steps, count_params(model.params), names))
-    checkpointer = Checkpointer(workdir, config.run_identity())
+    directory = pathlib.Path(workdir)
+    on_leader(lambda: check_stream_files(directory, num_steps, count_params(model.params), names))
+    checkpointer = Checkpointer(directory, config.run_identity())
     resume_step = checkpointer.latest_step() or 0
     checkpointer.close()
     opened: list[LCAStream] = []
     on_leader(
       lambda: opened.append(
-        LCAStream(workdir, num_steps, count_params(model.params), names, resume_step=resume_step)
+        LCAStream(directory, num_steps, count_params(model.params), names, resume_step=resume_step)
       )
     )
     stream = opened[0] if opened else _skip_row

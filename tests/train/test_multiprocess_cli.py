@@ -8,18 +8,14 @@ streamed LCA arrays must be the same bytes, and the summary the same numbers.
 """
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import pytest
+from jobs import finish_job, start_job
 
 from jaxnn.cli import main
 
 HERE = pathlib.Path(__file__).parent
-ROOT = HERE.parents[1]
 COMMANDS = {
   "train": ["train", "--dataset", "digits", "--widths", "16", "--epochs", "2"],
   "lca": [
@@ -31,45 +27,6 @@ SAME_BYTES = {
   "train": ["metrics.jsonl"],
   "lca": ["metrics.jsonl", "lca_records.npz", "lca_train.npy", "lca_validation.npy"],
 }
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _run_job(args: list[str], processes: int, logs: pathlib.Path) -> list[dict]:
-  port = _free_port()
-  procs = []
-  for i in range(processes):
-    env = {
-      **os.environ,
-      "JAX_PLATFORMS": "cpu",
-      "JAX_NUM_CPU_DEVICES": "1",
-      "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-      "JAXNN_NUM_PROCESSES": str(processes),
-      "JAXNN_PROCESS_ID": str(i),
-      "PYTHONPATH": str(ROOT),
-    }
-    env.pop("XLA_FLAGS", None)
-    with open(logs / f"process_{i}.log", "w") as log:
-      procs.append(
-        subprocess.Popen(
-          [sys.executable, str(HERE / "cli_worker.py"), *args],
-          env=env,
-          stdout=log,
-          stderr=subprocess.STDOUT,
-          cwd=ROOT,
-        )
-      )
-  shapes = []
-  for i, p in enumerate(procs):
-    p.wait(timeout=400)
-    text = (logs / f"process_{i}.log").read_text()
-    assert p.returncode == 0, text[-3000:]
-    shapes.append(json.loads(text.split("JOB ")[-1]))
-  return shapes
 
 
 def _summary(path: pathlib.Path) -> dict:
@@ -86,7 +43,8 @@ def test_two_processes_write_what_one_process_writes(command, tmp_path):
   args = [a for a in args if not (command == "train" and a == "--no-plots")]
   one, two = tmp_path / "one", tmp_path / "two"
   assert main([*args, "--out", str(one)]) == 0
-  shapes = _run_job([*args, "--out", str(two)], 2, tmp_path)
+  procs = start_job(HERE / "cli_worker.py", [*args, "--out", two], 2, 1, tmp_path, command)
+  shapes = finish_job(procs, tmp_path, command)
   assert sorted((s["process_index"], s["process_count"]) for s in shapes) == [(0, 2), (1, 2)]
   for name in SAME_BYTES[command]:
     assert (two / name).read_bytes() == (one / name).read_bytes(), name
