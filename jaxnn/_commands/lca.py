@@ -21,10 +21,17 @@ def register(subparsers) -> None:
 
 def _lca(args) -> int:
   config, out = cu.resolve(args, LCAConfig, "lca")
-  cu.claim_out(out, "lca", config, config.run_identity(), checkpointed=True)
-  from jaxnn.lca import run_lca
+  from jaxnn.train import initialize_distributed
 
+  initialize_distributed()  # a no-op unless the environment describes a multi-process job
+  from jaxnn.lca import run_lca
+  from jaxnn.train._multihost import is_leader, on_leader
+
+  # Process 0 alone claims --out and writes the files; an error there stops every process.
+  on_leader(lambda: cu.claim_out(out, "lca", config, config.run_identity(), checkpointed=True))
   summary = run_lca(config, out)
+  if not is_leader():
+    return 0
   cu.write_config(out, "lca", config, config.run_identity())  # also after a lost one
   keys = (
     "params",

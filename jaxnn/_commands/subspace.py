@@ -28,8 +28,8 @@ def _sweep(args) -> int:
   from jaxnn.train import initialize_distributed
 
   initialize_distributed()  # a no-op unless the environment describes a multi-process job
-  from jaxnn.subspace._multihost import on_leader
   from jaxnn.subspace._sweep import run_sweep, validate
+  from jaxnn.train._multihost import on_leader
 
   validate(config)
   # Process 0 alone claims --out; an error there stops every process.

@@ -27,10 +27,17 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
   config, out = cu.resolve(args, TrainConfig, "train")
-  cu.claim_out(out, "train", config, config.run_identity(), checkpointed=True)
-  from jaxnn.train import train_and_evaluate
+  from jaxnn.train import initialize_distributed
 
+  initialize_distributed()  # a no-op unless the environment describes a multi-process job
+  from jaxnn.train import train_and_evaluate
+  from jaxnn.train._multihost import is_leader, on_leader
+
+  # Process 0 alone claims --out and writes the files; an error there stops every process.
+  on_leader(lambda: cu.claim_out(out, "train", config, config.run_identity(), checkpointed=True))
   summary = train_and_evaluate(config, out)
+  if not is_leader():
+    return 0
   cu.write_config(out, "train", config, config.run_identity())  # also after a lost one
   keys = (
     "dataset",

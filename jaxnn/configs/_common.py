@@ -60,5 +60,8 @@ HELP = dict(
   num_devices="number of devices to use, or all",
   progress="no progress output",
   plots="write no plots",
+  resume_from_previous=(
+    "if the newest checkpoint is corrupt, set it aside and resume from the last intact one"
+  ),
 )
 DEVICES: dict[str, Any] = dict(flag="--devices", parse=device_count, none="all", metavar="N")

@@ -84,6 +84,7 @@ class TaskConfig:
   progress: bool = setting(True, HELP["progress"])
   data_dir: str | None = setting(None, HELP["data_dir"], none="$JAXNN_DATA_DIR or ~/.cache/jaxnn")
   plots: bool = setting(True, HELP["plots"])
+  resume_from_previous: bool = setting(False, HELP["resume_from_previous"])
 
   def __post_init__(self):
     if self.split not in SPLITS:
@@ -125,6 +126,7 @@ class TaskConfig:
       "stop_at_perfect",
       "max_seconds",
       "plots",
+      "resume_from_previous",
     }
     if self.lr_schedule == "constant":  # runs saved before schedules existed resume unchanged
       skip.add("lr_schedule")

@@ -80,6 +80,7 @@ class LCAConfig:
   num_shuffles: int = setting(1000, "shuffles for the synchronization test", positive=True)
   plots: bool = setting(True, HELP["plots"])
   progress: bool = setting(True, HELP["progress"])
+  resume_from_previous: bool = setting(False, HELP["resume_from_previous"])
 
   def __post_init__(self):
     if self.max_splits < 2 or self.max_splits & (self.max_splits - 1):
@@ -99,5 +100,6 @@ class LCAConfig:
       "compile_cache",
       "fast_compile",
       "data_dir",
+      "resume_from_previous",
     }
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

@@ -36,9 +36,7 @@ class TrainConfig:
   )
   eval_batch_size: int = setting(1000, "examples per evaluation batch", positive=True)
   progress: bool = setting(True, HELP["progress"])
-  resume_from_previous: bool = setting(
-    False, "if the newest checkpoint is corrupt, set it aside and resume from the last intact one"
-  )
+  resume_from_previous: bool = setting(False, HELP["resume_from_previous"])
 
   def run_identity(self) -> dict:
     """The fields a resumed run must share (not its length, devices or resume options)."""

@@ -229,6 +229,7 @@ def run_task(
       eval_every=config.eval_every * batcher.steps_per_epoch,
       eval_fn=eval_fn,
       progress=config.progress,
+      resume_from_previous=config.resume_from_previous,
       description=f"{config.task}/{config.model}",
     )
     stopped_at = None

@@ -47,6 +47,12 @@ from jaxnn.train import (
   run_loop,
   write_json_atomic,
 )
+from jaxnn.train._multihost import is_leader, on_leader
+
+
+def _skip_row(set_index, t, lca_P) -> None:
+  """The stream of a process other than 0 in a multi-process job: process 0 writes the rows."""
+  del set_index, t, lca_P
 
 
 def _subset(split: Split, size: int | None, seed: int) -> Split:
@@ -229,13 +235,20 @@ def run_lca(
       raise JaxnnError("streaming the full LCA array needs an output directory")
     # Existing stream files, then the run directory (claimed for a new run, as `run_loop` will)
     # are checked before a stream file is created: a refused directory is left unchanged.
-    check_stream_files(workdir, num_steps, count_params(model.params), names)
-    checkpointer = Checkpointer(workdir, config.run_identity())
+    # In a multi-process job process 0 alone checks and writes the files (every process holds
+    # the whole replicated LCA row); the others' callback does nothing, so all run one program.
+    directory = pathlib.Path(workdir)
+    on_leader(lambda: check_stream_files(directory, num_steps, count_params(model.params), names))
+    checkpointer = Checkpointer(directory, config.run_identity())
     resume_step = checkpointer.latest_step() or 0
     checkpointer.close()
-    stream = LCAStream(
-      workdir, num_steps, count_params(model.params), names, resume_step=resume_step
+    opened: list[LCAStream] = []
+    on_leader(
+      lambda: opened.append(
+        LCAStream(directory, num_steps, count_params(model.params), names, resume_step=resume_step)
+      )
     )
+    stream = opened[0] if opened else _skip_row
   accumulator = lca_accumulator(
     model,
     num_steps,
@@ -267,11 +280,12 @@ def run_lca(
     log_every=config.log_every,
     checkpoint_every=config.checkpoint_every or 10 * batcher.steps_per_epoch,
     progress=config.progress,
+    resume_from_previous=config.resume_from_previous,
     description="lca",
     extra_args=(lca_set,),
     compiler_options=options,
   )
-  if stream is not None:
+  if isinstance(stream, LCAStream):
     jax.effects_barrier()  # every row written before the flush
     stream.flush()
   timings["train_with_lca"] = time.perf_counter() - t0 - sum(timings.values())
@@ -297,7 +311,7 @@ def run_lca(
     config=dataclasses.asdict(config),
     data=dataset.info,
   )
-  if workdir is not None:
+  if workdir is not None and is_leader():  # one writer in a multi-process job
     workdir = pathlib.Path(workdir)
     # The keys are record names, never savez's allow_pickle (which mypy cannot rule out).
     np.savez(workdir / "lca_records.npz", **records)  # type: ignore[arg-type]
@@ -306,6 +320,6 @@ def run_lca(
     timings["write"] = time.perf_counter() - t0 - sum(timings.values())
   summary["seconds"] = time.perf_counter() - t0
   summary["timings"] = timings
-  if workdir is not None:
-    write_json_atomic(workdir / "summary.json", summary)
+  if workdir is not None and is_leader():
+    write_json_atomic(pathlib.Path(workdir) / "summary.json", summary)
   return {**summary, "records": records, "state": (state, lca_state)}

@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxnn._errors import JaxnnError
 from jaxnn.configs import SweepConfig
-from jaxnn.subspace import _multihost, _search
+from jaxnn.subspace import _search
 from jaxnn.subspace._projections import PROJECTIONS, get_projection
 from jaxnn.subspace._sweep_engine import (
   direct_stack,
@@ -46,6 +46,7 @@ from jaxnn.subspace._sweep_engine import (
   train_stack,
   vmap_chunk,
 )
+from jaxnn.train import _multihost
 
 BASELINE_KINDS = ("individual", "global")
 

@@ -361,7 +361,7 @@ def train_and_evaluate(
     "config": dataclasses.asdict(config),
     "data": dataset.info,
   }
-  if workdir is not None:
+  if workdir is not None and jax.process_index() == 0:  # one writer in a multi-process job
     write_json_atomic(pathlib.Path(workdir) / "summary.json", summary)
   summary["state"] = state
   return summary

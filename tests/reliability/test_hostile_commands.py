@@ -9,10 +9,19 @@ storage libraries print from their own threads after an error.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
-from hostile import Result, assert_one_line_error, flip_array_bytes, snapshot, train_args
+import pytest
+from hostile import (
+  Result,
+  assert_one_line_error,
+  flip_array_bytes,
+  snapshot,
+  summary_without_timing,
+  train_args,
+)
 
 from jaxnn.cli import main
 
@@ -39,6 +48,57 @@ def test_subspace_read_only_out(tmpfs, jaxnn):
   args += ["--seeds", "1", "--steps", "5", "--devices", "1", "--no-progress"]
   assert_one_line_error(jaxnn([*args, "--out", mount / "sub"]), "Read-only file system")
   assert not list(mount.iterdir())
+
+
+TINY_RUNS = {
+  "lca": [
+    *["lca", "--dataset", "digits", "--widths", "8", "--batch-size", "200", "--epochs", "2"],
+    *["--checkpoint-every", "4", "--chunk-size", "500", "--compile-cache", "none"],
+  ],
+  "coordconv": [
+    "coordconv",
+    "classify",
+    "--epochs",
+    "2",
+    "--train-examples",
+    "64",
+    "--widths",
+    "4",
+  ],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TINY_RUNS))
+def test_resume_from_previous_in_lca_and_coordconv(command, tmp_path, jaxnn):
+  """A corrupt newest checkpoint: refused naming the flag; with it, the run ends as if intact."""
+  args = [*TINY_RUNS[command], "--devices", "1", "--no-progress", "--no-plots"]
+  first, run = tmp_path / "first", tmp_path / "run"
+  assert jaxnn([*args, "--out", first]).code == 0
+  steps = sorted((first / "checkpoints").iterdir(), key=lambda p: int(p.name))
+  assert len(steps) == 2
+  shutil.copytree(first, run)
+  newest, previous = steps[1].name, steps[0].name
+  flip_array_bytes(run / "checkpoints" / newest)
+  before = snapshot(run)
+  assert_one_line_error(
+    jaxnn([*args, "--out", run]), f"checkpoints/{newest}", "--resume-from-previous", previous
+  )
+  assert snapshot(run) == before
+  result = jaxnn([*args, "--out", run, "--resume-from-previous"])
+  assert result.code == 0, result.err
+  assert (run / "corrupt_checkpoints" / newest).is_dir()
+  assert _without_times(summary_without_timing(run / "summary.json")) == _without_times(
+    summary_without_timing(first / "summary.json")
+  )
+
+
+def _without_times(tree):
+  """A summary less its wall times (`timings`, `elapsed_s`), which differ between runs."""
+  if isinstance(tree, dict):
+    return {k: _without_times(v) for k, v in tree.items() if k not in ("timings", "elapsed_s")}
+  if isinstance(tree, list):
+    return [_without_times(v) for v in tree]
+  return tree
 
 
 def _console(args, cwd):

@@ -10,19 +10,15 @@ processes finishes it, again with the same bytes.
 """
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
+from jobs import finish_job, start_job
 
 from jaxnn.cli import main
 
 HERE = pathlib.Path(__file__).parent
-ROOT = HERE.parents[1]
 TINY = [
   "--dataset",
   "digits",
@@ -76,50 +72,25 @@ def reference(tmp_path_factory):
   return files
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _start(out, args, processes: int, devices: int, logs: pathlib.Path) -> list:
   """Starts the job's processes, as SLURM or a pod's launcher would: same command, own env."""
-  port = _free_port()
-  procs = []
-  for i in range(processes):
-    env = {
-      **os.environ,
-      "JAX_PLATFORMS": "cpu",
-      "JAX_NUM_CPU_DEVICES": str(devices),
-      "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-      "JAXNN_NUM_PROCESSES": str(processes),
-      "JAXNN_PROCESS_ID": str(i),
-      "PYTHONPATH": str(ROOT),
-    }
-    env.pop("XLA_FLAGS", None)
-    log = open(logs / f"process_{processes}x{devices}_{i}.log", "w")
-    procs.append(
-      subprocess.Popen(
-        [sys.executable, str(HERE / "sweep_worker.py"), *args, "--out", str(out)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-      )
-    )
-    log.close()
-  return procs
+  return start_job(
+    HERE / "sweep_worker.py",
+    [*args, "--out", out],
+    processes,
+    devices,
+    logs,
+    _tag(processes, devices),
+  )
+
+
+def _tag(processes: int, devices: int) -> str:
+  return f"{processes}x{devices}"
 
 
 def _run(out, args, processes, devices, logs) -> list[dict]:
   procs = _start(out, args, processes, devices, logs)
-  shapes = []
-  for i, p in enumerate(procs):
-    p.wait(timeout=400)
-    text = (logs / f"process_{processes}x{devices}_{i}.log").read_text()
-    assert p.returncode == 0, text[-3000:]
-    shapes.append(json.loads(text.split("JOB ")[-1]))
-  return shapes
+  return finish_job(procs, logs, _tag(processes, devices))
 
 
 def _files(out: pathlib.Path) -> dict[str, bytes]:

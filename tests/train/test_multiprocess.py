@@ -8,7 +8,6 @@ both processes wrote together restore in a single process.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from jobs import free_port
 from multiprocess_run import STEPS, train
 
 from jaxnn.train import Checkpointer
@@ -23,15 +23,9 @@ from jaxnn.train import Checkpointer
 HERE = pathlib.Path(__file__).parent
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
-  workdir, out, port = tmp_path / "run", tmp_path / "params.npz", str(_free_port())
+  workdir, out, port = tmp_path / "run", tmp_path / "params.npz", str(free_port())
   # The workers import this checkout's jaxnn (the repository root), like the test itself.
   env = {
     **os.environ,

@@ -1,9 +1,9 @@
-"""What a sweep needs to run as one job of several processes (multi-host JAX).
+"""What a command needs to run as one job of several processes (multi-host JAX).
 
-Every process runs the same sweep; process 0 alone reads and writes the sweep
-directory (which then need not be on a shared filesystem) and hands what it
-read, or the error it met, to the others, so that all processes agree on the
-configs left and stop together.
+Every process runs the same command; process 0 alone reads and writes the
+run's files (a sweep directory then need not be on a shared filesystem) and
+hands what it read, or the error it met, to the others, so that all processes
+agree on the work left and stop together.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def on_leader(fn: Callable[[], Any]) -> Any:
   if error is not None:
     raise error
   if "error" in received:
-    raise JaxnnError(f"process 0 stopped the sweep: {received['error']}")
+    raise JaxnnError(f"process 0 stopped the job: {received['error']}")
   return received["result"]
 
 
