@@ -56,6 +56,7 @@ def test_the_missing_docstring_check_catches_a_missing_docstring(tmp_path, monke
   ]
 
 
+@pytest.mark.slow
 def test_site_builds(tmp_path):
   """`sphinx-build -W --keep-going -b html docs <dir>`: warnings are errors."""
   env = dict(os.environ, PYTHONPATH=str(ROOT))

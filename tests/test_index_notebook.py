@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_index_notebook_runs(run_notebook, tmp_path):
   outputs, images = run_notebook(
     "index.ipynb", {"JAXNN_REPRODUCE_PRESET": "quick", "JAXNN_REPRODUCE_ONLY": "lca"}

@@ -29,6 +29,7 @@ def test_readme_has_an_example_per_method():
     assert f"from {package} import" in text, package
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(README_BLOCKS)))
 def test_readme_python_example_runs(index, tmp_path):
   code = README_BLOCKS[index]

@@ -75,6 +75,7 @@ def test_rerun_reuses_every_stage_and_gives_the_same_summary(quick_run, capsys):
   assert "stages" in json.loads((quick_run / "timings.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_stage_is_deterministic_and_rebuilt_after_an_interruption(tmp_path):
   summaries = []
   for name in ("a", "b"):

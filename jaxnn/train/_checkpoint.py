@@ -21,10 +21,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import pathlib
 import re
 import shutil
 import sys
+import warnings
 from typing import Any
 
 import jax
@@ -94,8 +96,10 @@ def _drop_late_storage_callbacks() -> None:
   while tensorstore still reads the others; each of those reads then reports
   `RuntimeError: Event loop is closed` through `sys.unraisablehook`, a
   traceback per array, after the error itself was handled. Those (only those)
-  are dropped, as are asyncio's log lines for those reads' unretrieved errors;
-  every other unraisable error is reported as before.
+  are dropped, as are asyncio's log lines for those reads' unretrieved errors,
+  the errors Orbax's abandoned coroutines raise when they are collected, and
+  Python's warning that they were never awaited; every other unraisable error
+  is reported as before.
   """
   previous = sys.unraisablehook
   if getattr(previous, "_jaxnn_drops_closed_loop", False):
@@ -105,11 +109,29 @@ def _drop_late_storage_callbacks() -> None:
     value = unraisable.exc_value
     if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
       return
+    if _is_orbax_coroutine(unraisable.object):  # an abandoned read, closed when collected
+      return
     previous(unraisable)
 
   hook._jaxnn_drops_closed_loop = True  # type: ignore[attr-defined]  # a marker on the function
   sys.unraisablehook = hook
   logging.getLogger("asyncio").addFilter(_drop_orphaned_reads)
+  warnings.filterwarnings(
+    "ignore", message=_ABANDONED_READS, category=RuntimeWarning
+  )  # printed when the abandoned reads are collected unawaited
+
+
+# Orbax's coroutines of one restore (reading metadata and arrays) that a failed restore abandons.
+_ABANDONED_READS = (
+  r"coroutine '(Store\._get_array_metadatas|_read_array_index_and_device_put|async_deserialize)' "
+  "was never awaited"
+)
+
+
+def _is_orbax_coroutine(obj: object) -> bool:
+  """Whether `obj` is a coroutine defined in Orbax's package."""
+  code = getattr(obj, "cr_code", None)
+  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
 
 
 def _drop_orphaned_reads(record: logging.LogRecord) -> bool:

@@ -50,9 +50,11 @@ def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.errno and e.filename is None:  # e.g. fsync: name the file
+      raise OSError(e.errno, e.strerror, str(path)) from e
     raise
 
 

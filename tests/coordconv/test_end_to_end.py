@@ -8,6 +8,7 @@ import pytest
 from jaxnn.cli import main
 
 
+@pytest.mark.slow
 def test_cli_regression_writes_summary_and_plots(tmp_path, capsys):
   out = tmp_path / "reg"
   code = main(

@@ -5,10 +5,12 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from jaxnn import cli
 
 
+@pytest.mark.slow
 def test_lca_command_writes_summary_plots_and_resumes(tmp_path, capsys):
   out = tmp_path / "run"
   args = lambda epochs: [

@@ -307,7 +307,6 @@ REAL = {
 }
 
 
-@pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("name", list(REAL))
 def test_inverse_frequencies_match_rope_init_functions(name):
   """inverse_frequencies and the attention factor equal transformers' (computed in float32)."""

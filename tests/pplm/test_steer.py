@@ -165,6 +165,7 @@ def test_bag_word_rate_rises_with_stepsize(tiny_gpt2):
   assert rates[2] > 2 * rates[0] + 0.05, rates
 
 
+@pytest.mark.slow
 def test_multi_token_word_probability_is_chain_rule(tiny_gpt2):
   params, config = tiny_gpt2
   prompt = jnp.asarray([[0, 17, 93, 5], [0, 250, 3, 64]])

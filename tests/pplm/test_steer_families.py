@@ -206,6 +206,7 @@ def llama_with_tokenizer_dir(tmp_path_factory):
   return folder
 
 
+@pytest.mark.slow
 def test_cli_generate_steers_a_llama_folder(llama_with_tokenizer_dir, tmp_path, capsys):
   import json
 

@@ -262,3 +262,31 @@ def test_abandoned_orbax_reads_are_not_logged_but_other_asyncio_errors_are(caplo
     abandon(other_work())
   [record] = [r for r in caplog.records if r.name == "asyncio"]
   assert "other_work" in record.getMessage()
+
+
+def test_abandoned_orbax_coroutines_are_dropped_when_collected(monkeypatch):
+  """Their errors on collection (GeneratorExit turned into Exception) reach no user."""
+  import sys
+  import types
+
+  from jaxnn.train import _checkpoint
+
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  _checkpoint._drop_late_storage_callbacks()
+  source = "async def _read_array_index_and_device_put():\n  pass\n"
+  for filename in ("/site-packages/orbax/checkpoint/_src/serialization.py", "/elsewhere/mine.py"):
+    namespace: dict = {}
+    exec(compile(source, filename, "exec"), namespace)
+    coroutine = namespace["_read_array_index_and_device_put"]()
+    sys.unraisablehook(
+      types.SimpleNamespace(
+        exc_type=Exception,
+        exc_value=Exception("Encountered error while reading array index"),
+        exc_traceback=None,
+        err_msg=None,
+        object=coroutine,
+      )
+    )
+    coroutine.close()
+  assert [u.object.cr_code.co_filename for u in seen] == ["/elsewhere/mine.py"]

@@ -8,6 +8,7 @@ storage libraries print from their own threads after an error.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -56,16 +57,66 @@ TINY_RUNS = {
     *["--checkpoint-every", "4", "--chunk-size", "500", "--compile-cache", "none"],
   ],
   "coordconv": [
-    "coordconv",
-    "classify",
-    "--epochs",
-    "2",
-    "--train-examples",
-    "64",
-    "--widths",
-    "4",
+    *["coordconv", "classify", "--epochs", "2", "--train-examples", "64", "--widths", "4"],
   ],
 }
+SWEEP = ["subspace", "sweep", "--dataset", "digits", "--widths", "8", "--dims", "10"]
+SWEEP += ["--seeds", "1", "--steps", "5"]
+EVERY_COMMAND = ("coordconv", "lca", "subspace", "train")
+
+
+def _args(command: str, out) -> list:
+  """The tiny run of `command` (one device, no progress, no plots) writing to `out`."""
+  if command == "train":
+    return train_args(out, 1)
+  tiny = SWEEP if command == "subspace" else TINY_RUNS[command]
+  args = [*tiny, "--devices", "1", "--no-progress", "--no-plots"]
+  return [*args, "--out", out]
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "\x00\x01binary"])
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+def test_foreign_config_json_is_refused_by_every_command(command, content, tmp_path, jaxnn):
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "config.json").write_text(content)
+  before = snapshot(out)
+  assert_one_line_error(jaxnn(_args(command, out)), "config.json")
+  assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+def test_full_disk_at_every_write_of_every_command(command, tmp_path, jaxnn, monkeypatch):
+  """No space for any file (every fsync fails): one line, and no partial file left behind."""
+
+  def full_disk(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(os, "fsync", full_disk)
+  out = tmp_path / "out"
+  assert_one_line_error(jaxnn(_args(command, out)), "No space left on device", str(out))
+  leftovers = [p for p in tmp_path.rglob("*") if "-tmp" in p.name or p.name.startswith(".")]
+  assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("command", ["coordconv", "lca"])
+def test_full_disk_in_the_checkpoint_writer_of_lca_and_coordconv(
+  command, tmp_path, jaxnn, monkeypatch
+):
+  """Orbax's save leaves a temporary folder, then fails: one line; the folder is removed."""
+  import orbax.checkpoint as ocp
+
+  out = tmp_path / "out"
+
+  def full_disk(self, step, *args, **kwargs):
+    partial = out / "checkpoints" / f"{step}.orbax-checkpoint-tmp-1234"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "data").write_bytes(b"\0" * 100)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  assert_one_line_error(jaxnn(_args(command, out)), "could not be written", "No space left")
+  assert not [p for p in out.rglob("*") if "orbax-checkpoint-tmp" in p.name]
 
 
 @pytest.mark.parametrize("command", sorted(TINY_RUNS))

@@ -19,6 +19,8 @@ from jobs import finish_job, start_job
 from jaxnn.cli import main
 
 HERE = pathlib.Path(__file__).parent
+# Several processes per test, minutes in all: CI runs these after the default suite (-m slow).
+pytestmark = pytest.mark.slow
 TINY = [
   "--dataset",
   "digits",

@@ -94,6 +94,7 @@ class _Mlp(nnx.Module):
     return self.out(jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1))))
 
 
+@pytest.mark.slow
 def test_model_factory_and_arrays_equal_the_named_model_and_dataset(tmp_path):
   settings = dict(
     dataset="digits",
