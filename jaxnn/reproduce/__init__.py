@@ -12,7 +12,7 @@ writes `report.md`, a self-contained `report.html` and `summary.json`:
 
 Each finding gets the paper's number, this run's, and a verdict by an explicit
 rule (`jaxnn.reproduce._verdict.RULE`). Presets: "quick" (the test's),
-"default" (offline, about 15 minutes on 2 CPU cores), "full" (the papers').
+"default" (offline, a few minutes on 2 CPU cores), "full" (the papers').
 """
 
 from jaxnn.reproduce._config import PRESETS, STAGES, Preset, ReproduceConfig, parse_only

@@ -2,8 +2,8 @@
 
 `ReproduceConfig` says where, which stages and at which size; `Preset` holds
 every setting of one size. `PRESETS["quick"]` is what the test suite runs (a
-minute or two on 2 CPU cores), `"default"` the offline reproduction (about 15
-minutes on 2 CPU cores), `"full"` the papers' own settings (the datasets of the
+minute or two on 2 CPU cores), `"default"` the offline reproduction (a few
+minutes on 2 CPU cores; docs/getting_started.md has the measured time), `"full"` the papers' own settings (the datasets of the
 papers, downloaded; GPT-2 medium from the Hugging Face hub; meant for a GPU or
 Colab).
 """
@@ -131,7 +131,7 @@ class ReproduceConfig:
   """One `jaxnn reproduce` run."""
 
   out: str  # the report folder: report.md, report.html, summary.json, one folder per stage
-  preset: str = "default"  # quick (the test's), default (offline, ~15 min), full (the papers')
+  preset: str = "default"  # quick (the test's), default (offline, minutes), full (the papers')
   only: tuple[str, ...] = STAGES  # the stages to run, in this order
   progress: bool = True  # progress bars on a terminal (one line per stage otherwise)
 
