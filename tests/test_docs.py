@@ -6,6 +6,7 @@ docstring, a public name without a docstring or a missing page fails it.
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,21 @@ def test_documentation_pages_hold_no_work_log():
     text = (ROOT / "docs" / name).read_text().lower()
     for word in ("session", "load average", " utc", "engineer"):
       assert word not in text, f"docs/{name} mentions {word!r}"
+
+
+PRIVATE_IMPORT = re.compile(r"(from\s+jaxnn(\.\w+)*\._\w+\s+import|import\s+jaxnn(\.\w+)*\._\w+)")
+
+
+def test_readme_docs_and_notebooks_import_only_public_names():
+  """What users copy from the README, the guides and the notebooks is public API."""
+  files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+  files += sorted((ROOT / "colabs").glob("*.ipynb"))
+  assert len(files) > 10
+  found = [
+    f"{path.relative_to(ROOT)}: {match.group(0)}"
+    for path in files
+    for match in PRIVATE_IMPORT.finditer(path.read_text())
+  ]
+  assert not found, found
+  assert PRIVATE_IMPORT.search("from jaxnn.subspace._sweep import run_sweep")
+  assert not PRIVATE_IMPORT.search("from jaxnn.subspace import run_sweep")

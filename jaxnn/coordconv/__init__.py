@@ -28,7 +28,12 @@ from jaxnn.coordconv._models import (
   DeconvClassifier,
   DeconvRenderer,
 )
-from jaxnn.coordconv._objectives import COORDINATE_MSE, PIXEL_SIGMOID, PIXEL_SOFTMAX
+from jaxnn.coordconv._objectives import (
+  COORDINATE_MSE,
+  PIXEL_SIGMOID,
+  PIXEL_SOFTMAX,
+  softmax_cross_entropy,
+)
 from jaxnn.coordconv._regions import task_data
 from jaxnn.coordconv._tasks import TaskConfig, create_task_model, load_summary, run_task
 
@@ -41,6 +46,7 @@ __all__ = [
   "held_out_mask",
   "load_summary",
   "run_task",
+  "softmax_cross_entropy",
   "task_data",
   "ConvRegressor",
   "CoordConv1D",

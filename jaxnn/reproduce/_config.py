@@ -3,9 +3,9 @@
 `ReproduceConfig` says where, which stages and at which size; `Preset` holds
 every setting of one size. `PRESETS["quick"]` is what the test suite runs (a
 minute or two on 2 CPU cores), `"default"` the offline reproduction (a few
-minutes on 2 CPU cores; docs/getting_started.md has the measured time), `"full"` the papers' own settings (the datasets of the
-papers, downloaded; GPT-2 medium from the Hugging Face hub; meant for a GPU or
-Colab).
+minutes on 2 CPU cores; docs/getting_started.md has the measured time), `"full"`
+the papers' own settings (the datasets of the papers, downloaded; GPT-2 medium
+from the Hugging Face hub; meant for a GPU or Colab).
 """
 
 from __future__ import annotations

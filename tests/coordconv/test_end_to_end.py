@@ -100,6 +100,7 @@ def test_stop_at_perfect_stops_at_the_first_perfect_evaluation(tmp_path, monkeyp
   assert json.loads(lines[-1])["test_accuracy"] == 1.0
 
 
+@pytest.mark.slow
 def test_coordconv_reaches_100_percent_on_the_held_out_quadrant(tmp_path):
   """The paper's headline (Liu et al. 2018, Table 1): 100% test accuracy on the quadrant split.
 

@@ -49,6 +49,7 @@ def test_deconv_counts_formula():
     assert _params(model) == convs + 2 * sum(w[1:-1])
 
 
+@pytest.mark.slow
 def test_output_shapes():
   r = nnx.Rngs(0)
   coords = jnp.array([[4.0, 59.0], [33.0, 12.0]])

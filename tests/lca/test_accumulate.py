@@ -45,6 +45,7 @@ def _mean_loss(model, split):
   return loss
 
 
+@pytest.mark.slow
 def test_chunked_full_set_gradient_matches_unchunked(digits):
   train, _ = digits
   model = from_nnx(FC(64, (16,), 10, rngs=nnx.Rngs(0)))

@@ -96,6 +96,7 @@ def _hashes(directory):
   }
 
 
+@pytest.mark.slow
 def test_lca_stream_files_are_checked_and_other_runs_left_unchanged(tmp_path, capsys):
   """Negative weight decay, a directory holding another run, a truncated, a corrupt and a
   missing stream file: one line naming the problem, exit 2, nothing changed."""

@@ -54,6 +54,7 @@ def _reference_first_step(params, lm, prompt_1xP, bag_V):
   return [jnp.stack([s[j] for s in seen]) for j in range(3)]
 
 
+@pytest.mark.slow
 def test_diagnostics_match_recomputation(tiny_gpt2_dir):
   with jax.enable_x64(True):
     params, lm = load_lm(tiny_gpt2_dir, dtype=jnp.float64)

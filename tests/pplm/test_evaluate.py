@@ -70,6 +70,7 @@ def test_perplexity_matches_transformers(tiny_gpt2, tiny_gpt2_dir, tiny_tokenize
     perplexity(params, config, tiny_tokenizer, ["abc"], ["x"])
 
 
+@pytest.mark.slow
 def test_cli_train_discriminator_and_generate(tiny_gpt2_dir, tiny_tokenizer, tmp_path, capsys):
   data = tmp_path / "data.tsv"
   data.write_text(

@@ -147,6 +147,7 @@ def test_llama_gqa_parity_with_torch_reference_float64(name, tiny_llama_dir, tor
   assert np.abs(np.asarray(probs) - np.asarray(still)).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_bfloat16_weights_steer_with_float32_perturbation(tiny_llama_dir):
   """bfloat16 weights: the caches, perturbation and distributions are float32; greedy
   steering at stepsize 0 equals unsteered greedy decoding of the same bfloat16 model."""

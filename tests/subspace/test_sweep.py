@@ -53,6 +53,7 @@ def _sweep_args(out, *extra):
   return ["subspace", "sweep", *TINY, "--out", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_sweep_writes_results_csv_and_plot(tmp_path):
   out = tmp_path / "sweep"
   assert (
@@ -221,6 +222,7 @@ def _digits_model_init(key):
   return from_nnx(create_model("fc", (8, 8, 1), 10, seed=key, widths=(16,)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("projection", ["dense", "fastfood"])
 def test_vmapped_configs_equal_configs_trained_one_by_one(projection):
   """A stack of 4 configs (d padded to 12 and masked, split over 2 devices) = 4 separate runs."""
