@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import pathlib
 import subprocess
 from typing import NamedTuple
@@ -92,3 +94,15 @@ def unmount(path: pathlib.Path) -> None:
 
 def remount_readonly(path: pathlib.Path) -> None:
   subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+
+
+def checkpoint_save_on_a_full_disk(run_dir: pathlib.Path):
+  """A stand-in for `CheckpointManager.save` that leaves a temporary folder, then fails (ENOSPC)."""
+
+  def save(self, step, *args, **kwargs):
+    partial = run_dir / "checkpoints" / f"{step}.orbax-checkpoint-tmp-1234"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "data").write_bytes(b"\0" * 100)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  return save

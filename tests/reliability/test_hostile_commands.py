@@ -18,6 +18,7 @@ import pytest
 from hostile import (
   Result,
   assert_one_line_error,
+  checkpoint_save_on_a_full_disk,
   flip_array_bytes,
   snapshot,
   summary_without_timing,
@@ -107,14 +108,7 @@ def test_full_disk_in_the_checkpoint_writer_of_lca_and_coordconv(
   import orbax.checkpoint as ocp
 
   out = tmp_path / "out"
-
-  def full_disk(self, step, *args, **kwargs):
-    partial = out / "checkpoints" / f"{step}.orbax-checkpoint-tmp-1234"
-    (partial / "state").mkdir(parents=True)
-    (partial / "state" / "data").write_bytes(b"\0" * 100)
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  monkeypatch.setattr(ocp.CheckpointManager, "save", checkpoint_save_on_a_full_disk(out))
   assert_one_line_error(jaxnn(_args(command, out)), "could not be written", "No space left")
   assert not [p for p in out.rglob("*") if "orbax-checkpoint-tmp" in p.name]
 

@@ -14,6 +14,7 @@ import shutil
 
 from hostile import (
   assert_one_line_error,
+  checkpoint_save_on_a_full_disk,
   remount_readonly,
   snapshot,
   train_args,
@@ -65,13 +66,7 @@ def test_full_disk_simulated_in_the_checkpoint_writer(run, jaxnn, monkeypatch):
   """The same without a mount: Orbax's save leaves a temporary folder, then fails."""
   import orbax.checkpoint as ocp
 
-  def full_disk(self, step, *args, **kwargs):
-    partial = run / "checkpoints" / f"{step}.orbax-checkpoint-tmp-1234"
-    (partial / "state").mkdir(parents=True)
-    (partial / "state" / "data").write_bytes(b"\0" * 100)
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  monkeypatch.setattr(ocp.CheckpointManager, "save", checkpoint_save_on_a_full_disk(run))
   before = snapshot(run / "checkpoints")
   line = assert_one_line_error(
     jaxnn(train_args(run, 3)), "checkpoint at step 30 could not be written", "No space left"
