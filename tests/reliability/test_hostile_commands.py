@@ -86,7 +86,13 @@ def test_foreign_config_json_is_refused_by_every_command(command, content, tmp_p
   assert snapshot(out) == before
 
 
-@pytest.mark.parametrize("command", EVERY_COMMAND)
+OTHER_COMMANDS = {  # the commands whose --out holds no training run
+  "pplm": ["pplm", "generate", "--prompt", "The potato", "--bow", "military", "--length", "2"],
+  "reproduce": ["reproduce", "--quick", "--only", "lca", "--no-progress"],
+}
+
+
+@pytest.mark.parametrize("command", [*EVERY_COMMAND, *OTHER_COMMANDS])
 def test_full_disk_at_every_write_of_every_command(command, tmp_path, jaxnn, monkeypatch):
   """No space for any file (every fsync fails): one line, and no partial file left behind."""
 
@@ -95,7 +101,10 @@ def test_full_disk_at_every_write_of_every_command(command, tmp_path, jaxnn, mon
 
   monkeypatch.setattr(os, "fsync", full_disk)
   out = tmp_path / "out"
-  assert_one_line_error(jaxnn(_args(command, out)), "No space left on device", str(out))
+  args = [*OTHER_COMMANDS[command], "--out", out] if command in OTHER_COMMANDS else None
+  if command == "pplm":
+    args += ["--model", "offline"]  # the shipped language model: no download
+  assert_one_line_error(jaxnn(args or _args(command, out)), "No space left on device", str(out))
   leftovers = [p for p in tmp_path.rglob("*") if "-tmp" in p.name or p.name.startswith(".")]
   assert not leftovers, leftovers
 
