@@ -60,7 +60,7 @@ def read_fortunes(folder: Path = FORTUNES_DIR) -> tuple[list[str], list[str]]:
   if not folder.is_dir():
     raise DatasetUnavailableError(
       f"the offline corpus {folder} is missing: install Debian's fortunes package "
-      f"(apt-get install fortunes), which the project's setup installs"
+      f"(apt-get install fortunes); only rebuilding the shipped model needs it"
     )
   texts = []
   for path in sorted(
